@@ -1,0 +1,374 @@
+"""Geometry and loss math of Monodepth2 / Depth Hints (SPEC sections 2-4).
+
+All tensors are NCHW ``paddle.Tensor``s unless stated otherwise. Every formula follows
+``../shared/SPEC.md``; where the SPEC is silent the Monodepth2 reference semantics apply.
+
+Speed notes (Paddle 3.x on CPU): ``pad3d`` in reflect mode, ``pow`` and many separate
+avg-pool calls dominate a naive training step, so this module
+
+* pads by one pixel with slices + concat (:func:`reflection_pad1`),
+* squares with ``x * x`` (never ``**2`` / ``pow``),
+* computes the five SSIM statistics with a single separable 3x3 box filter over one
+  concatenated tensor.
+
+:func:`warp` is the single image-sampling helper of the project; it works around Paddle's
+CPU ``grid_sample`` backward crash that happens when the grid needs a gradient but the
+sampled image does not.
+"""
+import numpy as np
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+__all__ = [
+    "disp_to_depth", "rot_from_axisangle", "get_translation_matrix",
+    "transformation_from_parameters", "BackprojectDepth", "Project3D", "warp",
+    "reflection_pad1", "box_filter3", "SSIM", "Conv3x3", "ConvBlock", "upsample",
+    "get_smooth_loss", "compute_reprojection_loss", "compute_loss_masks",
+    "compute_proxy_supervised_loss", "compute_depth_errors", "DepthErrors",
+]
+
+
+# ----------------------------------------------------------------------------- depth
+
+
+def disp_to_depth(disp, min_depth, max_depth):
+    """Convert the network's sigmoid output to (scaled_disp, depth) (SPEC 3).
+
+    scaled = 1/max_depth + (1/min_depth - 1/max_depth) * disp; depth = 1 / scaled.
+    Works on paddle tensors and on numpy arrays.
+    """
+    min_disp = 1.0 / max_depth
+    max_disp = 1.0 / min_depth
+    scaled_disp = min_disp + (max_disp - min_disp) * disp
+    depth = 1.0 / scaled_disp
+    return scaled_disp, depth
+
+
+# ----------------------------------------------------------------------------- poses
+
+
+def rot_from_axisangle(vec):
+    """Axis-angle (B, 1, 3) -> homogeneous rotation (B, 4, 4) by Rodrigues' formula.
+
+    angle = |v|, axis = v / (angle + 1e-7) (SPEC 3).
+    """
+    angle = paddle.sqrt(paddle.sum(vec * vec, axis=2, keepdim=True))  # (B,1,1)
+    axis = vec / (angle + 1e-7)
+    ca = paddle.cos(angle)[:, 0, 0]
+    sa = paddle.sin(angle)[:, 0, 0]
+    C = 1.0 - ca
+    x = axis[:, 0, 0]
+    y = axis[:, 0, 1]
+    z = axis[:, 0, 2]
+    xs, ys, zs = x * sa, y * sa, z * sa
+    xC, yC, zC = x * C, y * C, z * C
+    xyC, yzC, zxC = x * yC, y * zC, z * xC
+    zero = paddle.zeros_like(x)
+    one = paddle.ones_like(x)
+    rows = [
+        x * xC + ca, xyC - zs, zxC + ys, zero,
+        xyC + zs, y * yC + ca, yzC - xs, zero,
+        zxC - ys, yzC + xs, z * zC + ca, zero,
+        zero, zero, zero, one,
+    ]
+    return paddle.stack(rows, axis=1).reshape([-1, 4, 4])
+
+
+def get_translation_matrix(translation_vector):
+    """Translation (B, 1, 3) -> homogeneous 4x4 translation matrices (B, 4, 4)."""
+    t = translation_vector.reshape([-1, 3, 1])
+    b = t.shape[0]
+    eye3 = paddle.eye(3, dtype=t.dtype).unsqueeze(0).expand([b, 3, 3])
+    top = paddle.concat([eye3, t], axis=2)  # (B,3,4)
+    bottom = paddle.to_tensor([[[0.0, 0.0, 0.0, 1.0]]], dtype=t.dtype).expand([b, 1, 4])
+    return paddle.concat([top, bottom], axis=1)
+
+
+def transformation_from_parameters(axisangle, translation, invert=False):
+    """Pose-network output (B,1,3), (B,1,3) -> 4x4 transform (B,4,4).
+
+    M = T(t) @ R, or with ``invert`` M = R^T @ T(-t), i.e. the inverse of the former.
+    """
+    R = rot_from_axisangle(axisangle)
+    t = translation
+    if invert:
+        R = R.transpose([0, 2, 1])
+        t = -t
+    T = get_translation_matrix(t)
+    if invert:
+        return paddle.matmul(R, T)
+    return paddle.matmul(T, R)
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+class BackprojectDepth(nn.Layer):
+    """Depth (B,1,H,W) + inv_K (B,4,4) -> homogeneous camera points (B,4,H*W) (SPEC 3).
+
+    ``batch_size`` is kept for Monodepth2 API compatibility only: ``forward`` uses the
+    batch size of its input, so a last, smaller batch works. The pixel grid
+    (x, y, 1) is a non-trainable, non-persistable buffer.
+    """
+
+    def __init__(self, batch_size, height, width):
+        super().__init__()
+        self.batch_size = batch_size
+        self.height = height
+        self.width = width
+        xs, ys = np.meshgrid(np.arange(width), np.arange(height), indexing="xy")
+        pix = np.stack([xs.reshape(-1), ys.reshape(-1), np.ones(height * width)], 0)
+        self.register_buffer("pix_coords",
+                             paddle.to_tensor(pix[None].astype("float32")),
+                             persistable=False)  # (1,3,HW)
+
+    def forward(self, depth, inv_K):
+        b = depth.shape[0]
+        pix = self.pix_coords
+        if pix.dtype != inv_K.dtype:
+            pix = pix.astype(inv_K.dtype)
+        cam = paddle.matmul(inv_K[:, :3, :3], pix)  # (B,3,HW) by broadcasting
+        cam = depth.reshape([b, 1, -1]) * cam
+        ones = paddle.ones([b, 1, self.height * self.width], dtype=cam.dtype)
+        return paddle.concat([cam, ones], axis=1)
+
+
+class Project3D(nn.Layer):
+    """Points (B,4,HW), K (B,4,4), T (B,4,4) -> sampling grid (B,H,W,2) in [-1, 1] (SPEC 3).
+
+    P = (K @ T)[:3]; pix = (P @ points)[:2] / (z + eps); x /= W-1, y /= H-1;
+    grid = (pix - 0.5) * 2 (align_corners=True convention).
+    """
+
+    def __init__(self, batch_size, height, width, eps=1e-7):
+        super().__init__()
+        self.batch_size = batch_size
+        self.height = height
+        self.width = width
+        self.eps = eps
+        self.register_buffer("norm_div",
+                             paddle.to_tensor(np.array([width - 1, height - 1], "float32")),
+                             persistable=False)
+
+    def forward(self, points, K, T):
+        b = points.shape[0]
+        P = paddle.matmul(K, T)[:, :3, :]
+        cam = paddle.matmul(P, points)  # (B,3,HW)
+        pix = cam[:, :2, :] / (cam[:, 2:3, :] + self.eps)
+        pix = pix.reshape([b, 2, self.height, self.width]).transpose([0, 2, 3, 1])
+        div = self.norm_div if self.norm_div.dtype == pix.dtype else self.norm_div.astype(pix.dtype)
+        return (pix / div - 0.5) * 2
+
+
+def warp(image, grid):
+    """Sample ``image`` (B,C,H,W) at ``grid`` (B,Ho,Wo,2): bilinear, border, align_corners.
+
+    THE one warping helper of the project. Paddle's CPU grid_sample backward crashes when
+    the grid needs a gradient but the image does not; in that case the image is sampled
+    through a detached alias with ``stop_gradient=False`` (no data copy). The alias is a
+    throw-away leaf, so no gradient reaches the caller's image.
+    """
+    if image.stop_gradient and not grid.stop_gradient:
+        image = image.detach()
+        image.stop_gradient = False
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border",
+                         align_corners=True)
+
+
+# ----------------------------------------------------------------------------- conv blocks
+
+
+def reflection_pad1(x):
+    """Reflection padding by one pixel on H and W of an NCHW tensor (slices + concat).
+
+    Equal to ``numpy.pad(x, ((0,0),(0,0),(1,1),(1,1)), mode='reflect')`` and much
+    faster on CPU than Paddle's pad3d. Needs H, W >= 2.
+    """
+    x = paddle.concat([x[:, :, 1:2], x, x[:, :, -2:-1]], axis=2)
+    return paddle.concat([x[:, :, :, 1:2], x, x[:, :, :, -2:-1]], axis=3)
+
+
+class Conv3x3(nn.Layer):
+    """Reflection- (default) or zero-padded 3x3 convolution; sub-layer ``conv``.
+
+    With ``use_refl=False`` the zero padding is done by the convolution itself
+    (``padding=1``), which is numerically the same as ZeroPad2d(1) + conv.
+    """
+
+    def __init__(self, in_channels, out_channels, use_refl=True):
+        super().__init__()
+        self.use_refl = use_refl
+        self.conv = nn.Conv2D(int(in_channels), int(out_channels), 3,
+                              padding=0 if use_refl else 1)
+
+    def forward(self, x):
+        if self.use_refl:
+            x = reflection_pad1(x)
+        return self.conv(x)
+
+
+class ConvBlock(nn.Layer):
+    """Conv3x3 (reflection padded) followed by ELU; attributes ``conv`` and ``nonlin``."""
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        self.conv = Conv3x3(in_channels, out_channels)
+        self.nonlin = nn.ELU()
+
+    def forward(self, x):
+        return self.nonlin(self.conv(x))
+
+
+def upsample(x):
+    """Nearest-neighbour upsampling by 2 (NCHW)."""
+    return F.interpolate(x, scale_factor=2, mode="nearest")
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def box_filter3(x):
+    """3x3 mean (stride 1, no padding) as a separable sum of slices: (H,W) -> (H-2,W-2)."""
+    x = x[:, :, :, :-2] + x[:, :, :, 1:-1] + x[:, :, :, 2:]
+    x = x[:, :, :-2] + x[:, :, 1:-1] + x[:, :, 2:]
+    return x * (1.0 / 9.0)
+
+
+class SSIM(nn.Layer):
+    """Per-pixel SSIM distance clamp((1 - SSIM(x, y)) / 2, 0, 1), shape (B,C,H,W) (SPEC 4).
+
+    Reflection pad 1, 3x3 mean pooling, C1 = 0.01^2, C2 = 0.03^2. The five statistics
+    (x, y, x^2, y^2, xy) are padded and pooled together in one pass.
+    """
+
+    C1 = 0.01 ** 2
+    C2 = 0.03 ** 2
+
+    def forward(self, x, y):
+        c = x.shape[1]
+        stats = paddle.concat([x, y, x * x, y * y, x * y], axis=1)
+        pooled = box_filter3(reflection_pad1(stats))
+        mu_x = pooled[:, :c]
+        mu_y = pooled[:, c:2 * c]
+        mu_xy = mu_x * mu_y
+        mu_xx = mu_x * mu_x
+        mu_yy = mu_y * mu_y
+        sigma_x = pooled[:, 2 * c:3 * c] - mu_xx
+        sigma_y = pooled[:, 3 * c:4 * c] - mu_yy
+        sigma_xy = pooled[:, 4 * c:] - mu_xy
+        n = (2 * mu_xy + self.C1) * (2 * sigma_xy + self.C2)
+        d = (mu_xx + mu_yy + self.C1) * (sigma_x + sigma_y + self.C2)
+        return paddle.clip((1 - n / d) * 0.5, 0.0, 1.0)
+
+
+_SSIM = SSIM()
+
+
+def compute_reprojection_loss(pred, target, no_ssim=False):
+    """Photometric error pe = 0.85 mean_c SSIM + 0.15 mean_c |pred - target|, (B,1,H,W).
+
+    With ``no_ssim`` only mean_c |pred - target|. Both channel means are taken in one op.
+    """
+    abs_diff = paddle.abs(target - pred)
+    if no_ssim:
+        return paddle.mean(abs_diff, axis=1, keepdim=True)
+    return paddle.mean(0.85 * _SSIM(pred, target) + 0.15 * abs_diff, axis=1, keepdim=True)
+
+
+def get_smooth_loss(disp, img):
+    """Edge-aware smoothness (scalar) (SPEC 4, Monodepth2 semantics).
+
+    mean(|dx disp| * exp(-mean_c |dx img|)) + mean(|dy disp| * exp(-mean_c |dy img|)).
+    ``disp`` is used as given: the caller mean-normalises it first.
+    """
+    gdx = paddle.abs(disp[:, :, :, :-1] - disp[:, :, :, 1:])
+    gdy = paddle.abs(disp[:, :, :-1, :] - disp[:, :, 1:, :])
+    gix = paddle.mean(paddle.abs(img[:, :, :, :-1] - img[:, :, :, 1:]), axis=1, keepdim=True)
+    giy = paddle.mean(paddle.abs(img[:, :, :-1, :] - img[:, :, 1:, :]), axis=1, keepdim=True)
+    return paddle.mean(gdx * paddle.exp(-gix)) + paddle.mean(gdy * paddle.exp(-giy))
+
+
+def compute_loss_masks(reprojection_loss, identity_reprojection_loss,
+                       depth_hint_reprojection_loss):
+    """Per-pixel argmin masks (SPEC 4, Depth Hints) -> (reprojection_mask, hint_mask or None).
+
+    With an identity loss: argmin over [reprojection, identity(, hint)] along channels;
+    reprojection mask = argmin != 1, hint mask = argmin == 2 (None without a hint loss).
+    Without an identity loss (no auto-masking): reprojection mask = ones, hint mask =
+    (argmin over [reprojection, hint]) == 1, or None without a hint loss.
+    Ties go to the FIRST candidate (reprojection before identity before hint), like
+    ``argmin``. Masks are float, (B,1,H,W), and carry no gradient.
+    """
+    hint = depth_hint_reprojection_loss
+    if identity_reprojection_loss is None:
+        reprojection_mask = paddle.ones_like(reprojection_loss)
+        if hint is None:
+            return reprojection_mask, None
+        losses = paddle.concat([reprojection_loss, hint], axis=1)
+        idxs = paddle.argmin(losses, axis=1, keepdim=True)
+        return reprojection_mask, (idxs == 1).astype(reprojection_loss.dtype)
+    parts = [reprojection_loss, identity_reprojection_loss]
+    if hint is not None:
+        parts.append(hint)
+    idxs = paddle.argmin(paddle.concat(parts, axis=1), axis=1, keepdim=True)
+    reprojection_mask = (idxs != 1).astype(reprojection_loss.dtype)
+    hint_mask = None if hint is None else (idxs == 2).astype(reprojection_loss.dtype)
+    return reprojection_mask, hint_mask
+
+
+def compute_proxy_supervised_loss(pred, target, valid_pixels, loss_mask):
+    """Depth-hint loss: sum(log(1 + |target - pred|) * valid * mask) / (sum(mask) + 1e-7)."""
+    loss = paddle.log1p(paddle.abs(target - pred)) * valid_pixels * loss_mask
+    return paddle.sum(loss) / (paddle.sum(loss_mask) + 1e-7)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+class DepthErrors(tuple):
+    """The seven depth metrics as a tuple (abs_rel, sq_rel, rmse, rmse_log, a1, a2, a3).
+
+    Also indexable by name (``errors["abs_rel"]``) and convertible with ``as_dict()``.
+    """
+
+    NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
+
+    def __new__(cls, values):
+        return super().__new__(cls, values)
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self.NAMES.index(key))
+        return tuple.__getitem__(self, key)
+
+    def __getattr__(self, name):
+        if name in DepthErrors.NAMES:
+            return tuple.__getitem__(self, DepthErrors.NAMES.index(name))
+        raise AttributeError(name)
+
+    def keys(self):
+        return list(self.NAMES)
+
+    def as_dict(self):
+        return dict(zip(self.NAMES, self))
+
+
+def compute_depth_errors(gt, pred):
+    """Depth metrics between numpy arrays of valid ground truth and prediction (SPEC 6).
+
+    Returns :class:`DepthErrors` (abs_rel, sq_rel, rmse, rmse_log, a1, a2, a3) of floats.
+    """
+    gt = np.asarray(gt, dtype=np.float64)
+    pred = np.asarray(pred, dtype=np.float64)
+    thresh = np.maximum(gt / pred, pred / gt)
+    a1 = np.mean(thresh < 1.25)
+    a2 = np.mean(thresh < 1.25 ** 2)
+    a3 = np.mean(thresh < 1.25 ** 3)
+    diff = gt - pred
+    rmse = np.sqrt(np.mean(diff * diff))
+    log_diff = np.log(gt) - np.log(pred)
+    rmse_log = np.sqrt(np.mean(log_diff * log_diff))
+    abs_rel = np.mean(np.abs(diff) / gt)
+    sq_rel = np.mean(diff * diff / gt)
+    return DepthErrors(float(v) for v in (abs_rel, sq_rel, rmse, rmse_log, a1, a2, a3))

@@ -1,0 +1,182 @@
+"""Small shared helpers: file lists, atomic writes, device pick, split folders, colour maps."""
+import io
+import os
+import tempfile
+
+import numpy as np
+
+REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
+
+__all__ = [
+    "ToolkitError", "readlines", "normalize_image", "sec_to_hm", "sec_to_hm_str",
+    "atomic_write_bytes", "atomic_write_text", "atomic_save_npy", "atomic_save_npz",
+    "atomic_paddle_save", "resolve_split_dir", "pick_device", "colormap_disp",
+]
+
+
+class ToolkitError(Exception):
+    """A user-facing error. CLIs catch it, print one line on stderr and exit with code 2.
+
+    The message should read ``<what> (<file or flag>): <how to fix>``.
+    """
+
+
+def readlines(path):
+    """Return the lines of a text file without trailing newlines (empty lines dropped).
+
+    Raises :class:`ToolkitError` naming the file when it does not exist.
+    """
+    if not os.path.isfile(path):
+        raise ToolkitError(f"file not found ({path}): check the path / split name")
+    with open(path, "r") as f:
+        return [line.rstrip("\r\n") for line in f.read().splitlines() if line.strip()]
+
+
+def normalize_image(x):
+    """Rescale an image (paddle tensor or numpy array) to [0, 1] by its min and max.
+
+    A constant image is divided by 1e5 instead of 0 (Monodepth2 semantics).
+    """
+    ma = float(x.max())
+    mi = float(x.min())
+    d = ma - mi if ma != mi else 1e5
+    return (x - mi) / d
+
+
+def sec_to_hm(t):
+    """Seconds -> (hours, minutes, seconds) as ints."""
+    t = int(t)
+    s = t % 60
+    t //= 60
+    m = t % 60
+    t //= 60
+    return t, m, s
+
+
+def sec_to_hm_str(t):
+    """Seconds -> 'XXhYYmZZs'."""
+    h, m, s = sec_to_hm(t)
+    return "{:02d}h{:02d}m{:02d}s".format(h, m, s)
+
+
+# ----------------------------------------------------------------------------- atomic writes
+
+
+def _atomic_write(path, write_fn, binary=True):
+    """Write ``path`` via ``write_fn(fileobj)`` into a temp file in the same folder, then
+    ``os.replace`` it into place: readers never see a partial file and a failure leaves
+    no temp file behind."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
+                               suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb" if binary else "w") as f:
+            write_fn(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def atomic_write_bytes(path, data):
+    """Atomically write ``data`` (bytes) to ``path``."""
+    return _atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_text(path, text):
+    """Atomically write ``text`` (str) to ``path``."""
+    return _atomic_write(path, lambda f: f.write(text), binary=False)
+
+
+def atomic_save_npy(path, array):
+    """Atomically ``np.save`` ``array`` to exactly ``path`` (no '.npy' is appended)."""
+    return _atomic_write(path, lambda f: np.save(f, np.asarray(array)))
+
+
+def atomic_save_npz(path, **arrays):
+    """Atomically ``np.savez_compressed`` the keyword arrays to exactly ``path``."""
+    return _atomic_write(path, lambda f: np.savez_compressed(f, **arrays))
+
+
+def atomic_paddle_save(obj, path):
+    """Atomically ``paddle.save`` a state dict (or other object) to ``path``."""
+    import paddle
+
+    def write(f):
+        buf = io.BytesIO()
+        paddle.save(obj, buf)
+        f.write(buf.getvalue())
+
+    return _atomic_write(path, write)
+
+
+# ----------------------------------------------------------------------------- misc
+
+
+def resolve_split_dir(split, splits_dir=None):
+    """Folder of a split: an existing folder path is used as is, else
+    ``<splits_dir or <repo>/splits>/<split>``. Missing -> ``FileNotFoundError``
+    (also a :class:`ToolkitError`) that says how to fix it."""
+    if split is None or str(split) == "":
+        raise SplitNotFoundError("no split given (--split): name a split or a folder")
+    split = os.fspath(split)
+    if os.path.isdir(split):
+        return split
+    base = os.fspath(splits_dir) if splits_dir else os.path.join(REPO_ROOT, "splits")
+    path = os.path.join(base, split)
+    if os.path.isdir(path):
+        return path
+    raise SplitNotFoundError(
+        f"split '{split}' not found ({path}): put the split's *_files.txt lists there, "
+        f"pass a folder path as the split, or set --splits_dir")
+
+
+class SplitNotFoundError(ToolkitError, FileNotFoundError):
+    """A split folder that does not exist (both a ToolkitError and a FileNotFoundError)."""
+
+
+def pick_device(device="auto"):
+    """Choose and set the Paddle device: 'auto' -> 'gpu' when compiled with CUDA and a GPU
+    is visible, else 'cpu'. Asking for 'gpu' without one raises :class:`ToolkitError`."""
+    import paddle
+    device = (device or "auto").lower()
+    has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+    if device == "auto":
+        device = "gpu" if has_gpu else "cpu"
+    elif device.startswith("gpu") or device.startswith("cuda"):
+        if not has_gpu:
+            raise ToolkitError(f"no GPU available (--device {device}): use --device cpu")
+        device = "gpu"
+    elif device != "cpu":
+        raise ToolkitError(f"unknown device '{device}' (--device): use auto, cpu or gpu")
+    paddle.set_device(device)
+    return device
+
+
+def colormap_disp(disp, vmax_percentile=95):
+    """Disparity (H,W) numpy array or tensor -> (H,W,3) uint8 RGB with the magma colour map.
+
+    Normalised by [min, 95th percentile] as in Monodepth2's test_simple.
+    """
+    import matplotlib
+    import matplotlib.cm as cm
+    if hasattr(disp, "numpy"):
+        disp = disp.numpy()
+    d = np.squeeze(np.asarray(disp, dtype=np.float64))
+    if d.ndim != 2:
+        raise ValueError(f"colormap_disp expects an (H, W) disparity, got shape {d.shape}")
+    vmin = float(d.min())
+    vmax = float(np.percentile(d, vmax_percentile))
+    if vmax <= vmin:
+        vmax = vmin + 1e-8
+    norm = matplotlib.colors.Normalize(vmin=vmin, vmax=vmax)
+    mapper = cm.ScalarMappable(norm=norm, cmap="magma")
+    return (mapper.to_rgba(d)[:, :, :3] * 255).astype(np.uint8)
