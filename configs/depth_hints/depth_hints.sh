@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Depth Hints entry points.
+#
+#   bash configs/depth_hints/depth_hints.sh demo                 # fresh machine -> trained + evaluated model
+#   bash configs/depth_hints/depth_hints.sh hints    [options]   # precompute fused SGM hints (1024x320)
+#   bash configs/depth_hints/depth_hints.sh pretrain [options]   # 640x192 stereo + hints (paper recipe)
+#   bash configs/depth_hints/depth_hints.sh finetune [options]   # 1024x320 from the pretrain weights, lr 5e-5
+#   bash configs/depth_hints/depth_hints.sh eval     [options]   # both resolutions, stereo and mono evaluation
+#
+# Options (each also readable from the environment variable in capitals):
+#   --data_path P    KITTI raw root                       (DATA_PATH, default ./kitti_data)
+#   --hint_path P    depth hints folder                   (HINT_PATH, default <data_path>/depth_hints)
+#   --log_dir P      where models and logs go             (LOG_DIR,   default ./logs)
+#   --gpu ID         GPU id; "cpu" forces CPU             (GPU,       default 0; CPU used when no GPU)
+#   --num_layers N   ResNet depth (18 or 50)              (NUM_LAYERS, default 18)
+#   --num_workers N  data-loading / precompute workers    (NUM_WORKERS, default: number of cores)
+#   --out P          demo output folder                   (OUT, default ./demo_out)
+# Anything after "--" is passed to the Python command unchanged.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cmd="${1:-help}"; shift || true
+
+DATA_PATH="${DATA_PATH:-$ROOT/kitti_data}"
+HINT_PATH="${HINT_PATH:-}"
+LOG_DIR="${LOG_DIR:-$ROOT/logs}"
+GPU="${GPU:-0}"
+NUM_LAYERS="${NUM_LAYERS:-18}"
+NUM_WORKERS="${NUM_WORKERS:-$(nproc 2>/dev/null || echo 2)}"
+OUT="${OUT:-$ROOT/demo_out}"
+EXTRA=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --data_path) DATA_PATH="$2"; shift 2 ;;
+    --hint_path) HINT_PATH="$2"; shift 2 ;;
+    --log_dir) LOG_DIR="$2"; shift 2 ;;
+    --gpu) GPU="$2"; shift 2 ;;
+    --num_layers) NUM_LAYERS="$2"; shift 2 ;;
+    --num_workers) NUM_WORKERS="$2"; shift 2 ;;
+    --out) OUT="$2"; shift 2 ;;
+    --) shift; EXTRA=("$@"); break ;;
+    -h|--help) cmd=help; shift ;;
+    *) echo "error: unknown option '$1' for depth_hints.sh (see: bash $0 help)" >&2; exit 2 ;;
+  esac
+done
+HINT_PATH="${HINT_PATH:-$DATA_PATH/depth_hints}"
+
+if [ "$GPU" = "cpu" ]; then DEVICE=cpu; else DEVICE=auto; export CUDA_VISIBLE_DEVICES="$GPU"; fi
+PY="$ROOT/.venv/bin/python"
+setup() { bash "$ROOT/tools/setup_env.sh"; }
+need_data() {
+  if [ ! -d "$DATA_PATH" ]; then
+    echo "error: KITTI data not found (--data_path $DATA_PATH): download and unpack KITTI raw as in README.md, or pass --data_path" >&2
+    exit 2
+  fi
+}
+# newest weights_<N> folder of a model
+last_weights() { ls -d "$1"/models/weights_* 2>/dev/null | sort -t_ -k2 -n | tail -n 1; }
+
+PRE_NAME="depth_hints_s_r${NUM_LAYERS}_640x192"
+FT_NAME="depth_hints_s_r${NUM_LAYERS}_1024x320"
+
+case "$cmd" in
+  hints)
+    setup; need_data
+    cd "$ROOT"
+    "$PY" precompute_depth_hints.py --data_path "$DATA_PATH" --save_path "$HINT_PATH" \
+      --filenames splits/eigen_full/all_files.txt --height 320 --width 1024 \
+      --num_workers "$NUM_WORKERS" "${EXTRA[@]}"
+    ;;
+  pretrain)
+    setup; need_data
+    cd "$ROOT"
+    "$PY" train.py --data_path "$DATA_PATH" --log_dir "$LOG_DIR" --model_name "$PRE_NAME" \
+      --use_depth_hints --depth_hint_path "$HINT_PATH" --frame_ids 0 --use_stereo \
+      --split eigen_full --scheduler_step_size 5 --disparity_smoothness 0 \
+      --num_layers "$NUM_LAYERS" --height 192 --width 640 --batch_size 12 --num_epochs 20 \
+      --num_workers "$NUM_WORKERS" --device "$DEVICE" "${EXTRA[@]}"
+    ;;
+  finetune)
+    setup; need_data
+    cd "$ROOT"
+    W="$(last_weights "$LOG_DIR/$PRE_NAME")"
+    [ -n "$W" ] || { echo "error: no pretrain weights under $LOG_DIR/$PRE_NAME/models: run 'depth_hints.sh pretrain' first" >&2; exit 2; }
+    "$PY" train.py --data_path "$DATA_PATH" --log_dir "$LOG_DIR" --model_name "$FT_NAME" \
+      --use_depth_hints --depth_hint_path "$HINT_PATH" --frame_ids 0 --use_stereo \
+      --split eigen_full --scheduler_step_size 5 --disparity_smoothness 0 \
+      --num_layers "$NUM_LAYERS" --height 320 --width 1024 --batch_size 12 --num_epochs 5 \
+      --learning_rate 5e-5 --load_weights_folder "$W" --models_to_load encoder depth \
+      --num_workers "$NUM_WORKERS" --device "$DEVICE" "${EXTRA[@]}"
+    ;;
+  eval)
+    setup; need_data
+    cd "$ROOT"
+    for name in "$PRE_NAME" "$FT_NAME"; do
+      W="$(last_weights "$LOG_DIR/$name")"
+      if [ -z "$W" ]; then echo "[eval] skip $name: no weights under $LOG_DIR/$name/models"; continue; fi
+      for mode in --eval_stereo --eval_mono; do
+        echo "[eval] $name $mode ($W)"
+        "$PY" evaluate_depth.py --load_weights_folder "$W" --data_path "$DATA_PATH" \
+          --eval_split eigen $mode --num_layers "$NUM_LAYERS" --device "$DEVICE" "${EXTRA[@]}"
+      done
+    done
+    ;;
+  demo)
+    exec bash "$ROOT/tools/demo.sh" --out "$OUT" --num_workers "$NUM_WORKERS" "${EXTRA[@]}"
+    ;;
+  help|*)
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+    [ "$cmd" = help ] || { echo "error: unknown sub-command '$cmd'" >&2; exit 2; }
+    ;;
+esac
