@@ -1,0 +1,65 @@
+"""Monodepth2 depth decoder (SPEC section 2).
+
+All convolutions live in one LayerList ``decoder`` in Monodepth2's construction order:
+upconv(4,0), upconv(4,1), upconv(3,0), ..., upconv(0,1), then dispconv(s) for s in scales
+(14 entries for 4 scales). A ConvBlock's weights are ``decoder.k.conv.conv.*``, a
+dispconv's ``decoder.k.conv.*``.
+"""
+import numpy as np
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+
+from layers import Conv3x3, ConvBlock, upsample
+
+from .initializers import init_conv_torch_default
+
+NUM_CH_DEC = (16, 32, 64, 128, 256)
+
+
+class DepthDecoder(nn.Layer):
+    """Returns ``{("disp", s): sigmoid(dispconv_s(x_s))}`` with shape (B, C, H/2^s, W/2^s)."""
+
+    def __init__(self, num_ch_enc, scales=range(4), num_output_channels=1, use_skips=True):
+        super().__init__()
+        self.num_ch_enc = np.array([int(c) for c in num_ch_enc])
+        self.num_ch_dec = np.array(NUM_CH_DEC)
+        self.scales = list(scales)
+        self.num_output_channels = num_output_channels
+        self.use_skips = use_skips
+
+        layers = []
+        self._index = {}
+
+        def add(key, layer):
+            self._index[key] = len(layers)
+            layers.append(layer)
+
+        enc, dec = self.num_ch_enc, self.num_ch_dec
+        for i in range(4, -1, -1):
+            num_in = enc[-1] if i == 4 else dec[i + 1]
+            add(("upconv", i, 0), ConvBlock(int(num_in), int(dec[i])))
+            num_in = dec[i] + (enc[i - 1] if use_skips and i > 0 else 0)
+            add(("upconv", i, 1), ConvBlock(int(num_in), int(dec[i])))
+        for s in self.scales:
+            add(("dispconv", s), Conv3x3(int(dec[s]), num_output_channels))
+        self.decoder = nn.LayerList(layers)
+        init_conv_torch_default(self)
+
+    def conv(self, key):
+        """The layer Monodepth2 calls ``self.convs[key]``, e.g. ``("upconv", 4, 0)``."""
+        return self.decoder[self._index[key]]
+
+    def forward(self, input_features):
+        outputs = {}
+        x = input_features[-1]
+        for i in range(4, -1, -1):
+            x = self.conv(("upconv", i, 0))(x)
+            x = [upsample(x)]
+            if self.use_skips and i > 0:
+                x.append(input_features[i - 1])
+            x = paddle.concat(x, axis=1)
+            x = self.conv(("upconv", i, 1))(x)
+            if i in self.scales:
+                outputs[("disp", i)] = F.sigmoid(self.conv(("dispconv", i))(x))
+        return outputs

@@ -1,0 +1,120 @@
+"""Loading weight files into the networks with clear, user-facing errors.
+
+``load_state_dict_strict`` is the one place the trainer, the evaluators and the export
+tool load ``.pdparams`` files: anything missing, unexpected or of the wrong shape is
+reported by name in a single :class:`utils.ToolkitError` instead of being silently skipped
+(Paddle's ``set_state_dict`` only warns).
+"""
+import os
+import re
+
+import numpy as np
+import paddle
+
+from utils import ToolkitError
+
+# Non-tensor entries Monodepth2 / Depth Hints store beside the encoder's parameters.
+META_KEYS = ("height", "width", "use_stereo")
+
+_MAX_LISTED = 6
+
+
+def load_weights_file(path, what=None):
+    """``paddle.load`` a ``.pdparams`` file; a missing or unreadable file raises ToolkitError."""
+    what = what or os.path.basename(str(path))
+    if not os.path.isfile(path):
+        raise ToolkitError(
+            f"{what} not found ({path}): check the weights folder "
+            "(see weights/README.md; PyTorch .pth files need tools/convert_torch_weights.py)")
+    try:
+        state = paddle.load(str(path))
+    except Exception as exc:  # corrupt / not a paddle file
+        raise ToolkitError(
+            f"{what} could not be read ({path}): {type(exc).__name__}: {exc}; "
+            "is it a .pdparams file written by paddle.save?") from exc
+    if not isinstance(state, dict):
+        raise ToolkitError(f"{what} does not hold a state dict ({path}): "
+                           "expected a .pdparams file of parameters")
+    return state
+
+
+def _shape(value):
+    shape = getattr(value, "shape", None)
+    return None if shape is None else tuple(int(s) for s in shape)
+
+
+def _listed(items):
+    items = list(items)
+    head = ", ".join(items[:_MAX_LISTED])
+    more = f", ... (+{len(items) - _MAX_LISTED} more)" if len(items) > _MAX_LISTED else ""
+    return f"[{head}{more}]"
+
+
+def _to_numpy(value, like):
+    arr = value.numpy() if isinstance(value, paddle.Tensor) else np.asarray(value)
+    if like.dtype == paddle.float32 and arr.dtype != np.float32:
+        arr = arr.astype(np.float32)
+    return arr
+
+
+def load_state_dict_strict(model, state, what="encoder.pdparams", ignore_keys=()):
+    """Load ``state`` (a dict, or a path to a ``.pdparams`` file) into ``model`` by name.
+
+    Entries named in ``META_KEYS`` (``height``, ``width``, ``use_stereo``), in
+    ``ignore_keys`` and in the model's ``ignored_state_keys`` attribute (e.g. the unused
+    ImageNet ``fc`` of a ResNet encoder) are skipped. Any missing, unexpected or
+    shape-mismatched key raises one :class:`utils.ToolkitError` listing them.
+    Returns the model.
+    """
+    if isinstance(state, (str, os.PathLike)):
+        state = load_weights_file(state, what)
+    ignore = set(META_KEYS) | set(ignore_keys) | set(getattr(model, "ignored_state_keys", ()))
+    tensors = {k: v for k, v in state.items() if k not in ignore}
+    own = model.state_dict()
+    missing = [k for k in own if k not in tensors]
+    unexpected = [k for k in tensors if k not in own]
+    mismatched = []
+    for k, param in own.items():
+        if k in tensors:
+            got = _shape(tensors[k])
+            if got != tuple(int(s) for s in param.shape):
+                mismatched.append(f"{k}: file {list(got) if got is not None else type(tensors[k]).__name__}"
+                                  f" vs model {list(param.shape)}")
+    if missing or unexpected or mismatched:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys {_listed(missing)}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys {_listed(unexpected)}")
+        if mismatched:
+            parts.append(f"{len(mismatched)} shape mismatches {_listed(mismatched)}")
+        raise ToolkitError(
+            f"{what} does not match the {type(model).__name__} it is loaded into ({'; '.join(parts)}): "
+            "check --num_layers (and the other network options) against the run that wrote "
+            "these weights, or convert PyTorch weights with tools/convert_torch_weights.py")
+    model.set_state_dict({k: _to_numpy(tensors[k], own[k]) for k in own})
+    return model
+
+
+_BLOCKS_TO_LAYERS = {
+    ("basic", 2, 2): 18, ("basic", 4, 6): 34,
+    ("bottleneck", 4, 6): 50, ("bottleneck", 4, 23): 101, ("bottleneck", 8, 36): 152,
+}
+
+
+def infer_num_layers(state, prefix="encoder."):
+    """ResNet depth (18/34/50/101/152) of an encoder state dict, or None if it is not one.
+
+    Counts the residual blocks of layer2/layer3 and checks for bottleneck ``conv3``.
+    Keys may carry ``prefix`` (checkpoints) or not (plain ImageNet ResNet files).
+    """
+    blocks = {2: set(), 3: set()}
+    bottleneck = False
+    pat = re.compile(r"^(?:%s)?layer([23])\.(\d+)\.(conv\d)\." % re.escape(prefix))
+    for key in state:
+        m = pat.match(str(key))
+        if m:
+            blocks[int(m.group(1))].add(int(m.group(2)))
+            bottleneck |= m.group(3) == "conv3"
+    sig = ("bottleneck" if bottleneck else "basic", len(blocks[2]), len(blocks[3]))
+    return _BLOCKS_TO_LAYERS.get(sig)
