@@ -8,7 +8,7 @@ avg-pool calls dominate a naive training step, so this module
 
 * pads by one pixel with slices + concat (:func:`reflection_pad1`),
 * squares with ``x * x`` (never ``**2`` / ``pow``),
-* computes the five SSIM statistics with a single separable 3x3 box filter over one
+* mean-filters the SSIM statistics with one depthwise 3x3 convolution over one
   concatenated tensor.
 
 :func:`warp` is the single image-sampling helper of the project; it works around Paddle's
@@ -23,7 +23,7 @@ import paddle.nn.functional as F
 __all__ = [
     "disp_to_depth", "rot_from_axisangle", "get_translation_matrix",
     "transformation_from_parameters", "BackprojectDepth", "Project3D", "warp",
-    "reflection_pad1", "box_filter3", "SSIM", "Conv3x3", "ConvBlock", "upsample",
+    "reflection_pad1", "SSIM", "Conv3x3", "ConvBlock", "upsample",
     "get_smooth_loss", "compute_reprojection_loss", "compute_loss_masks",
     "compute_proxy_supervised_loss", "compute_depth_errors", "DepthErrors",
 ]
@@ -179,12 +179,34 @@ def warp(image, grid):
 # ----------------------------------------------------------------------------- conv blocks
 
 
-def reflection_pad1(x):
-    """Reflection padding by one pixel on H and W of an NCHW tensor (slices + concat).
+_PAD_INDEX = {}
 
-    Equal to ``numpy.pad(x, ((0,0),(0,0),(1,1),(1,1)), mode='reflect')`` and much
-    faster on CPU than Paddle's pad3d. Needs H, W >= 2.
+
+def _reflect_index(height, width):
+    """Flat indices into an (H*W) plane that produce its (H+2)*(W+2) reflection padding."""
+    key = (height, width)
+    idx = _PAD_INDEX.get(key)
+    if idx is None:
+        rows = np.concatenate([[1], np.arange(height), [height - 2]])
+        cols = np.concatenate([[1], np.arange(width), [width - 2]])
+        flat = (rows[:, None] * width + cols[None, :]).reshape(-1).astype("int64")
+        idx = paddle.to_tensor(flat)
+        _PAD_INDEX[key] = idx
+    return idx
+
+
+def reflection_pad1(x):
+    """Reflection padding by one pixel on H and W of an NCHW tensor.
+
+    Equal to ``numpy.pad(x, ((0,0),(0,0),(1,1),(1,1)), mode='reflect')``. Implemented as
+    one ``gather`` of precomputed flat indices (forward+backward about 2x faster on CPU
+    than Paddle's pad3d and than slice+concat at decoder sizes); falls back to
+    slice+concat when the spatial size is not known (static graphs). Needs H, W >= 2.
     """
+    b, c, h, w = x.shape
+    if b > 0 and c > 0 and h > 0 and w > 0:
+        out = paddle.gather(x.reshape([b * c, h * w]), _reflect_index(h, w), axis=1)
+        return out.reshape([b, c, h + 2, w + 2])
     x = paddle.concat([x[:, :, 1:2], x, x[:, :, -2:-1]], axis=2)
     return paddle.concat([x[:, :, :, 1:2], x, x[:, :, :, -2:-1]], axis=3)
 
@@ -221,44 +243,55 @@ class ConvBlock(nn.Layer):
 
 
 def upsample(x):
-    """Nearest-neighbour upsampling by 2 (NCHW)."""
+    """Nearest-neighbour upsampling by 2 (NCHW), same values as
+    ``F.interpolate(x, scale_factor=2, mode='nearest')`` but built from expand + reshape
+    (about 2.5x faster forward+backward on CPU). Falls back to interpolate when the
+    spatial size is unknown (static graphs)."""
+    b, c, h, w = x.shape
+    if b > 0 and c > 0 and h > 0 and w > 0:
+        x = x.reshape([b, c, h, 1, w, 1]).expand([b, c, h, 2, w, 2])
+        return x.reshape([b, c, 2 * h, 2 * w])
     return F.interpolate(x, scale_factor=2, mode="nearest")
 
 
 # ----------------------------------------------------------------------------- losses
 
 
-def box_filter3(x):
-    """3x3 mean (stride 1, no padding) as a separable sum of slices: (H,W) -> (H-2,W-2)."""
-    x = x[:, :, :, :-2] + x[:, :, :, 1:-1] + x[:, :, :, 2:]
-    x = x[:, :, :-2] + x[:, :, 1:-1] + x[:, :, 2:]
-    return x * (1.0 / 9.0)
-
-
 class SSIM(nn.Layer):
     """Per-pixel SSIM distance clamp((1 - SSIM(x, y)) / 2, 0, 1), shape (B,C,H,W) (SPEC 4).
 
-    Reflection pad 1, 3x3 mean pooling, C1 = 0.01^2, C2 = 0.03^2. The five statistics
-    (x, y, x^2, y^2, xy) are padded and pooled together in one pass.
+    Reflection pad 1, 3x3 mean pooling (stride 1), C1 = 0.01^2, C2 = 0.03^2.
+    Fast form: the statistics x, y, x^2 + y^2 and xy are concatenated along channels,
+    padded once and mean-filtered by one depthwise 3x3 convolution (weights 1/9), which
+    is about 3x faster forward+backward on CPU than pad3d + five avg-pools. Using
+    pool(x^2 + y^2) = pool(x^2) + pool(y^2) (the only term where sigma_x, sigma_y occur)
+    saves one pooled statistic; results agree with the textbook form to float rounding.
     """
 
     C1 = 0.01 ** 2
     C2 = 0.03 ** 2
 
+    def __init__(self):
+        super().__init__()
+        self._kernels = {}
+
+    def _kernel(self, channels, dtype):
+        key = (channels, str(dtype))
+        k = self._kernels.get(key)
+        if k is None:
+            k = paddle.full([channels, 1, 3, 3], 1.0 / 9.0, dtype=dtype)
+            self._kernels[key] = k
+        return k
+
     def forward(self, x, y):
-        c = x.shape[1]
-        stats = paddle.concat([x, y, x * x, y * y, x * y], axis=1)
-        pooled = box_filter3(reflection_pad1(stats))
-        mu_x = pooled[:, :c]
-        mu_y = pooled[:, c:2 * c]
+        stats = paddle.concat([x, y, x * x + y * y, x * y], axis=1)
+        c4 = stats.shape[1]
+        pooled = F.conv2d(reflection_pad1(stats), self._kernel(c4, stats.dtype), groups=c4)
+        mu_x, mu_y, e_sq, e_xy = paddle.split(pooled, 4, axis=1)
         mu_xy = mu_x * mu_y
-        mu_xx = mu_x * mu_x
-        mu_yy = mu_y * mu_y
-        sigma_x = pooled[:, 2 * c:3 * c] - mu_xx
-        sigma_y = pooled[:, 3 * c:4 * c] - mu_yy
-        sigma_xy = pooled[:, 4 * c:] - mu_xy
-        n = (2 * mu_xy + self.C1) * (2 * sigma_xy + self.C2)
-        d = (mu_xx + mu_yy + self.C1) * (sigma_x + sigma_y + self.C2)
+        mu_sq = mu_x * mu_x + mu_y * mu_y
+        n = (2 * mu_xy + self.C1) * (2 * (e_xy - mu_xy) + self.C2)
+        d = (mu_sq + self.C1) * (e_sq - mu_sq + self.C2)
         return paddle.clip((1 - n / d) * 0.5, 0.0, 1.0)
 
 
