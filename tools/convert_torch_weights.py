@@ -1,0 +1,227 @@
+#!/usr/bin/env python
+"""Convert PyTorch weights to this toolkit's Paddle ``.pdparams`` files.
+
+Two kinds of input:
+
+* a Monodepth2 / Depth Hints model folder holding ``encoder.pth`` (with its ``height``,
+  ``width``, ``use_stereo`` entries), ``depth.pth``, ``pose_encoder.pth``, ``pose.pth``
+  (any subset): written as ``<dst>/{encoder,depth,pose_encoder,pose}.pdparams`` and
+  checked by loading them into this toolkit's networks;
+* a torchvision ImageNet ResNet file (``resnet18-f37072fd.pth`` ...): written as one
+  ``.pdparams`` with the ``encoder.`` prefix (``dst`` may be a folder: then
+  ``<dst>/resnet{N}.pdparams``, where ``ResnetEncoder(N, True)`` looks by default).
+
+Mapping: BatchNorm ``running_mean``/``running_var`` -> ``_mean``/``_variance``,
+``num_batches_tracked`` dropped, conv weights unchanged (both OIHW), Linear weights
+transposed (PyTorch stores [out, in], Paddle [in, out]), a DataParallel ``module.``
+prefix removed. PyTorch is needed only here, and is imported only when converting.
+
+    python tools/convert_torch_weights.py models/mono+stereo_640x192 models/paddle_ms_640x192
+    python tools/convert_torch_weights.py resnet18-f37072fd.pth weights/
+"""
+import argparse
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+
+from utils import ToolkitError, atomic_paddle_save  # noqa: E402
+
+MODEL_FILES = ("encoder", "depth", "pose_encoder", "pose")
+
+
+def _import_torch():
+    try:
+        import torch
+    except ImportError as exc:
+        raise ToolkitError("PyTorch is not installed (tools/convert_torch_weights.py): it is only "
+                           "needed for this conversion; `pip install torch` (the CPU build is "
+                           "enough) into this environment, convert, then uninstall it") from exc
+    return torch
+
+
+def load_torch_state(path):
+    """Read a ``.pth`` file into a flat dict (tensors and plain python values)."""
+    torch = _import_torch()
+    if not os.path.isfile(path):
+        raise ToolkitError(f"PyTorch weights not found ({path}): give an existing .pth file "
+                           "or a Monodepth2 model folder")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ToolkitError(f"could not read PyTorch weights ({path}): {type(exc).__name__}: "
+                           f"{exc}") from exc
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ToolkitError(f"{path} does not hold a state dict: expected a file written by "
+                           "torch.save(model.state_dict())")
+    return state
+
+
+def convert_state_dict(state, prefix=""):
+    """Map a PyTorch state dict (torch tensors / python values) to Paddle names and numpy."""
+    import torch
+
+    out = {}
+    for key, value in state.items():
+        key = str(key)
+        if key.startswith("module."):
+            key = key[len("module."):]
+        if key.endswith(".num_batches_tracked"):
+            continue
+        if isinstance(value, torch.Tensor):
+            arr = value.detach().cpu()
+            if arr.is_floating_point():
+                arr = arr.float()
+            arr = arr.numpy()
+            if key.endswith(".weight") and arr.ndim == 2:  # nn.Linear: [out, in] -> [in, out]
+                arr = np.ascontiguousarray(arr.T)
+            if key.endswith(".running_mean"):
+                key = key[: -len("running_mean")] + "_mean"
+            elif key.endswith(".running_var"):
+                key = key[: -len("running_var")] + "_variance"
+            out[prefix + key] = arr
+        else:
+            out[key] = value  # height / width / use_stereo and other metadata
+    return out
+
+
+def is_torchvision_resnet(state):
+    """True for a bare ImageNet ResNet state dict (``conv1.weight`` without ``encoder.``)."""
+    keys = [k[len("module."):] if str(k).startswith("module.") else str(k) for k in state]
+    return "conv1.weight" in keys and any(k.startswith("layer1.") for k in keys)
+
+
+def check_model_folder(dst):
+    """Load the converted files into this toolkit's networks (raises ToolkitError on mismatch)."""
+    import networks
+
+    def load(name):
+        path = os.path.join(dst, name + ".pdparams")
+        return networks.load_weights_file(path, name + ".pdparams") if os.path.isfile(path) else None
+
+    checked = []
+    enc_state = load("encoder")
+    num_ch_enc = None
+    if enc_state is not None:
+        n = networks.infer_num_layers(enc_state)
+        if n is None:
+            raise ToolkitError(f"encoder.pdparams is not a ResNet encoder ({dst})")
+        enc = networks.ResnetEncoder(n, False)
+        networks.load_state_dict_strict(enc, enc_state, "encoder.pdparams")
+        num_ch_enc = enc.num_ch_enc
+        checked.append(f"encoder (ResNet{n})")
+    depth_state = load("depth")
+    if depth_state is not None:
+        if num_ch_enc is None:
+            raise ToolkitError(f"depth.pdparams without encoder.pdparams ({dst}): the decoder "
+                               "is shaped by its encoder; convert the whole model folder")
+        dispconvs = sum(1 for k in depth_state if k.startswith("decoder.") and
+                        k.endswith(".conv.weight") and ".conv.conv." not in k)
+        networks.load_state_dict_strict(networks.DepthDecoder(num_ch_enc, range(dispconvs)),
+                                        depth_state, "depth.pdparams")
+        checked.append("depth")
+    pose_enc_state = load("pose_encoder")
+    pose_ch_enc = num_ch_enc
+    if pose_enc_state is not None:
+        n = networks.infer_num_layers(pose_enc_state)
+        images = int(pose_enc_state["encoder.conv1.weight"].shape[1]) // 3
+        pose_enc = networks.ResnetEncoder(n, False, num_input_images=images)
+        networks.load_state_dict_strict(pose_enc, pose_enc_state, "pose_encoder.pdparams")
+        pose_ch_enc = pose_enc.num_ch_enc
+        checked.append(f"pose_encoder (ResNet{n}, {images} images)")
+    pose_state = load("pose")
+    if pose_state is not None:
+        if "pose_conv.weight" in pose_state:
+            net = networks.PoseCNN(int(pose_state["net.0.weight"].shape[1]) // 3)
+        else:
+            if pose_ch_enc is None:
+                raise ToolkitError(f"pose.pdparams without an encoder ({dst}): convert the folder")
+            net = networks.PoseDecoder(pose_ch_enc,
+                                       int(pose_state["net.1.weight"].shape[1]) // 256,
+                                       int(pose_state["net.3.weight"].shape[0]) // 6)
+        networks.load_state_dict_strict(net, pose_state, "pose.pdparams")
+        checked.append(f"pose ({type(net).__name__})")
+    return checked
+
+
+def convert_model_folder(src, dst, check=True):
+    """Convert a Monodepth2 model folder; returns the written paths."""
+    found = [n for n in MODEL_FILES if os.path.isfile(os.path.join(src, n + ".pth"))]
+    if not found:
+        raise ToolkitError(f"no Monodepth2 weights in {src}: expected some of "
+                           + ", ".join(n + ".pth" for n in MODEL_FILES))
+    os.makedirs(dst, exist_ok=True)
+    written = []
+    for name in found:
+        state = convert_state_dict(load_torch_state(os.path.join(src, name + ".pth")))
+        out = os.path.join(dst, name + ".pdparams")
+        atomic_paddle_save(state, out)
+        written.append(out)
+        print(f"-> {os.path.join(src, name + '.pth')} -> {out} ({len(state)} entries)")
+    if os.path.isfile(os.path.join(src, "adam.pth")):
+        print("-> skipped adam.pth (optimizer state is not converted; training restarts Adam)")
+    if check:
+        print("-> checked against this toolkit's networks: " + ", ".join(check_model_folder(dst)))
+    return written
+
+
+def convert_file(src, dst, check=True):
+    """Convert one .pth: a torchvision ResNet (gets ``encoder.``) or one Monodepth2 file."""
+    import networks
+    torch_state = load_torch_state(src)
+    torchvision = is_torchvision_resnet(torch_state)
+    state = convert_state_dict(torch_state, prefix="encoder." if torchvision else "")
+    if dst.endswith(os.sep) or os.path.isdir(dst):
+        n = networks.infer_num_layers(state) if torchvision else None
+        stem = f"resnet{n}" if n else os.path.splitext(os.path.basename(src))[0]
+        dst = os.path.join(dst, stem + ".pdparams")
+    if torchvision and check:
+        n = networks.infer_num_layers(state)
+        if n is None:
+            raise ToolkitError(f"{src} looks like a ResNet but its depth is not 18/34/50/101/152")
+        model = networks.ResNetMultiImageInput(n)
+        networks.load_state_dict_strict(model, networks.resnet_encoder.imagenet_state_for(state),
+                                        what=os.path.basename(src))
+    atomic_paddle_save(state, dst)
+    kind = "torchvision ResNet" if torchvision else "Monodepth2 weights"
+    print(f"-> {src} ({kind}) -> {dst} ({len(state)} entries)")
+    return [dst]
+
+
+def convert(src, dst, check=True):
+    """Convert a model folder or one file; returns the written paths."""
+    if os.path.isdir(src):
+        return convert_model_folder(src, dst, check)
+    return convert_file(src, dst, check)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="See weights/README.md for the folder layouts.")
+    p.add_argument("src", help="Monodepth2/Depth Hints model folder (encoder.pth, depth.pth, ...) "
+                               "or one .pth file (e.g. torchvision resnet18-f37072fd.pth)")
+    p.add_argument("dst", help="output folder (for a model folder or a ResNet file) or .pdparams file")
+    p.add_argument("--no_check", action="store_true",
+                   help="do not load the converted weights into the networks to check them")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        convert(args.src, args.dst, check=not args.no_check)
+    except ToolkitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
