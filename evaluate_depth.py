@@ -1,0 +1,459 @@
+"""Evaluate a trained depth model (or a saved predictions file) on a KITTI split (SPEC section 6).
+
+    python evaluate_depth.py --load_weights_folder W --data_path P --eval_stereo
+    python evaluate_depth.py --ext_disp_to_eval disps_eigen_split.npy --eval_mono
+
+Monodepth2's protocol: predict the (min 0.1 / max 100 scaled) disparity at network
+resolution, resize it to the ground-truth size, depth = 1 / disp * pred_depth_scale_factor,
+mask to MIN_DEPTH < gt < MAX_DEPTH (plus the Garg crop on "eigen"), median-scale per image
+in mono mode (stereo: x5.4, no median scaling), clamp to [1e-3, 80], compute the seven
+metrics per image and average them.
+
+Ground truth is read from ``<splits_dir>/<eval_split>/gt_depths.npz`` (key ``data``), which
+``export_gt_depth.py`` writes. The ``benchmark`` split has no public ground truth: like
+Monodepth2, its predictions are written as KITTI-benchmark 16-bit PNGs (depth * 256 at
+1216x352, always scaled by 5.4) instead of being evaluated. The odometry splits are
+evaluated by ``evaluate_pose.py``.
+
+The pieces are importable: :func:`compute_eval_mask`, :func:`batch_post_process_disparity`,
+:func:`evaluate_predictions`, :func:`load_depth_model`, :func:`predict_disparities`.
+"""
+import json
+import os
+import sys
+import warnings
+
+warnings.filterwarnings("ignore", message="No ccache found")  # noise from importing paddle
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from layers import compute_depth_errors  # noqa: E402
+from utils import ToolkitError  # noqa: E402
+
+STEREO_SCALE_FACTOR = 5.4
+MIN_DEPTH = 1e-3
+MAX_DEPTH = 80.0
+# Garg/Eigen crop as fractions of the ground-truth height (rows) and width (cols).
+GARG_CROP = (0.40810811, 0.99189189, 0.03594771, 0.96405229)
+METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
+DEPTH_SPLITS = ("eigen", "eigen_benchmark", "benchmark")
+ODOM_SPLITS = ("odom_9", "odom_10")
+BENCHMARK_SIZE = (1216, 352)  # (width, height) of KITTI depth benchmark submissions
+
+
+# ----------------------------------------------------------------------------- pure parts
+
+
+def batch_post_process_disparity(l_disp, r_disp):
+    """Blend disparities of an image (``l_disp``) and of its mirror, mirrored back (``r_disp``).
+
+    Both numpy (N, H, W). With x the column position normalised to [0, 1],
+    l_mask = 1 - clip(20 (x - 0.05), 0, 1) and r_mask = l_mask mirrored:
+    out = r_mask * l_disp + l_mask * r_disp + (1 - l_mask - r_mask) * mean(l_disp, r_disp).
+    So the left edge comes from the mirrored pass, the right edge from the plain one.
+    """
+    l_disp = np.asarray(l_disp)
+    r_disp = np.asarray(r_disp)
+    if l_disp.shape != r_disp.shape or l_disp.ndim != 3:
+        raise ValueError(f"post-processing needs two (N, H, W) arrays of one shape, "
+                         f"got {l_disp.shape} and {r_disp.shape}")
+    _, h, w = l_disp.shape
+    m_disp = 0.5 * (l_disp + r_disp)
+    x, _ = np.meshgrid(np.linspace(0, 1, w), np.linspace(0, 1, h))
+    l_mask = (1.0 - np.clip(20 * (x - 0.05), 0, 1))[None, ...]
+    r_mask = l_mask[:, :, ::-1]
+    out = r_mask * l_disp + l_mask * r_disp + (1.0 - l_mask - r_mask) * m_disp
+    return out.astype(l_disp.dtype, copy=False)
+
+
+def garg_crop_bounds(height, width):
+    """(top, bottom, left, right) of the Garg crop for a ground-truth map of this size."""
+    crop = np.array([GARG_CROP[0] * height, GARG_CROP[1] * height,
+                     GARG_CROP[2] * width, GARG_CROP[3] * width]).astype(np.int32)
+    return tuple(int(c) for c in crop)
+
+
+def compute_eval_mask(gt_depth, split):
+    """Boolean mask of the evaluated pixels of one (H, W) ground-truth depth map.
+
+    MIN_DEPTH < gt < MAX_DEPTH; for ``split == "eigen"`` also the Garg crop
+    rows [0.40810811 H, 0.99189189 H), cols [0.03594771 W, 0.96405229 W).
+    """
+    gt_depth = np.asarray(gt_depth)
+    mask = np.logical_and(gt_depth > MIN_DEPTH, gt_depth < MAX_DEPTH)
+    if split == "eigen":
+        h, w = gt_depth.shape[:2]
+        top, bottom, left, right = garg_crop_bounds(h, w)
+        crop_mask = np.zeros(mask.shape, dtype=bool)
+        crop_mask[top:bottom, left:right] = True
+        mask = np.logical_and(mask, crop_mask)
+    return mask
+
+
+def disp_to_gt_depth(pred_disp, gt_shape):
+    """Resize one (h, w) scaled disparity to the ground truth's (H, W) and invert it."""
+    gt_height, gt_width = gt_shape[:2]
+    disp = cv2.resize(np.asarray(pred_disp, dtype=np.float32), (gt_width, gt_height))
+    return 1.0 / disp
+
+
+def _opt_get(opt, overrides, name, default):
+    if name in overrides:
+        return overrides[name]
+    return getattr(opt, name, default) if opt is not None else default
+
+
+def evaluate_predictions(pred_disps, gt_depths, opt=None, **overrides):
+    """Score scaled disparities (N, h, w) against N ground-truth depth maps (SPEC 6).
+
+    Settings come from ``opt`` (an options Namespace) and/or keyword overrides:
+    ``eval_split`` ("eigen"), ``eval_stereo`` (False), ``disable_median_scaling`` (False),
+    ``pred_depth_scale_factor`` (1.0). Stereo forces factor 5.4 and no median scaling.
+
+    Returns a dict: ``metrics`` (the seven means), ``per_image`` (N x 7 list),
+    ``num_images``, ``median_scaling``, ``pred_depth_scale_factor`` and, with median
+    scaling, ``ratios`` (the per-image median(gt)/median(pred)) and ``ratio_stats``
+    {"median", "std" (of ratios / median, as Monodepth2 prints), "mean", "std_raw"}.
+    """
+    split = _opt_get(opt, overrides, "eval_split", "eigen")
+    stereo = bool(_opt_get(opt, overrides, "eval_stereo", False))
+    median_scaling = not bool(_opt_get(opt, overrides, "disable_median_scaling", False))
+    factor = float(_opt_get(opt, overrides, "pred_depth_scale_factor", 1.0))
+    if stereo:
+        median_scaling = False
+        factor = STEREO_SCALE_FACTOR
+
+    if len(pred_disps) != len(gt_depths):
+        raise ToolkitError(
+            f"{len(pred_disps)} predictions but {len(gt_depths)} ground-truth maps "
+            f"(split {split}): predictions and gt_depths.npz must come from the same split's "
+            "test_files.txt; re-run export_gt_depth.py or the prediction for that split")
+
+    errors, ratios = [], []
+    for i in range(len(pred_disps)):
+        gt_depth = np.asarray(gt_depths[i], dtype=np.float64)
+        pred_depth = disp_to_gt_depth(pred_disps[i], gt_depth.shape).astype(np.float64)
+        mask = compute_eval_mask(gt_depth, split)
+        if not mask.any():
+            raise ToolkitError(
+                f"ground-truth map {i} has no valid pixel (split {split}): "
+                "check gt_depths.npz (re-run export_gt_depth.py)")
+        pred_depth = pred_depth[mask] * factor
+        gt_depth = gt_depth[mask]
+        if median_scaling:
+            ratio = np.median(gt_depth) / np.median(pred_depth)
+            ratios.append(ratio)
+            pred_depth = pred_depth * ratio
+        pred_depth = np.clip(pred_depth, MIN_DEPTH, MAX_DEPTH)
+        errors.append(tuple(compute_depth_errors(gt_depth, pred_depth)))
+
+    errors = np.array(errors, dtype=np.float64).reshape(-1, len(METRIC_NAMES))
+    mean_errors = errors.mean(0)
+    result = {
+        "metrics": {k: float(v) for k, v in zip(METRIC_NAMES, mean_errors)},
+        "per_image": errors.tolist(),
+        "num_images": int(len(errors)),
+        "eval_split": split,
+        "mode": "stereo" if stereo else "mono",
+        "median_scaling": median_scaling,
+        "pred_depth_scale_factor": factor,
+    }
+    if median_scaling:
+        ratios = np.array(ratios, dtype=np.float64)
+        med = float(np.median(ratios))
+        result["ratios"] = ratios.tolist()
+        result["ratio_stats"] = {"median": med, "std": float(np.std(ratios / med)),
+                                 "mean": float(np.mean(ratios)), "std_raw": float(np.std(ratios))}
+    return result
+
+
+def format_ratio_line(ratio_stats):
+    """Monodepth2's ratio line (median and std of ratios / median), plus the plain mean."""
+    return " Scaling ratios | med: {:0.3f} | std: {:0.3f} | mean: {:0.3f}".format(
+        ratio_stats["median"], ratio_stats["std"], ratio_stats["mean"])
+
+
+def format_metrics_table(metrics):
+    """The two-line Monodepth2 table: header ``abs_rel | ... | a3`` and ``&   0.xxx  ...``."""
+    values = [metrics[k] for k in METRIC_NAMES]
+    header = ("{:>8} | " * 7).format(*METRIC_NAMES)
+    row = ("&{: 8.3f}  " * 7).format(*values) + "\\\\"
+    return header + "\n" + row
+
+
+# ----------------------------------------------------------------------------- model parts
+
+
+def check_weights_folder(folder, names=("encoder.pdparams", "depth.pdparams")):
+    """Return the expanded folder; ToolkitError if it or one of ``names`` is missing."""
+    if folder is None:
+        raise ToolkitError("no model given (--load_weights_folder): point it at a "
+                           "models/weights_<epoch> folder, or evaluate a saved file with "
+                           "--ext_disp_to_eval")
+    folder = os.path.expanduser(folder)
+    if not os.path.isdir(folder):
+        raise ToolkitError(f"weights folder not found (--load_weights_folder {folder}): "
+                           "point it at a models/weights_<epoch> folder")
+    for name in names:
+        if not os.path.isfile(os.path.join(folder, name)):
+            raise ToolkitError(f"{name} missing ({os.path.join(folder, name)}): the weights "
+                               f"folder must hold {', '.join(names)} (see weights/README.md)")
+    return folder
+
+
+def load_depth_model(weights_folder, num_layers=None):
+    """Build ResnetEncoder + DepthDecoder from ``encoder.pdparams`` / ``depth.pdparams``.
+
+    The ResNet depth is inferred from the checkpoint (``num_layers`` is the fallback).
+    Returns ``(encoder, decoder, meta)`` in eval mode; ``meta`` holds the recorded
+    ``height``, ``width``, ``use_stereo`` and the ``num_layers`` used.
+    """
+    import networks
+    folder = check_weights_folder(weights_folder)
+    enc_path = os.path.join(folder, "encoder.pdparams")
+    enc_state = networks.load_weights_file(enc_path, "encoder.pdparams")
+    meta = {}
+    for key in ("height", "width"):
+        if key not in enc_state:
+            raise ToolkitError(f"encoder.pdparams does not record the training {key} ({enc_path}): "
+                               "use weights saved by train.py or tools/convert_torch_weights.py")
+        val = enc_state[key]
+        meta[key] = int(val.item() if hasattr(val, "item") else val)
+        if meta[key] <= 0 or meta[key] % 32 != 0:
+            raise ToolkitError(f"recorded {key} {meta[key]} is not a positive multiple of 32 "
+                               f"({enc_path}): the checkpoint is damaged or not a depth encoder")
+    use_stereo = enc_state.get("use_stereo", False)
+    meta["use_stereo"] = bool(use_stereo.item() if hasattr(use_stereo, "item") else use_stereo)
+    inferred = networks.infer_num_layers(enc_state)
+    layers_used = inferred or int(num_layers or 18)
+    if inferred and num_layers and int(num_layers) != inferred:
+        print(f"-> encoder.pdparams holds a ResNet-{inferred}; using it (not --num_layers {num_layers})")
+    meta["num_layers"] = layers_used
+
+    encoder = networks.ResnetEncoder(layers_used, False)
+    networks.load_state_dict_strict(encoder, enc_state, "encoder.pdparams")
+    decoder = networks.DepthDecoder(encoder.num_ch_enc, scales=range(4))
+    networks.load_state_dict_strict(decoder, os.path.join(folder, "depth.pdparams"), "depth.pdparams")
+    encoder.eval()
+    decoder.eval()
+    return encoder, decoder, meta
+
+
+def predict_disparities(encoder, decoder, dataloader, post_process=False,
+                        min_depth=0.1, max_depth=100.0, progress=True):
+    """Run the depth network over a DataLoader of items with ``("color", 0, 0)``.
+
+    Returns the scaled disparities (disp_to_depth with ``min_depth``/``max_depth``) at
+    network resolution as numpy (N, h, w) float32. With ``post_process`` each batch runs
+    together with its mirror and the two are blended (:func:`batch_post_process_disparity`).
+    """
+    import paddle
+    from tqdm import tqdm
+    from layers import disp_to_depth
+
+    out = []
+    total = len(dataloader) if hasattr(dataloader, "__len__") else None
+    with paddle.no_grad():
+        for data in tqdm(dataloader, total=total, desc="predict", unit="batch",
+                         disable=not progress, dynamic_ncols=True):
+            color = data[("color", 0, 0)]
+            if not isinstance(color, paddle.Tensor):
+                color = paddle.to_tensor(np.asarray(color))
+            color = color.astype("float32")
+            if post_process:
+                color = paddle.concat([color, paddle.flip(color, axis=[3])], axis=0)
+            disp = decoder(encoder(color))[("disp", 0)]
+            scaled, _ = disp_to_depth(disp, min_depth, max_depth)
+            pred = scaled.numpy()[:, 0]
+            if post_process:
+                n = pred.shape[0] // 2
+                pred = batch_post_process_disparity(pred[:n], pred[n:, :, ::-1])
+            out.append(pred.astype(np.float32))
+    if not out:
+        raise ToolkitError("the split lists no image (test_files.txt): check the split file")
+    return np.concatenate(out, 0)
+
+
+def _split_file(opt):
+    from utils import resolve_split_dir
+    split_dir = resolve_split_dir(opt.eval_split, getattr(opt, "splits_dir", None))
+    path = os.path.join(split_dir, "test_files.txt")
+    if not os.path.isfile(path):
+        raise ToolkitError(f"test_files.txt missing ({path}): the evaluation split folder "
+                           "needs the test list (see --splits_dir)")
+    return split_dir, path
+
+
+def run_model(opt):
+    """Load the model of ``opt.load_weights_folder`` and predict the split's disparities."""
+    import paddle
+    import datasets
+    from utils import pick_device, readlines
+
+    if getattr(opt, "no_cuda", False):
+        opt.device = "cpu"
+    device = pick_device(getattr(opt, "device", "auto"))
+    encoder, decoder, meta = load_depth_model(opt.load_weights_folder, getattr(opt, "num_layers", 18))
+    _, test_file = _split_file(opt)
+    filenames = readlines(test_file)
+    img_ext = ".png" if getattr(opt, "png", False) else ".jpg"
+    dataset = datasets.KITTIRAWDataset(opt.data_path, filenames, meta["height"], meta["width"],
+                                       [0], 1, is_train=False, img_ext=img_ext)
+    if hasattr(datasets, "check_split"):
+        datasets.check_split(dataset)
+    num_workers = max(0, min(int(getattr(opt, "num_workers", 0)), os.cpu_count() or 1))
+    loader = paddle.io.DataLoader(dataset, batch_size=int(getattr(opt, "batch_size", 16)),
+                                  shuffle=False, num_workers=num_workers, drop_last=False)
+    print("-> Loaded weights from {} ({}x{}, ResNet-{}, {}) on {}".format(
+        opt.load_weights_folder, meta["width"], meta["height"], meta["num_layers"],
+        "stereo-trained" if meta["use_stereo"] else "mono-trained", device))
+    print("-> Computing predictions with size {}x{}".format(meta["width"], meta["height"]))
+    preds = predict_disparities(encoder, decoder, loader, post_process=opt.post_process,
+                                min_depth=getattr(opt, "min_depth", 0.1),
+                                max_depth=getattr(opt, "max_depth", 100.0))
+    return preds, meta
+
+
+def load_ext_disps(path):
+    """Load a saved (N, h, w) disparity .npy (``--ext_disp_to_eval``)."""
+    path = os.path.expanduser(path)
+    if not os.path.isfile(path):
+        raise ToolkitError(f"predictions file not found (--ext_disp_to_eval {path}): "
+                           "save one with --save_pred_disps")
+    try:
+        disps = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise ToolkitError(f"predictions file unreadable (--ext_disp_to_eval {path}): {exc}") from exc
+    if disps.ndim != 3 or disps.shape[0] == 0:
+        raise ToolkitError(f"predictions must be an (N, H, W) disparity array, got shape "
+                           f"{disps.shape} (--ext_disp_to_eval {path}): use a file written by "
+                           "--save_pred_disps")
+    return disps.astype(np.float32, copy=False)
+
+
+def load_gt_depths(split, splits_dir=None):
+    """The split's ground-truth depth maps from ``<splits_dir>/<split>/gt_depths.npz``."""
+    from utils import resolve_split_dir
+    try:
+        split_dir = resolve_split_dir(split, splits_dir)
+    except FileNotFoundError:
+        split_dir = os.path.join(splits_dir or os.path.join(os.path.dirname(os.path.abspath(__file__)), "splits"), split)
+    gt_path = os.path.join(split_dir, "gt_depths.npz")
+    if not os.path.isfile(gt_path):
+        raise ToolkitError(f"ground truth not found ({gt_path}): run "
+                           f"`python export_gt_depth.py --data_path <kitti> --split {split}` first")
+    try:
+        gt = np.load(gt_path, fix_imports=True, encoding="latin1", allow_pickle=True)["data"]
+    except Exception as exc:
+        raise ToolkitError(f"ground truth unreadable ({gt_path}): {exc}; "
+                           "re-run export_gt_depth.py") from exc
+    return gt
+
+
+def out_dir_for(opt):
+    """Where predictions go: --eval_out_dir, else the weights folder, else beside the .npy."""
+    if getattr(opt, "eval_out_dir", None):
+        return os.path.expanduser(opt.eval_out_dir)
+    if opt.load_weights_folder:
+        return os.path.expanduser(opt.load_weights_folder)
+    return os.path.dirname(os.path.abspath(os.path.expanduser(opt.ext_disp_to_eval)))
+
+
+def save_benchmark_predictions(pred_disps, save_dir):
+    """KITTI depth benchmark PNGs (Monodepth2): resize to 1216x352, depth = 5.4 / disp,
+    clip to [0, 80], uint16(depth * 256), ``<idx:010d>.png``."""
+    from utils import atomic_write_bytes
+    os.makedirs(save_dir, exist_ok=True)
+    for idx in range(len(pred_disps)):
+        disp = cv2.resize(np.asarray(pred_disps[idx], dtype=np.float32), BENCHMARK_SIZE)
+        depth = np.clip(STEREO_SCALE_FACTOR / disp, 0, 80)
+        ok, buf = cv2.imencode(".png", np.uint16(depth * 256))
+        if not ok:
+            raise ToolkitError(f"could not encode benchmark prediction {idx} ({save_dir})")
+        atomic_write_bytes(os.path.join(save_dir, "{:010d}.png".format(idx)), buf.tobytes())
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def validate_eval_options(opt):
+    """One-line ToolkitErrors for invalid evaluation flag combinations."""
+    if int(bool(opt.eval_mono)) + int(bool(opt.eval_stereo)) != 1:
+        raise ToolkitError("choose exactly one evaluation mode (--eval_mono / --eval_stereo): "
+                           "--eval_mono for median-scaled mono models, --eval_stereo for "
+                           "stereo-trained models (x5.4, no median scaling)")
+    if opt.eval_split in ODOM_SPLITS:
+        raise ToolkitError(f"{opt.eval_split} is an odometry split (--eval_split): evaluate "
+                           f"poses with `python evaluate_pose.py --eval_split {opt.eval_split} "
+                           "--load_weights_folder W --data_path <kitti_odometry>`")
+    if opt.ext_disp_to_eval is None:
+        check_weights_folder(opt.load_weights_folder)
+    if getattr(opt, "batch_size", 1) < 1:
+        raise ToolkitError("batch size must be >= 1 (--batch_size): use a positive number")
+
+
+def evaluate(opt):
+    """Evaluate per ``opt`` (MonodepthOptions namespace); returns the result dict or None
+    (benchmark split / --no_eval: predictions are written, nothing is scored)."""
+    validate_eval_options(opt)
+    if opt.ext_disp_to_eval is None:
+        pred_disps, _ = run_model(opt)
+    else:
+        print("-> Loading predictions from {}".format(opt.ext_disp_to_eval))
+        pred_disps = load_ext_disps(opt.ext_disp_to_eval)
+
+    if opt.save_pred_disps:
+        from utils import atomic_save_npy
+        path = os.path.join(out_dir_for(opt), "disps_{}_split.npy".format(opt.eval_split))
+        atomic_save_npy(path, pred_disps)
+        print("-> Saved predicted disparities to {}".format(path))
+
+    if getattr(opt, "no_eval", False):
+        print("-> Evaluation disabled. Done.")
+        return None
+    if opt.eval_split == "benchmark":
+        save_dir = os.path.join(out_dir_for(opt), "benchmark_predictions")
+        print("-> Saving out benchmark predictions to {}".format(save_dir))
+        save_benchmark_predictions(pred_disps, save_dir)
+        print("-> No ground truth is available for the KITTI benchmark, so not evaluating. Done.")
+        return None
+
+    gt_depths = load_gt_depths(opt.eval_split, getattr(opt, "splits_dir", None))
+    print("-> Evaluating")
+    if opt.eval_stereo:
+        print("   Stereo evaluation - disabling median scaling, scaling by {}".format(STEREO_SCALE_FACTOR))
+    else:
+        print("   Mono evaluation - using median scaling")
+    result = evaluate_predictions(pred_disps, gt_depths, opt)
+    if result["median_scaling"]:
+        print(format_ratio_line(result["ratio_stats"]))
+    print("\n  " + format_metrics_table(result["metrics"]))
+
+    result["post_process"] = bool(opt.post_process)
+    result["weights_folder"] = opt.load_weights_folder
+    result["ext_disp_to_eval"] = opt.ext_disp_to_eval
+    if getattr(opt, "metrics_out", None):
+        from utils import atomic_write_text
+        summary = {k: v for k, v in result.items() if k not in ("per_image", "ratios")}
+        atomic_write_text(os.path.expanduser(opt.metrics_out), json.dumps(summary, indent=2) + "\n")
+        print("-> Wrote metrics to {}".format(opt.metrics_out))
+    print("\n-> Done!")
+    return result
+
+
+def main(argv=None):
+    """CLI entry: parse MonodepthOptions, evaluate; ToolkitError -> one line, exit 2."""
+    from options import MonodepthOptions
+    opt = MonodepthOptions().parse(argv)
+    try:
+        evaluate(opt)
+    except ToolkitError as exc:
+        print("error: {}".format(exc), file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    cv2.setNumThreads(0)
+    sys.exit(main())

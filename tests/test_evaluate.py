@@ -1,0 +1,309 @@
+"""evaluate_depth.py: metrics, mask/crop, median scaling, post-processing, the CLI on
+constructed predictions, and (slow) train -> export gt -> evaluate on synthetic KITTI."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import evaluate_depth as ed
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PY = sys.executable
+
+
+# ----------------------------------------------------------------------------- pure parts
+
+
+def _gt_pred_case():
+    """gt and predicted depth for 4 valid pixels + 2 invalid ones (gt 0 and gt 90 > 80)."""
+    gt = np.array([[2.0, 4.0, 5.0], [3.0, 0.0, 90.0]])
+    pred = np.array([[1.0, 4.0, 10.0], [2.0, 7.0, 7.0]])
+    return gt, pred
+
+
+def test_metrics_hand_computed_no_crop_no_scaling():
+    gt, pred = _gt_pred_case()
+    res = ed.evaluate_predictions((1.0 / pred)[None], gt[None], eval_split="eigen_benchmark",
+                                  disable_median_scaling=True)
+    m = res["metrics"]
+    # valid pixels: (gt, pred) = (2, 1), (4, 4), (5, 10), (3, 2)
+    assert m["abs_rel"] == pytest.approx((1 / 2 + 0 + 5 / 5 + 1 / 3) / 4, rel=1e-6)
+    assert m["sq_rel"] == pytest.approx((1 / 2 + 0 + 25 / 5 + 1 / 3) / 4, rel=1e-6)
+    assert m["rmse"] == pytest.approx(math.sqrt((1 + 0 + 25 + 1) / 4), rel=1e-6)
+    l2, l15 = math.log(2) ** 2, math.log(1.5) ** 2
+    assert m["rmse_log"] == pytest.approx(math.sqrt((l2 + 0 + l2 + l15) / 4), rel=1e-6)
+    # max ratios 2, 1, 2, 1.5: < 1.25 once; < 1.5625 twice; < 1.953 twice
+    assert (m["a1"], m["a2"], m["a3"]) == pytest.approx((0.25, 0.5, 0.5))
+    assert res["num_images"] == 1 and res["median_scaling"] is False
+    assert "ratio_stats" not in res
+
+
+def test_clamp_predictions_to_80():
+    gt = np.full((2, 2), 40.0)
+    pred_depth = np.full((2, 2), 200.0)  # clamped to 80 -> abs_rel = 1
+    res = ed.evaluate_predictions((1.0 / pred_depth)[None], gt[None], eval_split="eigen_benchmark",
+                                  disable_median_scaling=True)
+    assert res["metrics"]["abs_rel"] == pytest.approx(1.0)
+    assert res["metrics"]["rmse"] == pytest.approx(40.0)
+
+
+def test_garg_crop_bounds_kitti_size():
+    # Monodepth2's crop on the 375 x 1242 KITTI ground truth
+    assert ed.garg_crop_bounds(375, 1242) == (153, 371, 44, 1197)
+    assert ed.garg_crop_bounds(10, 100) == (4, 9, 3, 96)
+
+
+def test_eval_mask_crop_and_range():
+    gt = np.full((10, 100), 10.0)
+    gt[5, 50] = 0.0      # invalid (<= 1e-3)
+    gt[6, 50] = 80.0     # invalid (not < 80)
+    m_eigen = ed.compute_eval_mask(gt, "eigen")
+    m_bench = ed.compute_eval_mask(gt, "eigen_benchmark")
+    assert m_bench.sum() == 1000 - 2
+    assert m_eigen.sum() == (9 - 4) * (96 - 3) - 2
+    assert m_eigen[4, 3] and m_eigen[8, 95]
+    assert not m_eigen[3, 50] and not m_eigen[9, 50] and not m_eigen[5, 2] and not m_eigen[5, 96]
+
+
+def test_crop_changes_metrics_only_outside_eigen():
+    gt = np.full((10, 100), 10.0)
+    pred_depth = np.full((10, 100), 10.0)
+    pred_depth[0:4, :] = 20.0  # wrong only above the crop: 400 pixels of abs_rel 1
+    disps = (1.0 / pred_depth)[None]
+    eig = ed.evaluate_predictions(disps, gt[None], eval_split="eigen", disable_median_scaling=True)
+    ben = ed.evaluate_predictions(disps, gt[None], eval_split="eigen_benchmark",
+                                  disable_median_scaling=True)
+    assert eig["metrics"]["abs_rel"] == pytest.approx(0.0, abs=1e-7)
+    assert ben["metrics"]["abs_rel"] == pytest.approx(400 / 1000)
+    assert ben["metrics"]["a1"] == pytest.approx(600 / 1000)
+
+
+def test_resize_to_gt_size():
+    # a 2x4 prediction of constant depth 5 is resized to the 6x12 ground truth
+    gt = np.full((6, 12), 10.0)
+    disps = np.full((1, 2, 4), 1.0 / 5.0)
+    res = ed.evaluate_predictions(disps, gt[None], eval_split="eigen_benchmark",
+                                  disable_median_scaling=True)
+    assert res["metrics"]["abs_rel"] == pytest.approx(0.5, rel=1e-5)
+
+
+def test_median_scaling_ratios():
+    gt = np.stack([np.arange(1, 13, dtype=np.float64).reshape(3, 4)] * 2)
+    pred_depth = np.stack([gt[0] / 2.0, gt[1] / 4.0])  # ratios 2 and 4
+    res = ed.evaluate_predictions(1.0 / pred_depth, gt, eval_split="eigen_benchmark")
+    assert res["median_scaling"] is True
+    assert res["ratios"] == pytest.approx([2.0, 4.0])
+    st = res["ratio_stats"]
+    assert st["median"] == pytest.approx(3.0)
+    assert st["std"] == pytest.approx(1.0 / 3.0)  # std of [2/3, 4/3]
+    assert st["mean"] == pytest.approx(3.0)
+    assert st["std_raw"] == pytest.approx(1.0)
+    assert res["metrics"]["abs_rel"] == pytest.approx(0.0, abs=1e-6)
+    assert res["metrics"]["a1"] == pytest.approx(1.0)
+
+
+def test_median_ratio_uses_masked_pixels_and_scale_factor():
+    gt = np.array([[1.0, 2.0, 3.0, 100.0]])        # 100 is masked out
+    pred_depth = np.array([[1.0, 1.0, 1.0, 1.0]])
+    res = ed.evaluate_predictions((1.0 / pred_depth)[None], gt[None], eval_split="eigen_benchmark",
+                                  pred_depth_scale_factor=4.0)
+    # pred * 4 = 4 everywhere; ratio = median(1,2,3) / 4 = 0.5 -> pred 2
+    assert res["ratios"] == pytest.approx([0.5])
+    assert res["metrics"]["abs_rel"] == pytest.approx((1 / 1 + 0 + 1 / 3) / 3)
+
+
+def test_stereo_uses_5_4_and_no_median_scaling():
+    gt = np.arange(1, 13, dtype=np.float64).reshape(1, 3, 4)
+    pred_depth = gt / (2 * 5.4)
+    res = ed.evaluate_predictions(1.0 / pred_depth, gt, eval_split="eigen_benchmark",
+                                  eval_stereo=True, pred_depth_scale_factor=3.0)
+    assert res["pred_depth_scale_factor"] == pytest.approx(5.4)
+    assert res["median_scaling"] is False and "ratios" not in res
+    assert res["metrics"]["abs_rel"] == pytest.approx(0.5, rel=1e-6)
+
+
+def test_count_mismatch_is_clear_error():
+    from utils import ToolkitError
+    with pytest.raises(ToolkitError, match="2 predictions but 3 ground-truth"):
+        ed.evaluate_predictions(np.ones((2, 3, 4)), np.ones((3, 3, 4)))
+
+
+def test_post_process_blend_constructed_case():
+    d = np.ones((2, 4, 41), dtype=np.float32)
+    d_flip = np.full((2, 4, 41), 3.0, dtype=np.float32)
+    out = ed.batch_post_process_disparity(d, d_flip)
+    # x = linspace(0, 1, 41): l_mask = 1 for x <= 0.05 (cols 0-2), 0.5 at col 3, 0 from col 4
+    row = out[1, 2]
+    assert row[:3] == pytest.approx([3, 3, 3])
+    assert row[3] == pytest.approx(2.5)
+    assert row[4:37] == pytest.approx(np.full(33, 2.0))
+    assert row[37] == pytest.approx(1.5)
+    assert row[38:] == pytest.approx([1, 1, 1])
+    assert out.shape == d.shape and out.dtype == np.float32
+
+
+def test_metrics_table_format():
+    metrics = dict(zip(ed.METRIC_NAMES, [0.1234, 0.8, 4.96, 0.209, 0.864, 0.948, 0.975]))
+    header, row = ed.format_metrics_table(metrics).split("\n")
+    assert [h.strip() for h in header.split("|")][:7] == list(ed.METRIC_NAMES)
+    vals = [float(v) for v in row.replace("\\\\", "").split("&")[1:]]
+    assert vals == [0.123, 0.8, 4.96, 0.209, 0.864, 0.948, 0.975]
+    assert row.startswith("&   0.123  &")
+
+
+class _Identity:
+    def __call__(self, x):
+        return x
+
+
+class _RampDecoder:
+    """disp = the image's first channel (so a mirrored input gives a mirrored disparity)."""
+
+    def __call__(self, x):
+        return {("disp", 0): x[:, :1]}
+
+
+def test_predict_disparities_post_process_flips_back():
+    import paddle
+    from layers import disp_to_depth
+    ramp = np.tile(np.linspace(0.0, 1.0, 16, dtype=np.float32), (3, 8, 1))  # (3, 8, 16)
+    batch = {("color", 0, 0): paddle.to_tensor(np.stack([ramp, ramp * 0.5]))}
+    plain = ed.predict_disparities(_Identity(), _RampDecoder(), [batch], post_process=False,
+                                   progress=False)
+    pp = ed.predict_disparities(_Identity(), _RampDecoder(), [batch], post_process=True,
+                                progress=False)
+    expected, _ = disp_to_depth(np.stack([ramp[0], ramp[0] * 0.5]), 0.1, 100.0)
+    assert plain.shape == (2, 8, 16)
+    np.testing.assert_allclose(plain, expected, rtol=1e-5)
+    np.testing.assert_allclose(pp, expected, rtol=1e-5)  # flipped back => same disparity
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _run(args, cwd=ROOT):
+    return subprocess.run([PY, os.path.join(ROOT, "evaluate_depth.py")] + args, cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _write_gt(splits_dir, split, gts):
+    os.makedirs(os.path.join(splits_dir, split), exist_ok=True)
+    data = np.empty(len(gts), dtype=object)
+    for i, g in enumerate(gts):
+        data[i] = g
+    np.savez_compressed(os.path.join(splits_dir, split, "gt_depths.npz"), data=data)
+
+
+@pytest.fixture
+def constructed(tmp_path):
+    """Two 20x40 gt maps and predictions whose depth is gt / (2 * 5.4) and gt / (4 * 5.4)."""
+    rng = np.random.default_rng(0)
+    gts = [rng.uniform(2.0, 60.0, size=(20, 40)) for _ in range(2)]
+    preds = np.stack([gts[0] / (2 * 5.4), gts[1] / (4 * 5.4)])
+    splits = tmp_path / "splits"
+    _write_gt(str(splits), "eigen_benchmark", gts)
+    npy = tmp_path / "disps.npy"
+    np.save(npy, (1.0 / preds).astype(np.float32))
+    return tmp_path, str(splits), str(npy)
+
+
+def test_cli_stereo_ext_disp(constructed):
+    tmp, splits, npy = constructed
+    out = tmp / "m.json"
+    r = _run(["--ext_disp_to_eval", npy, "--eval_stereo", "--eval_split", "eigen_benchmark",
+              "--splits_dir", splits, "--metrics_out", str(out)])
+    assert r.returncode == 0, r.stderr
+    assert "abs_rel |   sq_rel |     rmse | rmse_log |       a1 |       a2 |       a3" in r.stdout
+    assert "Scaling ratios" not in r.stdout
+    m = json.loads(out.read_text())
+    assert m["mode"] == "stereo" and m["median_scaling"] is False
+    assert m["pred_depth_scale_factor"] == pytest.approx(5.4)
+    # pred = gt/2 and gt/4 after x5.4: abs_rel 0.5 and 0.75 -> 0.625
+    assert m["metrics"]["abs_rel"] == pytest.approx(0.625, rel=1e-4)
+    assert m["num_images"] == 2
+    assert "&   0.625  &" in r.stdout
+
+
+def test_cli_mono_ext_disp_reports_ratios(constructed):
+    tmp, splits, npy = constructed
+    out = tmp / "m.json"
+    r = _run(["--ext_disp_to_eval", npy, "--eval_mono", "--eval_split", "eigen_benchmark",
+              "--splits_dir", splits, "--metrics_out", str(out)])
+    assert r.returncode == 0, r.stderr
+    assert " Scaling ratios | med: 16.200 | std: 0.333 | mean: 16.200" in r.stdout
+    m = json.loads(out.read_text())
+    assert m["mode"] == "mono" and m["median_scaling"] is True
+    assert m["ratio_stats"]["median"] == pytest.approx(16.2, rel=1e-4)
+    assert m["metrics"]["abs_rel"] == pytest.approx(0.0, abs=1e-5)
+    assert m["metrics"]["a1"] == pytest.approx(1.0)
+
+
+def test_cli_mono_without_median_scaling_uses_factor(constructed):
+    tmp, splits, npy = constructed
+    out = tmp / "m.json"
+    r = _run(["--ext_disp_to_eval", npy, "--eval_mono", "--disable_median_scaling",
+              "--pred_depth_scale_factor", "10.8", "--eval_split", "eigen_benchmark",
+              "--splits_dir", splits, "--metrics_out", str(out)])
+    assert r.returncode == 0, r.stderr
+    m = json.loads(out.read_text())
+    # x10.8: image 0 exact, image 1 half the depth -> abs_rel (0 + 0.5) / 2
+    assert m["metrics"]["abs_rel"] == pytest.approx(0.25, rel=1e-4)
+    assert "ratio_stats" not in m
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--eval_split", "eigen_benchmark"], "exactly one evaluation mode"),
+    (["--eval_mono", "--eval_stereo"], "exactly one evaluation mode"),
+    (["--eval_mono", "--eval_split", "odom_9"], "evaluate_pose.py"),
+])
+def test_cli_mode_errors(constructed, args, needle):
+    _, splits, npy = constructed
+    r = _run(["--ext_disp_to_eval", npy, "--splits_dir", splits] + args)
+    assert r.returncode == 2
+    assert needle in r.stderr and r.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "Traceback" not in r.stderr
+
+
+def test_cli_missing_gt_says_export(constructed, tmp_path):
+    _, _, npy = constructed
+    r = _run(["--ext_disp_to_eval", npy, "--eval_stereo", "--splits_dir", str(tmp_path / "none")])
+    assert r.returncode == 2 and "export_gt_depth.py" in r.stderr and "gt_depths.npz" in r.stderr
+
+
+def test_cli_count_mismatch(constructed):
+    tmp, splits, _ = constructed
+    npy = tmp / "three.npy"
+    np.save(npy, np.ones((3, 5, 8), dtype=np.float32))
+    r = _run(["--ext_disp_to_eval", str(npy), "--eval_stereo", "--eval_split", "eigen_benchmark",
+              "--splits_dir", splits])
+    assert r.returncode == 2 and "3 predictions but 2 ground-truth" in r.stderr
+
+
+def test_cli_missing_weights_folder(tmp_path):
+    r = _run(["--load_weights_folder", str(tmp_path / "nope"), "--eval_stereo"])
+    assert r.returncode == 2 and "weights folder not found" in r.stderr
+    (tmp_path / "w").mkdir()
+    r = _run(["--load_weights_folder", str(tmp_path / "w"), "--eval_stereo"])
+    assert r.returncode == 2 and "encoder.pdparams missing" in r.stderr
+
+
+def test_cli_save_pred_disps_and_benchmark(tmp_path):
+    npy = tmp_path / "d.npy"
+    disps = np.stack([np.full((6, 20), 0.5), np.full((6, 20), 0.01)]).astype(np.float32)
+    np.save(npy, disps)
+    out_dir = tmp_path / "out"
+    r = _run(["--ext_disp_to_eval", str(npy), "--eval_stereo", "--eval_split", "benchmark",
+              "--save_pred_disps", "--eval_out_dir", str(out_dir)])
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(np.load(out_dir / "disps_benchmark_split.npy"), disps)
+    import cv2
+    pngs = [cv2.imread(str(out_dir / "benchmark_predictions" / f"000000000{i}.png"),
+                       cv2.IMREAD_UNCHANGED) for i in range(2)]
+    assert pngs[0].dtype == np.uint16 and pngs[0].shape == (352, 1216)
+    # depth = 5.4 / disp, clipped to 80 m, times 256
+    assert set(np.unique(pngs[0])) == {int(5.4 / np.float32(0.5) * 256)}
+    assert set(np.unique(pngs[1])) == {80 * 256}
