@@ -1,0 +1,31 @@
+"""Train Monodepth2 / Depth Hints models.
+
+    python train.py --data_path kitti_data --use_stereo --frame_ids 0 --use_depth_hints \
+        --split eigen_full --scheduler_step_size 5 --disparity_smoothness 0 --model_name dh_s
+
+Multi-GPU (data parallel, only rank 0 logs and saves):
+
+    python -m paddle.distributed.launch --gpus 0,1 train.py ...
+
+Bad options or missing inputs print one line `error: ...` on stderr and exit with code 2.
+"""
+import sys
+
+from options import MonodepthOptions, validate_options
+
+
+def main(argv=None):
+    opt = MonodepthOptions().parse(argv)
+    from utils import ToolkitError
+    try:
+        validate_options(opt)
+        from trainer import Trainer
+        Trainer(opt).train()
+    except ToolkitError as e:
+        print("error: {}".format(e), file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
