@@ -1,0 +1,157 @@
+"""Predict disparity for one image or a folder of images with a trained model.
+
+    python test_simple.py --image_path assets/test_image.jpg --model_path W
+    python test_simple.py --image_path my_folder --ext png --model_path W --pred_metric_depth
+
+``W`` is a weights folder holding ``encoder.pdparams`` (with the training height, width
+and use_stereo) and ``depth.pdparams``. For each image ``<name>.<ext>`` it writes (next to
+the image, or into ``--output_dir``):
+
+* ``<name>_disp.png``: the disparity resized to the image size, magma colour map with
+  95th-percentile normalisation (``utils.colormap_disp``);
+* ``<name>_disp.npy``: the scaled disparity (``disp_to_depth(disp, 0.1, 100)[0]``) at network
+  resolution, shape (1, 1, H, W) as in Monodepth2; or, with ``--pred_metric_depth`` (only
+  for stereo-trained models), ``<name>_depth.npy`` = 5.4 * depth in metres, same shape.
+
+Runs on the GPU when Paddle sees one (``--device auto``), else on the CPU.
+"""
+import argparse
+import glob
+import io
+import os
+import sys
+import warnings
+
+warnings.filterwarnings("ignore", message="No ccache found")  # noise from importing paddle
+
+import numpy as np  # noqa: E402
+
+from utils import ToolkitError  # noqa: E402
+
+STEREO_SCALE_FACTOR = 5.4
+OUTPUT_SUFFIXES = ("_disp", "_depth")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Depth prediction for single images or a folder.")
+    p.add_argument("--image_path", type=str, required=True,
+                   help="an image file or a folder of images")
+    p.add_argument("--model_path", type=str, required=True,
+                   help="weights folder with encoder.pdparams and depth.pdparams")
+    p.add_argument("--ext", type=str, default="jpg", help="image extension to look for in a folder")
+    p.add_argument("--pred_metric_depth", action="store_true",
+                   help="save metric depth (5.4 * depth) instead of disparity; stereo-trained models only")
+    p.add_argument("--output_dir", type=str, default=None,
+                   help="where to write the outputs (default: next to the images)")
+    p.add_argument("--device", type=str, default="auto", choices=["auto", "cpu", "gpu"],
+                   help="where to run: auto picks a GPU when Paddle sees one")
+    p.add_argument("--num_layers", type=int, default=None,
+                   help="ResNet depth (default: inferred from encoder.pdparams)")
+    p.add_argument("--no_cuda", action="store_true", help="same as --device cpu")
+    return p.parse_args(argv)
+
+
+def is_own_output(path):
+    """Whether ``path`` is a file this script wrote (``*_disp.png``, ``*_disp.npy``, ...)."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return stem.endswith(OUTPUT_SUFFIXES)
+
+
+def list_images(image_path, ext="jpg"):
+    """(paths, default output folder) for a file or a folder (sorted, own outputs skipped)."""
+    if os.path.isfile(image_path):
+        return [image_path], os.path.dirname(os.path.abspath(image_path))
+    if os.path.isdir(image_path):
+        ext = ext.lstrip(".")
+        paths = sorted(p for p in glob.glob(os.path.join(image_path, "*.{}".format(ext)))
+                       if not is_own_output(p))
+        if not paths:
+            raise ToolkitError(f"no *.{ext} image in the folder (--image_path {image_path}): "
+                               "pick the right --ext (e.g. --ext png)")
+        return paths, image_path
+    raise ToolkitError(f"image or folder not found (--image_path {image_path}): check the path")
+
+
+def load_image(path, width, height):
+    """RGB image -> (original (w, h), (1, 3, height, width) float32 in [0, 1], Lanczos resize)."""
+    from PIL import Image
+    try:
+        img = Image.open(path).convert("RGB")
+    except Exception as exc:
+        raise ToolkitError(f"cannot read image ({path}): {exc}") from exc
+    orig = img.size
+    img = img.resize((width, height), Image.LANCZOS)
+    arr = np.asarray(img, dtype=np.float32).transpose(2, 0, 1)[None] / 255.0
+    return orig, arr
+
+
+def save_png(path, rgb):
+    """Atomically write an (H, W, 3) uint8 RGB array as PNG."""
+    from PIL import Image
+    from utils import atomic_write_bytes
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def predict(encoder, decoder, image):
+    """(1, 3, h, w) numpy -> network disparity (1, 1, h, w) paddle tensor (sigmoid output)."""
+    import paddle
+    with paddle.no_grad():
+        return decoder(encoder(paddle.to_tensor(image)))[("disp", 0)]
+
+
+def run(args):
+    """Process every image; returns the list of written files."""
+    import paddle.nn.functional as F
+    from evaluate_depth import load_depth_model
+    from layers import disp_to_depth
+    from utils import atomic_save_npy, colormap_disp, pick_device
+
+    paths, default_out = list_images(args.image_path, args.ext)
+    device = pick_device("cpu" if args.no_cuda else args.device)
+    encoder, decoder, meta = load_depth_model(args.model_path, args.num_layers)
+    if args.pred_metric_depth and not meta["use_stereo"]:
+        raise ToolkitError(
+            f"metric depth needs a stereo-trained model, but {args.model_path}/encoder.pdparams "
+            "records use_stereo=False (--pred_metric_depth): drop the flag (mono models have "
+            "no metric scale) or use a model trained with --use_stereo")
+    out_dir = args.output_dir or default_out
+    os.makedirs(out_dir, exist_ok=True)
+    print("-> Model {} ({}x{}) on {}; {} image(s) -> {}".format(
+        args.model_path, meta["width"], meta["height"], device, len(paths), out_dir))
+
+    written = []
+    from tqdm import tqdm
+    for path in tqdm(paths, desc="predict", unit="img", dynamic_ncols=True):
+        (orig_w, orig_h), image = load_image(path, meta["width"], meta["height"])
+        disp = predict(encoder, decoder, image)
+        disp_resized = F.interpolate(disp, size=(orig_h, orig_w), mode="bilinear",
+                                     align_corners=False)
+        name = os.path.splitext(os.path.basename(path))[0]
+        scaled_disp, depth = disp_to_depth(disp, 0.1, 100)
+        if args.pred_metric_depth:
+            npy = os.path.join(out_dir, "{}_depth.npy".format(name))
+            atomic_save_npy(npy, (STEREO_SCALE_FACTOR * depth).numpy().astype(np.float32))
+        else:
+            npy = os.path.join(out_dir, "{}_disp.npy".format(name))
+            atomic_save_npy(npy, scaled_disp.numpy().astype(np.float32))
+        png = os.path.join(out_dir, "{}_disp.png".format(name))
+        save_png(png, colormap_disp(disp_resized.numpy()[0, 0]))
+        written += [png, npy]
+    print("-> Done! Wrote {} files to {}".format(len(written), out_dir))
+    return written
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        run(args)
+    except ToolkitError as exc:
+        print("error: {}".format(exc), file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
