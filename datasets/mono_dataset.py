@@ -1,0 +1,333 @@
+"""Monodepth2-style monocular/stereo dataset base class (SPEC section 1).
+
+An item is a dict of float32 numpy arrays with the Monodepth2 keys:
+
+- ``("color", f, s)`` / ``("color_aug", f, s)``: (3, H/2^s, W/2^s) in [0, 1] for every frame
+  id ``f`` (0, -1, 1, "s") and scale ``s`` in 0..num_scales-1. Each scale is a Lanczos
+  (antialiased) resize of the native image; ``color_aug`` is the colour-jittered copy fed to
+  the networks (one jitter draw for all frames and scales of a sample).
+- ``("K", s)`` / ``("inv_K", s)``: (4, 4) normalised intrinsics scaled to scale ``s``.
+- ``"stereo_T"`` (4, 4) when "s" is a frame id: identity with
+  ``T[0, 3] = side_sign * flip_sign * 0.1`` (side_sign -1 for a left target image).
+- ``"depth_gt"`` (1, 375, 1242) when the dataset has ground truth for its files.
+- ``"depth_hint"`` / ``"depth_hint_mask"`` (1, H, W) with ``use_depth_hints``.
+
+Training-time augmentation (``is_train``): horizontal flip with p = 0.5 (images, hints,
+depth_gt and stereo_T's sign), colour jitter with p = 0.5 (brightness, contrast and
+saturation factors in [0.8, 1.2], hue shift in [-0.1, 0.1], applied in a random order).
+Randomness comes from Python's ``random`` module, like Monodepth2, so a caller can seed it.
+"""
+import os
+import random
+
+import numpy as np
+import paddle
+from PIL import Image
+
+from utils import ToolkitError
+
+SPLIT_LINE_FORMAT = "'<folder> <frame_index> <l|r>'"
+FLIP = getattr(Image, "Transpose", Image).FLIP_LEFT_RIGHT
+LANCZOS = getattr(Image, "Resampling", Image).LANCZOS
+
+# Monodepth2's normalised KITTI intrinsics (SPEC section 1)
+KITTI_K = np.array([[0.58, 0, 0.5, 0],
+                    [0, 1.92, 0.5, 0],
+                    [0, 0, 1, 0],
+                    [0, 0, 0, 1]], dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------- split lines
+
+
+def parse_split_line(line, lineno=None, source=None):
+    """Parse one split line ``<folder> <frame_index> <side>`` into ``(folder, int, side)``.
+
+    Raises :class:`ToolkitError` naming the line (and its file, when given) if it does not
+    have three fields, the frame index is not an integer, or the side is not ``l``/``r``.
+    """
+    parts = str(line).split()
+    where = "split line" + (f" {lineno}" if lineno is not None else "") + f" '{str(line).strip()}'"
+    if source:
+        where += f" of {source}"
+    if len(parts) != 3:
+        raise ToolkitError(f"malformed {where} ({len(parts)} fields): expected {SPLIT_LINE_FORMAT}; "
+                           f"fix or regenerate the split file")
+    folder, frame, side = parts
+    try:
+        frame_index = int(frame)
+    except ValueError:
+        raise ToolkitError(f"malformed {where} (frame index '{frame}' is not an integer): "
+                           f"expected {SPLIT_LINE_FORMAT}") from None
+    if side not in ("l", "r"):
+        raise ToolkitError(f"malformed {where} (side '{side}' is not l or r): "
+                           f"expected {SPLIT_LINE_FORMAT}")
+    return folder, frame_index, side
+
+
+def read_split_file(path):
+    """Read and validate a split file; returns its non-empty lines (stripped).
+
+    Errors name the file and the 1-based line number of the first malformed line.
+    """
+    if not os.path.isfile(path):
+        raise ToolkitError(f"split file not found ({path}): check --split / --splits_dir")
+    lines = []
+    with open(path, "r") as f:
+        for k, raw in enumerate(f, 1):
+            if raw.strip():
+                parse_split_line(raw, k, path)
+                lines.append(raw.strip())
+    return lines
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def pil_loader(path):
+    """Open an image as RGB; a clear :class:`ToolkitError` when it is missing or unreadable."""
+    if not os.path.isfile(path):
+        raise ToolkitError(f"image not found ({path}): check --data_path, the split file, and "
+                           f"--png if the images are PNG (KITTI raw is usually converted to .jpg)")
+    try:
+        with open(path, "rb") as f:
+            with Image.open(f) as img:
+                return img.convert("RGB")
+    except (OSError, ValueError) as e:
+        raise ToolkitError(f"unreadable image ({path}): {e}; re-extract or re-convert it") from None
+
+
+def to_array(img):
+    """PIL RGB image -> (3, H, W) float32 in [0, 1]."""
+    return np.ascontiguousarray(np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0)
+
+
+def _gray(x):
+    """ITU-R 601-2 luma (as PIL's 'L' conversion) of a (3, H, W) array -> (H, W)."""
+    return 0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2]
+
+
+def rgb_to_hsv(x):
+    """(3, H, W) RGB in [0, 1] -> (3, H, W) HSV with hue in [0, 1)."""
+    r, g, b = x
+    maxc = x.max(0)
+    minc = x.min(0)
+    v = maxc
+    delta = maxc - minc
+    s = np.where(maxc > 0, delta / np.where(maxc > 0, maxc, 1), 0)
+    d = np.where(delta > 0, delta, 1)
+    rc, gc, bc = (maxc - r) / d, (maxc - g) / d, (maxc - b) / d
+    h = np.where(r == maxc, bc - gc, np.where(g == maxc, 2.0 + rc - bc, 4.0 + gc - rc))
+    h = np.where(delta > 0, (h / 6.0) % 1.0, 0.0)
+    return np.stack([h, s, v]).astype(np.float32)
+
+
+def hsv_to_rgb(x):
+    """(3, H, W) HSV (hue in [0, 1)) -> (3, H, W) RGB."""
+    h, s, v = x
+    i = np.floor(h * 6.0)
+    f = h * 6.0 - i
+    p = v * (1 - s)
+    q = v * (1 - s * f)
+    t = v * (1 - s * (1 - f))
+    i = i.astype(np.int64) % 6
+    r = np.choose(i, [v, q, p, p, t, v])
+    g = np.choose(i, [t, v, v, q, p, p])
+    b = np.choose(i, [p, p, t, v, v, q])
+    return np.stack([r, g, b]).astype(np.float32)
+
+
+class ColorJitter:
+    """One colour-jitter draw (torchvision ColorJitter semantics) applied to (3, H, W) float
+    arrays in [0, 1]: brightness/contrast/saturation blend factors and a hue shift, in the
+    drawn order. ``ColorJitter.draw(rng)`` samples the parameters with ``rng`` (a
+    ``random.Random`` or the ``random`` module)."""
+
+    def __init__(self, brightness=1.0, contrast=1.0, saturation=1.0, hue=0.0, order=(0, 1, 2, 3)):
+        self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
+        self.order = tuple(order)
+
+    @classmethod
+    def draw(cls, rng=random, brightness=(0.8, 1.2), contrast=(0.8, 1.2),
+             saturation=(0.8, 1.2), hue=(-0.1, 0.1)):
+        order = [0, 1, 2, 3]
+        rng.shuffle(order)
+        return cls(rng.uniform(*brightness), rng.uniform(*contrast), rng.uniform(*saturation),
+                   rng.uniform(*hue), order)
+
+    def __call__(self, x):
+        x = np.asarray(x, dtype=np.float32)
+        for op in self.order:
+            if op == 0:
+                x = np.clip(x * self.brightness, 0, 1)
+            elif op == 1:
+                m = float(_gray(x).mean())
+                x = np.clip(m + self.contrast * (x - m), 0, 1)
+            elif op == 2:
+                g = _gray(x)[None]
+                x = np.clip(g + self.saturation * (x - g), 0, 1)
+            elif op == 3 and self.hue != 0.0:
+                hsv = rgb_to_hsv(x)
+                hsv[0] = (hsv[0] + self.hue) % 1.0
+                x = np.clip(hsv_to_rgb(hsv), 0, 1)
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------- hints
+
+
+def load_depth_hint(path, height, width, do_flip):
+    """Load a precomputed hint ``.npy`` (float32, (1, Hh, Wh), 0 = no hint), flip it when the
+    sample is flipped, and nearest-resize it to (height, width). Returns (1, H, W) float32.
+
+    Every failure is a :class:`ToolkitError` naming the file: missing (run
+    precompute_depth_hints.py or set --depth_hint_path), unreadable/truncated, wrong shape,
+    or non-finite values.
+    """
+    import cv2
+    if not os.path.isfile(path):
+        raise ToolkitError(f"depth hint not found ({path}): run precompute_depth_hints.py for "
+                           f"this split, or point --depth_hint_path at the saved hints")
+    try:
+        hint = np.load(path, allow_pickle=False)
+    except Exception as e:  # truncated / corrupt files raise ValueError, EOFError, OSError...
+        raise ToolkitError(f"unreadable depth hint ({path}): {type(e).__name__}: {e}; delete it "
+                           f"and rerun precompute_depth_hints.py") from None
+    if hint.ndim != 3 or hint.shape[0] != 1 or min(hint.shape[1:]) < 1 or hint.dtype.kind != "f":
+        raise ToolkitError(f"bad depth hint ({path}): shape {hint.shape} dtype {hint.dtype}, expected "
+                           f"float (1, H, W); rerun precompute_depth_hints.py --overwrite_saved_depths")
+    hint = hint[0].astype(np.float32)
+    if not np.isfinite(hint).all():
+        raise ToolkitError(f"bad depth hint ({path}): contains NaN or inf; rerun "
+                           f"precompute_depth_hints.py --overwrite_saved_depths")
+    if do_flip:
+        hint = np.fliplr(hint)
+    hint = cv2.resize(np.ascontiguousarray(hint), (width, height), interpolation=cv2.INTER_NEAREST)
+    return hint[None].astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- dataset
+
+
+class MonoDataset(paddle.io.Dataset):
+    """Base class of the KITTI datasets (SPEC section 1); subclasses give the paths.
+
+    Args: ``data_path``; ``filenames`` (split lines ``<folder> <frame> <l|r>``);
+    ``height``, ``width`` (multiples of 32); ``frame_idxs`` (e.g. [0, -1, 1, "s"]);
+    ``num_scales``; ``is_train`` (enables flips and colour jitter); ``img_ext`` ('.jpg'
+    or '.png'); ``use_depth_hints``; ``depth_hint_path`` (default ``<data_path>/depth_hints``);
+    ``split_file`` (optional, only named in error messages).
+    """
+
+    K = KITTI_K
+    full_res_shape = (1242, 375)
+    side_map = {"2": 2, "3": 3, "l": 2, "r": 3}
+
+    def __init__(self, data_path, filenames, height, width, frame_idxs, num_scales,
+                 is_train=False, img_ext=".jpg", use_depth_hints=False, depth_hint_path=None,
+                 split_file=None):
+        super().__init__()
+        if height % 32 or width % 32 or height <= 0 or width <= 0:
+            raise ToolkitError(f"image size {height}x{width} (--height/--width): both must be "
+                               f"positive multiples of 32")
+        self.data_path = os.fspath(data_path)
+        self.filenames = list(filenames)
+        self.height, self.width = int(height), int(width)
+        self.frame_idxs = list(frame_idxs)
+        self.num_scales = int(num_scales)
+        self.is_train = bool(is_train)
+        self.img_ext = img_ext if img_ext.startswith(".") else "." + img_ext
+        self.use_depth_hints = bool(use_depth_hints)
+        self.depth_hint_path = (os.fspath(depth_hint_path) if depth_hint_path
+                                else os.path.join(self.data_path, "depth_hints"))
+        self.split_file = split_file
+        for f in self.frame_idxs:
+            if f != "s" and not isinstance(f, (int, np.integer)):
+                raise ToolkitError(f"bad frame id {f!r} (--frame_ids): use integers and 's'")
+        self.lines = [parse_split_line(ln, k + 1, split_file) for k, ln in enumerate(self.filenames)]
+        self.brightness = (0.8, 1.2)
+        self.contrast = (0.8, 1.2)
+        self.saturation = (0.8, 1.2)
+        self.hue = (-0.1, 0.1)
+        self.load_depth = self.check_depth()
+
+    # -- subclass hooks ---------------------------------------------------------------------
+
+    def get_image_path(self, folder, frame_index, side):
+        raise NotImplementedError
+
+    def check_depth(self):
+        return False
+
+    def get_depth(self, folder, frame_index, side, do_flip):
+        raise NotImplementedError
+
+    def get_depth_hint_path(self, folder, frame_index, side):
+        """``<depth_hint_path>/<folder>/image_0{2,3}/<frame:010d>.npy``."""
+        return os.path.join(self.depth_hint_path, folder, f"image_0{self.side_map[side]}",
+                            f"{int(frame_index):010d}.npy")
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def __len__(self):
+        return len(self.filenames)
+
+    def get_color(self, folder, frame_index, side, do_flip):
+        color = pil_loader(self.get_image_path(folder, frame_index, side))
+        if do_flip:
+            color = color.transpose(FLIP)
+        return color
+
+    def frame_sources(self, folder, frame_index, side):
+        """``{frame_id: (folder, frame_index, side)}`` of the images an item needs."""
+        out = {}
+        for i in self.frame_idxs:
+            if i == "s":
+                out[i] = (folder, frame_index, {"l": "r", "r": "l"}[side])
+            else:
+                out[i] = (folder, frame_index + int(i), side)
+        return out
+
+    def scaled_K(self, scale):
+        """(K, inv_K) float32 for ``scale`` (rows 0/1 times width/height // 2**scale)."""
+        K = self.K.copy()
+        K[0, :] *= self.width // (2 ** scale)
+        K[1, :] *= self.height // (2 ** scale)
+        return K, np.linalg.pinv(K).astype(np.float32)
+
+    def __getitem__(self, index):
+        do_color_aug = self.is_train and random.random() > 0.5
+        do_flip = self.is_train and random.random() > 0.5
+        folder, frame_index, side = self.lines[index]
+        inputs = {}
+
+        jitter = (ColorJitter.draw(random, self.brightness, self.contrast, self.saturation, self.hue)
+                  if do_color_aug else None)
+        for i, (fo, fr, sd) in self.frame_sources(folder, frame_index, side).items():
+            native = self.get_color(fo, fr, sd, do_flip)
+            for s in range(self.num_scales):
+                size = (self.width // (2 ** s), self.height // (2 ** s))
+                img = to_array(native.resize(size, LANCZOS))
+                inputs[("color", i, s)] = img
+                inputs[("color_aug", i, s)] = jitter(img) if jitter else img.copy()
+
+        for s in range(self.num_scales):
+            inputs[("K", s)], inputs[("inv_K", s)] = self.scaled_K(s)
+
+        if self.load_depth:
+            depth_gt = self.get_depth(folder, frame_index, side, do_flip)
+            inputs["depth_gt"] = np.ascontiguousarray(depth_gt[None], dtype=np.float32)
+
+        if "s" in self.frame_idxs:
+            stereo_T = np.eye(4, dtype=np.float32)
+            baseline_sign = -1 if do_flip else 1
+            side_sign = -1 if side == "l" else 1
+            stereo_T[0, 3] = side_sign * baseline_sign * 0.1
+            inputs["stereo_T"] = stereo_T
+
+        if self.use_depth_hints:
+            path = self.get_depth_hint_path(folder, frame_index, side)
+            hint = load_depth_hint(path, self.height, self.width, do_flip)
+            inputs["depth_hint"] = hint
+            inputs["depth_hint_mask"] = (hint > 0).astype(np.float32)
+        return inputs
