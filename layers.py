@@ -53,7 +53,9 @@ def rot_from_axisangle(vec):
 
     angle = |v|, axis = v / (angle + 1e-7) (SPEC 3).
     """
-    angle = paddle.sqrt(paddle.sum(vec * vec, axis=2, keepdim=True))  # (B,1,1)
+    # + 1e-20 keeps the gradient finite (0, like torch.norm's) at a zero vector and does
+    # not change the value for any |v| > 1e-8
+    angle = paddle.sqrt(paddle.sum(vec * vec, axis=2, keepdim=True) + 1e-20)  # (B,1,1)
     axis = vec / (angle + 1e-7)
     ca = paddle.cos(angle)[:, 0, 0]
     sa = paddle.sin(angle)[:, 0, 0]

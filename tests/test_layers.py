@@ -59,6 +59,12 @@ def test_rotations_orthonormal():
                                np.eye(4), atol=1e-7)
 
 
+def test_rotation_gradient_finite_at_zero():
+    v = t(np.zeros((2, 1, 3)), grad=True)
+    layers.rot_from_axisangle(v).sum().backward()
+    assert np.isfinite(v.grad.numpy()).all()
+
+
 def test_translation_and_transformation():
     rng = np.random.RandomState(1)
     aa, tr = rng.randn(3, 1, 3) * 0.3, rng.randn(3, 1, 3)
