@@ -1,0 +1,116 @@
+"""evaluate_pose.py: ATE math on constructed trajectories and the CLI's clear errors."""
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import evaluate_pose as ep
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _rot_y(a):
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
+
+
+def _pose(R, t):
+    T = np.eye(4)
+    T[:3, :3] = R
+    T[:3, 3] = t
+    return T
+
+
+def test_ate_zero_for_scaled_and_offset_prediction():
+    rng = np.random.default_rng(1)
+    gt = np.vstack([np.zeros(3), rng.normal(size=(4, 3))])  # snippets start at the origin
+    pred = gt / 3.7 + np.array([5.0, -2.0, 0.5])              # other scale, offset
+    assert ep.compute_ate(gt, pred) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_ate_hand_computed_perturbation():
+    gt = np.array([[0, 0, 0], [1, 0, 0], [2, 0, 0], [3, 0, 0], [4, 0, 0]], dtype=float)
+    pred = gt.copy()
+    pred[4, 1] = 1.0
+    # scale = 30 / 31; squared error = (1/31)^2 * 30 + (30/31)^2 = 30/31; ATE = sqrt(30/31) / 5
+    assert ep.compute_ate(gt, pred) == pytest.approx(math.sqrt(30 / 31) / 5, rel=1e-12)
+    # the first-frame alignment removes a constant offset of the prediction
+    assert ep.compute_ate(gt, pred + 10.0) == pytest.approx(math.sqrt(30 / 31) / 5, rel=1e-12)
+
+
+def test_dump_xyz_chains_rotations():
+    step = _pose(_rot_y(math.pi / 2), [0, 0, 1])  # move 1 forward, then turn 90 deg
+    xyz = ep.dump_xyz([step, step, step])
+    np.testing.assert_allclose(xyz, [[0, 0, 0], [0, 0, 1], [1, 0, 1], [1, 0, 0]], atol=1e-12)
+
+
+def test_snippets_from_global_poses():
+    # a curving ground-truth drive of 8 poses; the prediction is the true local motion with
+    # half the translation (unknown monocular scale) -> every snippet's ATE is 0
+    poses = [np.eye(4)]
+    for i in range(7):
+        poses.append(poses[-1] @ _pose(_rot_y(0.1 * i), [0.2 * i, 0.0, 1.0 + 0.1 * i]))
+    gt_local = ep.global_to_local(np.array(poses))
+    assert len(gt_local) == 7
+    ates = ep.compute_snippet_ates(gt_local, gt_local)
+    assert ates.shape == (7,) and np.allclose(ates, 0.0)
+    scaled = [_pose(p[:3, :3], p[:3, 3] * 0.5) for p in gt_local]
+    assert np.allclose(ep.compute_snippet_ates(scaled, gt_local), 0.0, atol=1e-12)
+    # a wrong motion in the middle hurts exactly the snippets that contain it (i = 0..3)
+    bad = list(gt_local)
+    bad[3] = _pose(np.eye(3), [3.0, 0.0, 0.0])
+    ates = ep.compute_snippet_ates(bad, gt_local)
+    assert np.all(ates[:4] > 1e-3) and np.allclose(ates[4:], 0.0)
+
+
+def test_load_gt_poses_roundtrip(tmp_path):
+    p = tmp_path / "09.txt"
+    P = np.arange(24, dtype=float).reshape(2, 12)
+    np.savetxt(p, P)
+    poses = ep.load_gt_poses(str(p))
+    assert poses.shape == (2, 4, 4)
+    np.testing.assert_allclose(poses[1, :3, :], P[1].reshape(3, 4))
+    np.testing.assert_allclose(poses[:, 3], [[0, 0, 0, 1]] * 2)
+
+
+def _pose_weights(folder):
+    import paddle
+    import networks
+    paddle.seed(0)
+    enc = networks.ResnetEncoder(18, False, 2)
+    dec = networks.PoseDecoder(enc.num_ch_enc, 1, 2)
+    os.makedirs(folder, exist_ok=True)
+    paddle.save(enc.state_dict(), os.path.join(folder, "pose_encoder.pdparams"))
+    paddle.save(dec.state_dict(), os.path.join(folder, "pose.pdparams"))
+
+
+def _run(args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "evaluate_pose.py")] + args,
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
+def test_cli_clear_errors(tmp_path):
+    r = _run(["--eval_split", "eigen", "--load_weights_folder", str(tmp_path)])
+    assert r.returncode == 2 and "odom_9 or odom_10" in r.stderr
+    r = _run(["--eval_split", "odom_9", "--load_weights_folder", str(tmp_path / "none")])
+    assert r.returncode == 2 and "weights folder not found" in r.stderr
+    r = _run(["--eval_split", "odom_9", "--load_weights_folder", str(tmp_path)])
+    assert r.returncode == 2 and "pose_encoder.pdparams missing" in r.stderr
+    _pose_weights(str(tmp_path / "w"))
+    data = tmp_path / "odom"
+    data.mkdir()
+    r = _run(["--eval_split", "odom_9", "--load_weights_folder", str(tmp_path / "w"),
+              "--data_path", str(data)])
+    assert r.returncode == 2 and "poses" in r.stderr and "09.txt" in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("error: ")
+    (data / "poses").mkdir()
+    np.savetxt(data / "poses" / "09.txt", np.tile(np.eye(4)[:3].reshape(1, 12), (4, 1)))
+    splits = tmp_path / "splits" / "odom"
+    splits.mkdir(parents=True)
+    (splits / "test_files_09.txt").write_text("9 0 l\n9 1 l\n")
+    r = _run(["--eval_split", "odom_9", "--load_weights_folder", str(tmp_path / "w"),
+              "--data_path", str(data), "--splits_dir", str(tmp_path / "splits")])
+    assert r.returncode == 2 and "lists 2 frames but poses/09.txt has 4 poses" in r.stderr
