@@ -60,8 +60,9 @@ def resolve_pretrained_path(num_layers, pretrained):
         raise ToolkitError(
             f"ImageNet weights for ResNet{num_layers} not found ({path}): this toolkit never "
             f"downloads; convert torchvision's resnet{num_layers}-*.pth with "
-            f"`python tools/convert_torch_weights.py resnet{num_layers}-XXXX.pth "
-            f"weights/resnet{num_layers}.pdparams` (see weights/README.md), or train from scratch")
+            f"`python tools/convert_torch_weights.py --input resnet{num_layers}-XXXX.pth "
+            f"--output weights/resnet{num_layers}.pdparams` (see weights/README.md), "
+            "or train from scratch (--weights_init scratch)")
     return path
 
 

@@ -230,8 +230,9 @@ def test_torchvision_resnet_file_converts_and_loads(tmp_path):
     torch.save(net.state_dict(), str(src))
     weights = tmp_path / "weights"
     weights.mkdir()
-    (out,) = ctw.convert(str(src), str(weights))
-    assert os.path.basename(out) == "resnet18.pdparams"
+    assert ctw.main(["--input", str(src), "--output", str(weights / "resnet18.pdparams")]) == 0
+    out = str(weights / "resnet18.pdparams")
+    assert ctw.convert(str(src), str(weights) + os.sep) == [out]  # folder form names it too
     state = paddle.load(out)
     assert "encoder.conv1.weight" in state and "encoder.bn1._mean" in state
     assert state["encoder.fc.weight"].shape == (512, 1000)
@@ -256,7 +257,11 @@ def test_torchvision_resnet_file_converts_and_loads(tmp_path):
 def test_cli_errors_exit_2(tmp_path, repo_root):
     (tmp_path / "empty").mkdir()
     script = os.path.join(repo_root, "tools", "convert_torch_weights.py")
-    res = subprocess.run([sys.executable, script, str(tmp_path / "empty"), str(tmp_path / "o")],
+    res = subprocess.run([sys.executable, script, "--input", str(tmp_path / "empty"),
+                          "--output", str(tmp_path / "o")],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 2
     assert "error: no Monodepth2 weights in" in res.stderr and "encoder.pth" in res.stderr
+    res = subprocess.run([sys.executable, script, "--input", str(tmp_path / "empty")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "--output" in res.stderr

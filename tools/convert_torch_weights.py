@@ -16,8 +16,10 @@ Mapping: BatchNorm ``running_mean``/``running_var`` -> ``_mean``/``_variance``,
 transposed (PyTorch stores [out, in], Paddle [in, out]), a DataParallel ``module.``
 prefix removed. PyTorch is needed only here, and is imported only when converting.
 
-    python tools/convert_torch_weights.py models/mono+stereo_640x192 models/paddle_ms_640x192
-    python tools/convert_torch_weights.py resnet18-f37072fd.pth weights/
+    python tools/convert_torch_weights.py --input mono+stereo_640x192 --output weights/mono+stereo_640x192
+    python tools/convert_torch_weights.py --input resnet18-f37072fd.pth --output weights/resnet18.pdparams
+
+(``--input``/``--output`` may also be given positionally: ``convert_torch_weights.py SRC DST``.)
 """
 import argparse
 import os
@@ -205,9 +207,12 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="See weights/README.md for the folder layouts.")
-    p.add_argument("src", help="Monodepth2/Depth Hints model folder (encoder.pth, depth.pth, ...) "
-                               "or one .pth file (e.g. torchvision resnet18-f37072fd.pth)")
-    p.add_argument("dst", help="output folder (for a model folder or a ResNet file) or .pdparams file")
+    p.add_argument("--input", help="Monodepth2/Depth Hints model folder (encoder.pth, depth.pth, ...) "
+                                    "or one .pth file (e.g. torchvision resnet18-f37072fd.pth)")
+    p.add_argument("--output", help="output folder (for a model folder, or a ResNet file: then "
+                                     "resnet{N}.pdparams inside) or a .pdparams file")
+    p.add_argument("src", nargs="?", help=argparse.SUPPRESS)
+    p.add_argument("dst", nargs="?", help=argparse.SUPPRESS)
     p.add_argument("--no_check", action="store_true",
                    help="do not load the converted weights into the networks to check them")
     return p.parse_args(argv)
@@ -215,8 +220,12 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    src, dst = args.input or args.src, args.output or args.dst
     try:
-        convert(args.src, args.dst, check=not args.no_check)
+        if not src or not dst:
+            raise ToolkitError("nothing to convert (--input/--output): give the PyTorch folder or "
+                               ".pth file with --input and the destination with --output")
+        convert(src, dst, check=not args.no_check)
     except ToolkitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
