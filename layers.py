@@ -83,7 +83,8 @@ def get_translation_matrix(translation_vector):
     b = t.shape[0]
     eye3 = paddle.eye(3, dtype=t.dtype).unsqueeze(0).expand([b, 3, 3])
     top = paddle.concat([eye3, t], axis=2)  # (B,3,4)
-    bottom = paddle.to_tensor([[[0.0, 0.0, 0.0, 1.0]]], dtype=t.dtype).expand([b, 1, 4])
+    bottom = paddle.concat([paddle.zeros([b, 1, 3], dtype=t.dtype),
+                            paddle.ones([b, 1, 1], dtype=t.dtype)], axis=2)
     return paddle.concat([top, bottom], axis=1)
 
 
@@ -203,10 +204,11 @@ def reflection_pad1(x):
     Equal to ``numpy.pad(x, ((0,0),(0,0),(1,1),(1,1)), mode='reflect')``. Implemented as
     one ``gather`` of precomputed flat indices (forward+backward about 2x faster on CPU
     than Paddle's pad3d and than slice+concat at decoder sizes); falls back to
-    slice+concat when the spatial size is not known (static graphs). Needs H, W >= 2.
+    slice+concat in static graphs (``paddle.jit.to_static``/export), so no cached eager
+    tensor is ever captured by a traced program. Needs H, W >= 2.
     """
-    b, c, h, w = x.shape
-    if b > 0 and c > 0 and h > 0 and w > 0:
+    if paddle.in_dynamic_mode():
+        b, c, h, w = x.shape
         out = paddle.gather(x.reshape([b * c, h * w]), _reflect_index(h, w), axis=1)
         return out.reshape([b, c, h + 2, w + 2])
     x = paddle.concat([x[:, :, 1:2], x, x[:, :, -2:-1]], axis=2)
@@ -247,10 +249,10 @@ class ConvBlock(nn.Layer):
 def upsample(x):
     """Nearest-neighbour upsampling by 2 (NCHW), same values as
     ``F.interpolate(x, scale_factor=2, mode='nearest')`` but built from expand + reshape
-    (about 2.5x faster forward+backward on CPU). Falls back to interpolate when the
-    spatial size is unknown (static graphs)."""
-    b, c, h, w = x.shape
-    if b > 0 and c > 0 and h > 0 and w > 0:
+    (about 2.5x faster forward+backward on CPU). Static graphs (``paddle.jit``) use
+    interpolate."""
+    if paddle.in_dynamic_mode():
+        b, c, h, w = x.shape
         x = x.reshape([b, c, h, 1, w, 1]).expand([b, c, h, 2, w, 2])
         return x.reshape([b, c, 2 * h, 2 * w])
     return F.interpolate(x, scale_factor=2, mode="nearest")
@@ -278,6 +280,8 @@ class SSIM(nn.Layer):
         self._kernels = {}
 
     def _kernel(self, channels, dtype):
+        if not paddle.in_dynamic_mode():  # static graph: a constant op, never a cached tensor
+            return paddle.full([channels, 1, 3, 3], 1.0 / 9.0, dtype=dtype)
         key = (channels, str(dtype))
         k = self._kernels.get(key)
         if k is None:
