@@ -54,6 +54,7 @@ CAM_HEIGHT = 1.65        # metres above the ground
 FX_N, FY_N, CX_N, CY_N = 0.58, 1.92, 0.5, 0.5
 DATES = ("2011_09_26", "2011_09_28")
 LIDAR_FRACTION = 0.07
+LIGHT = np.array([-0.4, 0.75, 0.5]) / np.linalg.norm([-0.4, 0.75, 0.5])   # sun direction
 VELO_T = np.array([0.0, -0.08, 0.0])     # velodyne origin in camera coords (8 cm above)
 # velo (x fwd, y left, z up) -> camera (x right, y down, z fwd)
 VELO_R = np.array([[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])
@@ -154,9 +155,12 @@ class Noise:
     def __init__(self, seed, size=512):
         rng = np.random.default_rng(seed + 7919)
         self.size = size
+        assert size & (size - 1) == 0, "table size must be a power of two"
         self.table = rng.random((size, size)).astype(np.float32)
+        self.flat = self.table.ravel()
 
     def octave(self, s, t):
+        """Smooth value noise in [-0.5, 0.5] at lattice coordinates (s, t)."""
         n = self.size
         s0 = np.floor(s)
         t0 = np.floor(t)
@@ -164,22 +168,37 @@ class Noise:
         ft = (t - t0).astype(np.float32)
         fs = fs * fs * (3 - 2 * fs)
         ft = ft * ft * (3 - 2 * ft)
-        i0 = s0.astype(np.int64) % n
-        j0 = t0.astype(np.int64) % n
-        i1 = (i0 + 1) % n
-        j1 = (j0 + 1) % n
-        tb = self.table
-        a = tb[i0, j0] * (1 - fs) + tb[i1, j0] * fs
-        b = tb[i0, j1] * (1 - fs) + tb[i1, j1] * fs
-        return a * (1 - ft) + b * ft - 0.5
+        i0 = s0.astype(np.int64) & (n - 1)
+        j0 = t0.astype(np.int64) & (n - 1)
+        i1 = (i0 + 1) & (n - 1)
+        j1 = (j0 + 1) & (n - 1)
+        flat = self.flat
+        r0 = i0 * n
+        r1 = i1 * n
+        a = flat[r0 + j0]
+        a += (flat[r1 + j0] - a) * fs
+        b = flat[r0 + j1]
+        b += (flat[r1 + j1] - b) * fs
+        a += (b - a) * ft
+        a -= 0.5
+        return a
 
-    def fbm(self, s, t, footprint, freqs=(0.7, 2.5, 9.0, 30.0), amps=(0.5, 0.35, 0.3, 0.25)):
-        """Sum of octaves; an octave fades out once its wavelength nears 2-4 pixel footprints
-        (so the texture does not alias and stays consistent across views and frames)."""
+    def fbm(self, s, t, footprint, freqs=(0.5, 1.5, 4.0, 10.0, 25.0, 60.0),
+            amps=(0.3, 0.3, 0.3, 0.3, 0.3, 0.3)):
+        """Sum of octaves; an octave (lattice cell 1/f metres) fades out as its cell shrinks
+        from 1.5 to 0.75 pixel footprints (so the texture does not alias and stays consistent
+        across views and frames). Inputs are flat arrays."""
         out = np.zeros(s.shape, np.float32)
+        inv_fp = 1.0 / np.maximum(footprint, 1e-6)
         for k, (f, a) in enumerate(zip(freqs, amps)):
-            w = np.clip(2.0 - 4.0 * f * footprint, 0.0, 1.0).astype(np.float32)
-            out += a * w * self.octave(s * f + 37.0 * k, t * f + 91.0 * k)
+            w = np.clip((inv_fp / f - 0.75) / 0.75, 0.0, 1.0).astype(np.float32)
+            live = np.nonzero(w > 0)[0]
+            if live.size == 0:
+                continue
+            if live.size == w.size:
+                out += a * w * self.octave(s * f + 37.0 * k, t * f + 91.0 * k)
+            else:
+                out[live] += a * w[live] * self.octave(s[live] * f + 37.0 * k, t[live] * f + 91.0 * k)
         return out
 
 
@@ -318,46 +337,54 @@ def render(scene, noise, cam, width, height, light):
 
 
 def shade(scene, noise, cam, DX, DY, depth, kind, obj, naxis, nsign, fx, light):
-    """Lambertian shading with procedural textures; sky is a gradient with faint clouds."""
+    """Lambertian shading with procedural textures; sky is a gradient with faint clouds.
+    Works on the flattened surface pixels only."""
     H, W = depth.shape
-    rgb = np.zeros((H, W, 3), np.float32)
+    rgb = np.zeros((H * W, 3), np.float32)
     ox, oy, oz = cam
-    surf = kind != SKY
-    t = np.where(surf, depth, 1.0)
-    X = ox + t * DX
-    Y = oy + t * DY
+    kind_f = kind.ravel()
+    surf = np.nonzero(kind_f != SKY)[0]
+    sky = np.nonzero(kind_f == SKY)[0]
+    dxs = DX.ravel()[surf]
+    dys = DY.ravel()[surf]
+    t = depth.ravel()[surf]
+    kd = kind_f[surf]
+    ob = obj.ravel()[surf]
+    ax = naxis.ravel()[surf]
+    sg = nsign.ravel()[surf]
+    X = ox + t * dxs
+    Y = oy + t * dys
     Z = oz + t
     # normals
-    nx = np.where(naxis == 0, nsign, 0.0)
-    ny = np.where(naxis == 1, nsign, 0.0)
-    nz = np.where(naxis == 2, nsign, 0.0)
-    cyl = naxis == 3
+    nx = np.where(ax == 0, sg, 0.0)
+    ny = np.where(ax == 1, sg, 0.0)
+    nz = np.where(ax == 2, sg, 0.0)
+    cyl = ax == 3
     if cyl.any():
-        pole = scene.pole[np.where(cyl, obj, 0)]
-        rx = (X - pole[..., 0]) / pole[..., 2]
-        rz = (Z - pole[..., 1]) / pole[..., 2]
-        nx = np.where(cyl, rx, nx)
-        nz = np.where(cyl, rz, nz)
+        pole = scene.pole[ob[cyl]]
+        nx[cyl] = (X[cyl] - pole[:, 0]) / pole[:, 2]
+        nz[cyl] = (Z[cyl] - pole[:, 1]) / pole[:, 2]
     # pixel footprint in metres on the surface (for band-limiting)
-    norm = np.sqrt(DX * DX + DY * DY + 1.0)
-    cosang = np.abs(nx * DX + ny * DY + nz) / norm
+    norm = np.sqrt(dxs * dxs + dys * dys + 1.0)
+    cosang = np.abs(nx * dxs + ny * dys + nz) / norm
     footprint = (t * norm / fx) / np.maximum(cosang, 0.08)
     # surface coordinates (s, q) per face orientation
-    s = np.where(naxis == 0, Z, X)
-    q = np.where(naxis == 1, Z, Y)
-    s = np.where(cyl, np.arctan2(nz, nx) * 0.1, s)
-    oid = np.where(obj >= 0, obj, 0).astype(np.float64)
+    s = np.where(ax == 0, Z, X)
+    q = np.where(ax == 1, Z, Y)
+    if cyl.any():
+        s[cyl] = np.arctan2(nz[cyl], nx[cyl]) * scene.pole[ob[cyl], 2]
+    oid = np.maximum(ob, 0).astype(np.float64)
     tex = noise.fbm(s + 13.7 * oid, q + 7.1 * oid, footprint)
     diffuse = 0.45 + 0.55 * np.clip(-(nx * light[0] + ny * light[1] + nz * light[2]), 0, 1)
-    base = np.zeros((H, W, 3), np.float32)
+    base = np.zeros((len(surf), 3), np.float32)
 
-    g = kind == GROUND
-    if g.any():
+    g = np.nonzero(kd == GROUND)[0]
+    if g.size:
         xr = X[g]
         zr = Z[g]
         fp = footprint[g]
         road = np.abs(xr) < scene.road_half
-        col = np.where(road[:, None], np.array([0.33, 0.33, 0.35]), np.array([0.6, 0.57, 0.52]))
+        col = np.where(road[:, None], np.array([0.36, 0.36, 0.38]), np.array([0.62, 0.58, 0.52]))
         # road markings: dashed centre line, solid edge lines; kerb; sidewalk tiles
         centre = _smooth_pulse(xr + 0.075, 0.15, 1e6, fp) * _smooth_pulse(zr, scene.lane_dash, 2 * scene.lane_dash, fp)
         edge = _smooth_pulse(np.abs(xr) - (scene.road_half - 0.35), 0.15, 1e6, fp)
@@ -370,10 +397,10 @@ def shade(scene, noise, cam, DX, DY, depth, kind, obj, naxis, nsign, fx, light):
         base[g] = col * tiles[:, None]
 
     for k in (BUILDING, CAR, SIGN):
-        m = kind == k
-        if not m.any():
+        m = np.nonzero(kd == k)[0]
+        if not m.size:
             continue
-        ids = obj[m]
+        ids = ob[m]
         col = scene.box_color[ids]
         prm = scene.box_param[ids]
         fp = footprint[m]
@@ -381,22 +408,22 @@ def shade(scene, noise, cam, DX, DY, depth, kind, obj, naxis, nsign, fx, light):
         bmin, bmax = scene.box_min[ids], scene.box_max[ids]
         if k == BUILDING:
             # window grid on the walls (not roofs), darker ground floor band
-            wall = naxis[m] != 1
+            wall = ax[m] != 1
             wx = _smooth_pulse(sm + prm[:, 3], prm[:, 0] * prm[:, 2], prm[:, 0], fp)
             wy = _smooth_pulse(qm - bmin[:, 1] - 0.6, prm[:, 1] * 0.55, prm[:, 1], fp)
             low = qm > bmax[:, 1] - 3.0
             win = wx * wy * wall * (~low)
-            glass = np.array([0.18, 0.22, 0.3]) + 0.15 * np.sin(ids * 1.7 + np.floor(sm / prm[:, 0]))[:, None]
+            glass = np.array([0.22, 0.26, 0.34]) + 0.15 * np.sin(ids * 1.7 + np.floor(sm / prm[:, 0]))[:, None]
             col = col * (1 - win[:, None]) + glass * win[:, None]
-            col = np.where(low[:, None] & wall[:, None], col * 0.7, col)
+            col = np.where(low[:, None] & wall[:, None], col * 0.75, col)
         elif k == CAR:
             h = bmax[:, 1] - bmin[:, 1]
             rel = (qm - bmin[:, 1]) / h
-            glass = (rel < prm[:, 0]) & (naxis[m] != 1)
-            wheel = rel > 0.8
-            col = np.where(glass[:, None], np.array([0.1, 0.12, 0.15]), col)
-            col = np.where(wheel[:, None], np.array([0.06, 0.06, 0.06]), col)
-            stripe = _smooth_pulse(qm - bmin[:, 1] - h * 0.55, 0.08, 1e6, fp)
+            glass = (rel > 0.06) & (rel < prm[:, 0]) & (ax[m] != 1)
+            wheel = rel > 0.85
+            col = np.where(glass[:, None], np.array([0.25, 0.3, 0.36]), col)
+            col = np.where(wheel[:, None], np.array([0.12, 0.12, 0.12]), col)
+            stripe = _smooth_pulse(qm - bmin[:, 1] - h * 0.6, 0.08, 1e6, fp)
             col = col * (1 - 0.6 * stripe[:, None]) + 0.6 * stripe[:, None]
         else:
             # sign face: ring pattern around the plate centre
@@ -404,24 +431,23 @@ def shade(scene, noise, cam, DX, DY, depth, kind, obj, naxis, nsign, fx, light):
             cys = (bmin[:, 1] + bmax[:, 1]) / 2
             rr = np.sqrt((X[m] - cxs) ** 2 + (Y[m] - cys) ** 2) / (0.5 * np.minimum(prm[:, 0], prm[:, 1]))
             ring = _smooth_pulse(rr, 0.25, 0.5, fp / 0.3)
-            front = naxis[m] == 2
+            front = ax[m] == 2
             col = np.where((front & (ring > 0.5))[:, None], np.array([0.95, 0.95, 0.95]), col)
         base[m] = col
 
-    p = kind == POLE
-    if p.any():
-        base[p] = scene.pole_color[obj[p]] * (1 - 0.4 * _smooth_pulse(Y[p], 0.3, 1.2, footprint[p]))[:, None]
+    p = np.nonzero(kd == POLE)[0]
+    if p.size:
+        base[p] = scene.pole_color[ob[p]] * (1 - 0.4 * _smooth_pulse(Y[p], 0.3, 1.2, footprint[p]))[:, None]
 
-    shade_ = (diffuse * (1.0 + 0.9 * tex))[..., None]
-    rgb[surf] = (base * shade_)[surf]
+    rgb[surf] = base * (diffuse * (1.0 + 1.1 * tex))[:, None]
     # sky: vertical gradient + faint clouds (a function of the ray direction only)
-    sky = ~surf
-    if sky.any():
-        vy = np.clip(-DY[sky] / 0.3, 0, 1)
+    if sky.size:
+        dxk, dyk = DX.ravel()[sky], DY.ravel()[sky]
+        vy = np.clip(-dyk / 0.3, 0, 1)
         col = np.array([0.75, 0.82, 0.9]) * (1 - vy[:, None]) + np.array([0.45, 0.6, 0.85]) * vy[:, None]
-        cloud = noise.octave(DX[sky] * 12 + 300.0, DY[sky] * 30 + 300.0) + 0.5
+        cloud = noise.octave(dxk * 12 + 300.0, dyk * 30 + 300.0) + 0.5
         rgb[sky] = col + 0.12 * cloud[:, None]
-    return np.clip(rgb, 0.0, 1.0)
+    return np.clip(rgb, 0.0, 1.0).reshape(H, W, 3)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -505,14 +531,56 @@ def _drive_frames(num_frames, rng):
     return np.stack([x, np.zeros_like(f), speed * f], 1), speed
 
 
+def _drive_setup(seed, d, frames_per_drive):
+    """Deterministic (folder, centres, speed, scene, noise) of drive ``d``."""
+    date = DATES[d % len(DATES)]
+    folder = f"{date}/{date}_drive_{d + 1:04d}_sync"
+    rng = np.random.default_rng([seed, d])
+    centres, speed = _drive_frames(frames_per_drive, rng)
+    scene = Scene(rng, float(centres[-1, 2]))
+    noise = Noise(seed * 1000 + d)
+    return folder, centres, speed, scene, noise
+
+
+_DRIVE_CACHE = {}
+
+
+def _frame_job(job):
+    """Render and write frame ``i`` of drive ``d`` (both cameras, LiDAR, ground truth)."""
+    out_dir, seed, d, frames_per_drive, i, width, height, ext = job
+    key = (seed, d, frames_per_drive)
+    if key not in _DRIVE_CACHE:
+        _DRIVE_CACHE.clear()
+        _DRIVE_CACHE[key] = _drive_setup(seed, d, frames_per_drive)
+    folder, centres, _, scene, noise = _DRIVE_CACHE[key]
+    base = os.path.join(out_dir, folder)
+    name = f"{i:010d}"
+    rng = np.random.default_rng([seed, d, i, 7])
+    for cam, off in (("02", 0.0), ("03", BASELINE)):
+        c = centres[i] + np.array([off, 0.0, 0.0])
+        rgb, depth = render(scene, noise, c, width, height, LIGHT)
+        _write_image(os.path.join(base, f"image_{cam}", "data", f"{name}.{ext}"), rgb, ext)
+        np.save(os.path.join(base, "true_depth", f"image_{cam}", f"{name}.npy"), depth)
+        gt = depth.copy()
+        gt[: height // 3] = 0
+        _write_png16(os.path.join(base, "proj_depth", "groundtruth", f"image_{cam}", f"{name}.png"), gt)
+        if cam == "02":
+            pts = lidar_points(depth, width, height, rng)
+            pts.tofile(os.path.join(base, "velodyne_points", "data", f"{name}.bin"))
+    return i
+
+
 def make_synthetic_kitti(out_dir, num_drives=3, frames_per_drive=60, width=640, height=192,
-                         seed=0, ext="jpg", progress=False):
+                         seed=0, ext="jpg", progress=False, workers=1):
     """Write a synthetic KITTI raw tree under ``out_dir`` (see the module docstring).
 
     The last drive is held out for the eigen / eigen_benchmark test lists (with one drive,
-    that drive is used for everything). Returns an info dict: ``out_dir``, ``width``,
-    ``height``, ``K`` (3x3 pixel intrinsics), ``baseline``, ``drives`` (folders),
-    ``train_drives``, ``test_drive``, ``speeds`` (m/frame), ``ext``, ``splits`` (name -> folder).
+    that drive is used for everything). ``workers`` > 1 renders frames in that many forked
+    processes (the output does not depend on it). Returns an info dict: ``out_dir``,
+    ``width``, ``height``, ``K`` (3x3 pixel intrinsics), ``baseline``, ``drives`` (folders),
+    ``train_drives``, ``test_drive``, ``speeds`` (m/frame), ``centres`` (folder -> (F, 3)
+    camera-2 centres in metres; camera 3 is +0.54 m in x; no rotation), ``ext``,
+    ``splits`` (name -> folder).
     """
     ext = ext.lstrip(".").lower()
     if ext not in ("jpg", "png"):
@@ -522,60 +590,55 @@ def make_synthetic_kitti(out_dir, num_drives=3, frames_per_drive=60, width=640, 
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     cam2cam, velo2cam = calib_texts(width, height)
-    drives, speeds = [], []
+    drives, speeds, poses = [], [], {}
     t0 = time.time()
-    it = range(num_drives)
-    for d in it:
-        date = DATES[d % len(DATES)]
-        folder = f"{date}/{date}_drive_{d + 1:04d}_sync"
+    jobs = []
+    for d in range(num_drives):
+        folder, centres, speed, _, _ = _drive_setup(seed, d, frames_per_drive)
+        date = folder.split("/")[0]
         drives.append(folder)
+        speeds.append(speed)
+        poses[folder] = centres
         os.makedirs(os.path.join(out_dir, date), exist_ok=True)
         with open(os.path.join(out_dir, date, "calib_cam_to_cam.txt"), "w") as f:
             f.write(cam2cam)
         with open(os.path.join(out_dir, date, "calib_velo_to_cam.txt"), "w") as f:
             f.write(velo2cam)
-        rng = np.random.default_rng([seed, d])
-        centres, speed = _drive_frames(frames_per_drive, rng)
-        speeds.append(speed)
-        scene = Scene(rng, float(centres[-1, 2]))
-        noise = Noise(seed * 1000 + d)
-        light = np.array([-0.4, 0.75, 0.5])
-        light /= np.linalg.norm(light)
         base = os.path.join(out_dir, folder)
-        sub = {}
         for cam in ("02", "03"):
-            sub[cam] = (os.path.join(base, f"image_{cam}", "data"),
-                        os.path.join(base, "proj_depth", "groundtruth", f"image_{cam}"),
-                        os.path.join(base, "true_depth", f"image_{cam}"))
-            for p in sub[cam]:
+            for p in (os.path.join(base, f"image_{cam}", "data"),
+                      os.path.join(base, "proj_depth", "groundtruth", f"image_{cam}"),
+                      os.path.join(base, "true_depth", f"image_{cam}")):
                 os.makedirs(p, exist_ok=True)
-        velo_dir = os.path.join(base, "velodyne_points", "data")
-        os.makedirs(velo_dir, exist_ok=True)
-        frames = range(frames_per_drive)
-        if progress:
-            from tqdm import tqdm
-            frames = tqdm(frames, desc=f"drive {d + 1}/{num_drives}", unit="frame")
-        for i in frames:
-            name = f"{i:010d}"
-            for cam, off in (("02", 0.0), ("03", BASELINE)):
-                c = centres[i] + np.array([off, 0.0, 0.0])
-                rgb, depth = render(scene, noise, c, width, height, light)
-                img_dir, gt_dir, true_dir = sub[cam]
-                _write_image(os.path.join(img_dir, f"{name}.{ext}"), rgb, ext)
-                np.save(os.path.join(true_dir, f"{name}.npy"), depth)
-                gt = depth.copy()
-                gt[: height // 3] = 0
-                _write_png16(os.path.join(gt_dir, f"{name}.png"), gt)
-                if cam == "02":
-                    pts = lidar_points(depth, width, height, rng)
-                    pts.tofile(os.path.join(velo_dir, f"{name}.bin"))
+        os.makedirs(os.path.join(base, "velodyne_points", "data"), exist_ok=True)
+        jobs += [(out_dir, seed, d, frames_per_drive, i, width, height, ext) for i in range(frames_per_drive)]
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(jobs), desc="synthetic KITTI", unit="frame")
+    if workers and workers > 1:
+        import multiprocessing as mp
+        with mp.get_context("fork").Pool(int(workers)) as pool:
+            # contiguous chunks keep each worker on one drive (its scene is built once)
+            chunk = max(1, min(16, len(jobs) // (4 * int(workers)) or 1))
+            for _ in pool.imap_unordered(_frame_job, jobs, chunksize=chunk):
+                if bar is not None:
+                    bar.update(1)
+    else:
+        for job in jobs:
+            _frame_job(job)
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    _DRIVE_CACHE.clear()
     splits = _write_splits(out_dir, drives, frames_per_drive, seed)
     info = {
         "out_dir": out_dir, "width": width, "height": height, "ext": ext,
         "K": np.array([[FX_N * width, 0, CX_N * width], [0, FY_N * height, CY_N * height], [0, 0, 1.0]]),
         "baseline": BASELINE, "drives": drives,
         "train_drives": drives[:-1] if num_drives > 1 else drives,
-        "test_drive": drives[-1], "speeds": speeds, "frames_per_drive": frames_per_drive,
+        "test_drive": drives[-1], "speeds": speeds, "centres": poses, "frames_per_drive": frames_per_drive,
         "splits": splits, "seconds": time.time() - t0,
     }
     return info
@@ -615,13 +678,16 @@ def main(argv=None):
     p.add_argument("--height", type=int, default=192)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--png", action="store_true", help="write PNG images instead of JPEG (q 92)")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                   help="processes rendering frames (default min(2, CPUs); output does not depend on it)")
     args = p.parse_args(argv)
     if args.num_drives < 1 or args.frames_per_drive < 3 or args.width < 32 or args.height < 32:
         print("error: bad size (--num_drives >= 1, --frames_per_drive >= 3, --width/--height >= 32)",
               file=sys.stderr)
         return 2
     info = make_synthetic_kitti(args.out, args.num_drives, args.frames_per_drive, args.width,
-                                args.height, args.seed, "png" if args.png else "jpg", progress=True)
+                                args.height, args.seed, "png" if args.png else "jpg", progress=True,
+                                workers=args.workers)
     print(f"wrote {len(info['drives'])} drives x {args.frames_per_drive} frames "
           f"({args.width}x{args.height}) to {args.out} in {info['seconds']:.1f}s; "
           f"splits in {os.path.join(args.out, 'splits')}")
