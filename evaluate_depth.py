@@ -398,7 +398,10 @@ def evaluate(opt):
     (benchmark split / --no_eval: predictions are written, nothing is scored)."""
     validate_eval_options(opt)
     if opt.ext_disp_to_eval is None:
-        pred_disps, _ = run_model(opt)
+        pred_disps, meta = run_model(opt)
+        if opt.eval_stereo and not meta["use_stereo"]:
+            print("   note: this model was trained without stereo (use_stereo=False): its depth has "
+                  "no metric scale, so --eval_mono (median scaling) is the meaningful mode")
     else:
         print("-> Loading predictions from {}".format(opt.ext_disp_to_eval))
         pred_disps = load_ext_disps(opt.ext_disp_to_eval)

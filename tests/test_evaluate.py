@@ -307,3 +307,80 @@ def test_cli_save_pred_disps_and_benchmark(tmp_path):
     # depth = 5.4 / disp, clipped to 80 m, times 256
     assert set(np.unique(pngs[0])) == {int(5.4 / np.float32(0.5) * 256)}
     assert set(np.unique(pngs[1])) == {80 * 256}
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def _weights_folder(log_dir, model_name):
+    models = os.path.join(log_dir, model_name, "models")
+    names = sorted(os.listdir(models))
+    if "weights_last" in names:
+        return os.path.join(models, "weights_last")
+    numbered = sorted((int(n.split("_")[1]), n) for n in names if n.split("_")[1].isdigit())
+    return os.path.join(models, numbered[-1][1])
+
+
+def _scratch_model(folder, height, width):
+    """An untrained (randomly initialised, never stepped) stereo depth model."""
+    import paddle
+    import networks
+    paddle.seed(0)
+    enc = networks.ResnetEncoder(18, False)
+    dec = networks.DepthDecoder(enc.num_ch_enc, scales=range(4))
+    os.makedirs(folder, exist_ok=True)
+    state = dict(enc.state_dict())
+    state.update(height=height, width=width, use_stereo=True)
+    paddle.save(state, os.path.join(folder, "encoder.pdparams"))
+    paddle.save(dec.state_dict(), os.path.join(folder, "depth.pdparams"))
+
+
+def _eval_cli(weights, data, splits, out_json, extra=()):
+    r = _run(["--load_weights_folder", weights, "--data_path", data, "--splits_dir", splits,
+              "--eval_split", "eigen", "--eval_stereo", "--batch_size", "4", "--num_workers", "0",
+              "--device", "cpu", "--metrics_out", out_json] + list(extra))
+    assert r.returncode == 0, r.stderr[-3000:]
+    with open(out_json) as f:
+        m = json.load(f)
+    # the printed table row matches the JSON to 3 decimals
+    row = [line for line in r.stdout.splitlines() if line.startswith("&")][-1]
+    printed = [float(v) for v in row.replace("\\\\", "").split("&")[1:]]
+    assert printed == pytest.approx([m["metrics"][k] for k in ed.METRIC_NAMES], abs=6e-4)
+    return m
+
+
+@pytest.mark.slow
+def test_end_to_end_train_export_evaluate(synthetic_kitti, tmp_path):
+    """Train 80 steps (stereo, 64x192) on synthetic KITTI, export the Eigen gt, evaluate:
+    the trained model beats an untrained one on abs_rel (about 1-2 minutes on 2 CPU cores)."""
+    import shutil
+    data = synthetic_kitti
+    splits = str(tmp_path / "splits")
+    shutil.copytree(os.path.join(data, "splits"), splits)
+    r = subprocess.run([PY, os.path.join(ROOT, "export_gt_depth.py"), "--data_path", data,
+                        "--split", "eigen", "--splits_dir", splits],
+                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert os.path.isfile(os.path.join(splits, "eigen", "gt_depths.npz"))
+
+    log_dir = str(tmp_path / "logs")
+    r = subprocess.run([PY, os.path.join(ROOT, "train.py"), "--data_path", data,
+                        "--split", os.path.join(data, "splits", "synthetic"),
+                        "--height", "64", "--width", "192", "--use_stereo", "--frame_ids", "0",
+                        "--batch_size", "4", "--max_steps", "80", "--num_workers", "0",
+                        "--log_dir", log_dir, "--model_name", "e2e", "--weights_init", "scratch",
+                        "--device", "cpu", "--log_frequency", "1000"],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    trained = _weights_folder(log_dir, "e2e")
+    untrained = str(tmp_path / "untrained")
+    _scratch_model(untrained, 64, 192)
+
+    m_trained = _eval_cli(trained, data, splits, str(tmp_path / "trained.json"))
+    m_untrained = _eval_cli(untrained, data, splits, str(tmp_path / "untrained.json"))
+    for m in (m_trained, m_untrained):
+        assert m["num_images"] == 8 and m["mode"] == "stereo"
+        assert m["pred_depth_scale_factor"] == pytest.approx(5.4)
+        assert all(np.isfinite(v) for v in m["metrics"].values())
+    assert m_trained["metrics"]["abs_rel"] < 0.8 * m_untrained["metrics"]["abs_rel"], (
+        m_trained["metrics"], m_untrained["metrics"])
