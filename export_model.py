@@ -44,9 +44,11 @@ def build_depth_net(weights_folder, num_layers=None):
     meta["num_layers"] = layers
     encoder = networks.ResnetEncoder(layers, False)
     networks.load_state_dict_strict(encoder, enc_state, "encoder.pdparams")
-    decoder = networks.DepthDecoder(encoder.num_ch_enc, scales=range(4))
-    networks.load_state_dict_strict(decoder, os.path.join(weights_folder, "depth.pdparams"),
-                                    "depth.pdparams")
+    dec_state = networks.load_weights_file(os.path.join(weights_folder, "depth.pdparams"),
+                                           "depth.pdparams")
+    decoder = networks.DepthDecoder(encoder.num_ch_enc,
+                                    scales=range(max(1, networks.num_decoder_scales(dec_state))))
+    networks.load_state_dict_strict(decoder, dec_state, "depth.pdparams")
     decoder.scales = [0]  # only the full-resolution disparity is computed and exported
 
     class _DepthNet(nn.Layer):

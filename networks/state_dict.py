@@ -118,3 +118,11 @@ def infer_num_layers(state, prefix="encoder."):
             bottleneck |= m.group(3) == "conv3"
     sig = ("bottleneck" if bottleneck else "basic", len(blocks[2]), len(blocks[3]))
     return _BLOCKS_TO_LAYERS.get(sig)
+
+
+def num_decoder_scales(state):
+    """How many disparity convs a DepthDecoder state dict holds (4 for scales 0..3).
+
+    A decoder trained with ``--scales 0`` has one; build it with ``scales=range(n)``.
+    """
+    return sum(1 for k in state if re.match(r"^decoder\.\d+\.conv\.weight$", str(k)))

@@ -221,6 +221,11 @@ def test_load_strict_ignores_metadata_and_fc(tmp_path):
         load_state_dict_strict(dst, str(tmp_path / "depth.pdparams"), what="depth.pdparams")
 
 
+def test_num_decoder_scales(enc18):
+    assert networks.num_decoder_scales(DepthDecoder(enc18.num_ch_enc).state_dict()) == 4
+    assert networks.num_decoder_scales(DepthDecoder(enc18.num_ch_enc, [0]).state_dict()) == 1
+
+
 def test_infer_num_layers():
     assert infer_num_layers(ResnetEncoder(18, False).state_dict()) == 18
     assert infer_num_layers(ResnetEncoder(34, False).state_dict()) == 34

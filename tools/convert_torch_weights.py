@@ -123,9 +123,8 @@ def check_model_folder(dst):
         if num_ch_enc is None:
             raise ToolkitError(f"depth.pdparams without encoder.pdparams ({dst}): the decoder "
                                "is shaped by its encoder; convert the whole model folder")
-        dispconvs = sum(1 for k in depth_state if k.startswith("decoder.") and
-                        k.endswith(".conv.weight") and ".conv.conv." not in k)
-        networks.load_state_dict_strict(networks.DepthDecoder(num_ch_enc, range(dispconvs)),
+        scales = range(networks.num_decoder_scales(depth_state))
+        networks.load_state_dict_strict(networks.DepthDecoder(num_ch_enc, scales),
                                         depth_state, "depth.pdparams")
         checked.append("depth")
     pose_enc_state = load("pose_encoder")
