@@ -13,13 +13,16 @@ NEAREST = getattr(Image, "Resampling", Image).NEAREST
 
 
 def resize_nearest(depth, shape):
-    """Nearest-neighbour resize of a 2-D map to ``shape`` (rows, cols), with the pixel-centre
-    mapping of ``skimage.transform.resize(order=0)`` (Monodepth2's depth_gt resize)."""
+    """Nearest-neighbour resize of a 2-D map to ``shape`` (rows, cols): output pixel i takes
+    source pixel floor((i + 0.5) * in / out) (pixel-centre mapping, as PIL's NEAREST and
+    Monodepth2's skimage resize; exact integer arithmetic, so ties are deterministic)."""
     rows, cols = depth.shape
-    if (rows, cols) == tuple(shape):
+    out_r, out_c = int(shape[0]), int(shape[1])
+    if (rows, cols) == (out_r, out_c):
         return depth
-    from skimage.transform import resize
-    return resize(depth, shape, order=0, preserve_range=True, mode="constant", anti_aliasing=False)
+    ri = ((2 * np.arange(out_r) + 1) * rows) // (2 * out_r)
+    ci = ((2 * np.arange(out_c) + 1) * cols) // (2 * out_c)
+    return depth[ri][:, ci]
 
 
 class KITTIDataset(MonoDataset):

@@ -295,14 +295,20 @@ class MonoDataset(paddle.io.Dataset):
         K[1, :] *= self.height // (2 ** scale)
         return K, np.linalg.pinv(K).astype(np.float32)
 
-    def __getitem__(self, index):
+    def sample_augmentation(self):
+        """Draw this sample's augmentation: ``(do_flip, jitter)`` where ``jitter`` is a
+        :class:`ColorJitter` or None. Only in training; each with probability 0.5."""
         do_color_aug = self.is_train and random.random() > 0.5
         do_flip = self.is_train and random.random() > 0.5
+        jitter = (ColorJitter.draw(random, self.brightness, self.contrast, self.saturation, self.hue)
+                  if do_color_aug else None)
+        return do_flip, jitter
+
+    def __getitem__(self, index):
+        do_flip, jitter = self.sample_augmentation()
         folder, frame_index, side = self.lines[index]
         inputs = {}
 
-        jitter = (ColorJitter.draw(random, self.brightness, self.contrast, self.saturation, self.hue)
-                  if do_color_aug else None)
         for i, (fo, fr, sd) in self.frame_sources(folder, frame_index, side).items():
             native = self.get_color(fo, fr, sd, do_flip)
             for s in range(self.num_scales):
