@@ -8,7 +8,7 @@ import numpy as np
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 
 __all__ = [
-    "ToolkitError", "readlines", "normalize_image", "sec_to_hm", "sec_to_hm_str",
+    "ToolkitError", "MissingFileError", "readlines", "normalize_image", "sec_to_hm", "sec_to_hm_str",
     "atomic_write_bytes", "atomic_write_text", "atomic_save_npy", "atomic_save_npz",
     "atomic_paddle_save", "resolve_split_dir", "pick_device", "colormap_disp",
 ]
@@ -21,13 +21,17 @@ class ToolkitError(Exception):
     """
 
 
-def readlines(path):
-    """Return the lines of a text file without trailing newlines (empty lines dropped).
+class MissingFileError(ToolkitError, FileNotFoundError):
+    """A file or folder that does not exist (both a ToolkitError and a FileNotFoundError)."""
 
-    Raises :class:`ToolkitError` naming the file when it does not exist.
+
+def readlines(path):
+    """Return the lines of a text file without trailing newlines (blank lines dropped).
+
+    Raises :class:`MissingFileError` (a ToolkitError) naming the file when it is missing.
     """
     if not os.path.isfile(path):
-        raise ToolkitError(f"file not found ({path}): check the path / split name")
+        raise MissingFileError(f"file not found ({path}): check the path / split name")
     with open(path, "r") as f:
         return [line.rstrip("\r\n") for line in f.read().splitlines() if line.strip()]
 
@@ -123,10 +127,10 @@ def atomic_paddle_save(obj, path):
 
 def resolve_split_dir(split, splits_dir=None):
     """Folder of a split: an existing folder path is used as is, else
-    ``<splits_dir or <repo>/splits>/<split>``. Missing -> ``FileNotFoundError``
-    (also a :class:`ToolkitError`) that says how to fix it."""
+    ``<splits_dir or <repo>/splits>/<split>``. Missing -> :class:`MissingFileError`
+    (a ``FileNotFoundError`` and a :class:`ToolkitError`) that says how to fix it."""
     if split is None or str(split) == "":
-        raise SplitNotFoundError("no split given (--split): name a split or a folder")
+        raise MissingFileError("no split given (--split): name a split or a folder")
     split = os.fspath(split)
     if os.path.isdir(split):
         return split
@@ -134,13 +138,9 @@ def resolve_split_dir(split, splits_dir=None):
     path = os.path.join(base, split)
     if os.path.isdir(path):
         return path
-    raise SplitNotFoundError(
+    raise MissingFileError(
         f"split '{split}' not found ({path}): put the split's *_files.txt lists there, "
         f"pass a folder path as the split, or set --splits_dir")
-
-
-class SplitNotFoundError(ToolkitError, FileNotFoundError):
-    """A split folder that does not exist (both a ToolkitError and a FileNotFoundError)."""
 
 
 def pick_device(device="auto"):

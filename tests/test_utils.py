@@ -12,8 +12,9 @@ def test_readlines(tmp_path):
     p = tmp_path / "files.txt"
     p.write_text("2011_09_26/2011_09_26_drive_0022_sync 473 r\n\nfoo 1 l\r\n")
     assert utils.readlines(str(p)) == ["2011_09_26/2011_09_26_drive_0022_sync 473 r", "foo 1 l"]
-    with pytest.raises(utils.ToolkitError, match="missing.txt"):
+    with pytest.raises(utils.ToolkitError, match="missing.txt") as e:
         utils.readlines(str(tmp_path / "missing.txt"))
+    assert isinstance(e.value, FileNotFoundError)
 
 
 def test_normalize_image_and_time_strings():
