@@ -233,8 +233,13 @@ def load_depth_model(weights_folder, num_layers=None):
 
     encoder = networks.ResnetEncoder(layers_used, False)
     networks.load_state_dict_strict(encoder, enc_state, "encoder.pdparams")
-    decoder = networks.DepthDecoder(encoder.num_ch_enc, scales=range(4))
-    networks.load_state_dict_strict(decoder, os.path.join(folder, "depth.pdparams"), "depth.pdparams")
+    dec_path = os.path.join(folder, "depth.pdparams")
+    dec_state = networks.load_weights_file(dec_path, "depth.pdparams")
+    # a decoder trained with --scales 0 holds fewer disparity convs than the default 4
+    num_scales = max(1, networks.num_decoder_scales(dec_state)) \
+        if hasattr(networks, "num_decoder_scales") else 4
+    decoder = networks.DepthDecoder(encoder.num_ch_enc, scales=range(num_scales))
+    networks.load_state_dict_strict(decoder, dec_state, "depth.pdparams")
     encoder.eval()
     decoder.eval()
     return encoder, decoder, meta

@@ -111,3 +111,21 @@ def test_skips_own_outputs_and_clear_errors(image_folder, tmp_path, capsys):
     assert test_simple.main(["--image_path", str(folder), "--ext", "png",
                              "--model_path", str(tmp_path / "none")]) == 2
     assert "weights folder not found" in capsys.readouterr().err
+
+
+def test_decoder_trained_with_one_scale(image_folder, tmp_path):
+    """A model trained with --scales 0 (one disparity conv) loads and predicts."""
+    import paddle
+    import networks
+    import test_simple
+    enc = networks.ResnetEncoder(18, False)
+    dec = networks.DepthDecoder(enc.num_ch_enc, scales=range(1))
+    folder = tmp_path / "s0"
+    folder.mkdir()
+    state = dict(enc.state_dict())
+    state.update(height=H, width=W, use_stereo=False)
+    paddle.save(state, str(folder / "encoder.pdparams"))
+    paddle.save(dec.state_dict(), str(folder / "depth.pdparams"))
+    assert test_simple.main(["--image_path", str(image_folder / "b.png"), "--model_path", str(folder),
+                             "--output_dir", str(tmp_path / "o")]) == 0
+    assert np.load(tmp_path / "o" / "b_disp.npy").shape == (1, 1, H, W)
