@@ -7,6 +7,15 @@ import numpy as np
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 
+
+def _current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_current_umask()  # mode of a normally created file (mkstemp uses 0600)
+
 __all__ = [
     "ToolkitError", "MissingFileError", "readlines", "normalize_image", "sec_to_hm", "sec_to_hm_str",
     "atomic_write_bytes", "atomic_write_text", "atomic_save_npy", "atomic_save_npz",
@@ -80,6 +89,7 @@ def _atomic_write(path, write_fn, binary=True):
             write_fn(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -47,6 +47,10 @@ def test_atomic_savers_roundtrip(tmp_path):
     assert back["height"] == 192 and back["use_stereo"] is True
     assert _no_temp_files(tmp_path) and _no_temp_files(tmp_path / "sub")
     assert _no_temp_files(tmp_path / "models")
+    # permissions like a normally created file, not mkstemp's 0600
+    normal = tmp_path / "normal.txt"
+    normal.write_text("x")
+    assert os.stat(p).st_mode & 0o777 == os.stat(normal).st_mode & 0o777
 
 
 def test_atomic_write_failure_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
