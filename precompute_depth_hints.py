@@ -1,0 +1,577 @@
+"""Precompute fused SGM depth hints for KITTI raw (SPEC section 5, Watson et al. 2019).
+
+For every ``<folder> <frame>`` named in a split file, both images of the stereo pair
+(left ``image_02`` and right ``image_03``) get a hint::
+
+    <save_path>/<folder>/image_0{2,3}/<frame:010d>.npy    float32 (1, H, W), 0 = no hint
+
+Per pair: both images are decoded once (PIL) and resized once to W x H with PIL's
+Lanczos filter (the antialiased resize the SPEC prescribes for the training images).
+The 12 OpenCV SGBM matchers (blockSize {1,2,3} x numDisparities {64,96,128,160}) run on
+the RGB images for the left base, and on the horizontally flipped pair for the right
+base (result flipped back). Disparity d = SGBM / 16, depth = 0.58 W * 0.1 / d where
+d > 0, else 0. Fusion: the other image is warped into the base view with every
+candidate depth by ``layers.BackprojectDepth`` / ``layers.Project3D`` / ``layers.warp``
+(baseline T[0,3] = -0.1 for a left base, +0.1 for a right base), the photometric error
+is ``layers.compute_reprojection_loss`` (the training loss), invalid candidates get
++1000, and each pixel keeps the candidate with the smallest error (0 where none is
+valid). So hints and training agree by construction.
+
+Speed: a spawn process pool over image pairs, each worker limited to one thread for
+OpenCV, Paddle, OpenMP and MKL (N workers use N cores); the 12 candidates are warped
+and scored in one batch, row strip by row strip (the strips keep the data in cache;
+a 1-row halo makes the result identical to a whole-image pass).
+
+Safety: existing valid outputs are skipped (header + size check; a truncated or wrong
+shaped file is recomputed) unless ``--overwrite_saved_depths``; outputs are written to a
+temp file and renamed, so a killed run never leaves a partial .npy; unreadable inputs
+are reported one line each and counted, the run goes on and exits with 1.
+
+Usage::
+
+    python precompute_depth_hints.py --data_path kitti_data [--filenames FILE]
+        [--save_path kitti_data/depth_hints] [--height 320 --width 1024]
+        [--overwrite_saved_depths] [--num_workers N] [--png]
+"""
+import argparse
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+from utils import ToolkitError, atomic_save_npy, readlines  # noqa: E402
+
+DEFAULT_FILENAMES = os.path.join("splits", "eigen_full", "all_files.txt")
+BLOCK_SIZES = (1, 2, 3)
+NUM_DISPARITIES = (64, 96, 128, 160)
+MATCHERS = tuple((b, n) for b in BLOCK_SIZES for n in NUM_DISPARITIES)
+BASELINE = 0.1           # stereo baseline in the network's units (SPEC 1)
+STEREO_SCALE_FACTOR = 5.4  # KITTI's 0.54 m baseline / 0.1
+SIDE_DIRS = {"l": "image_02", "r": "image_03"}
+STAGES = ("decode", "resize", "sgbm", "fuse", "save")
+STRIP_ROWS = 16
+KILL_AFTER_ENV = "DEPTH_HINTS_KILL_AFTER"  # test hook: SIGKILL self after K images written
+
+
+# ----------------------------------------------------------------------------- threads
+
+
+def limit_threads(n=1):
+    """Limit OpenCV, OpenMP, MKL, OpenBLAS and Paddle to ``n`` threads in this process.
+
+    The environment variables only take effect for libraries loaded afterwards, so call
+    this before Paddle is imported (the workers do; Paddle is imported lazily here).
+    """
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(n)
+    import cv2
+    cv2.setNumThreads(n)
+    if "paddle" in sys.modules:
+        try:
+            sys.modules["paddle"].base.core.set_num_threads(n)
+        except Exception:  # pragma: no cover - older/newer Paddle without the hook
+            pass
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def read_pairs(filenames):
+    """Split file -> list of unique ``(folder, frame)`` in order of first appearance.
+
+    Lines are ``<folder> <frame> [<side>]``; the side is ignored because both images of
+    every pair get a hint. A malformed line raises :class:`ToolkitError` naming it.
+    """
+    pairs, seen = [], set()
+    for n, line in enumerate(readlines(filenames), 1):
+        parts = line.split()
+        try:
+            if len(parts) < 2:
+                raise ValueError
+            key = (parts[0], int(parts[1]))
+        except ValueError:
+            raise ToolkitError(f"bad line {n} '{line}' ({filenames}): expected "
+                               f"'<folder> <frame> <side>'") from None
+        if key not in seen:
+            seen.add(key)
+            pairs.append(key)
+    return pairs
+
+
+def image_path(data_path, folder, frame, side, ext):
+    """``<data_path>/<folder>/image_0{2,3}/data/<frame:010d><ext>``."""
+    return os.path.join(data_path, folder, SIDE_DIRS[side], "data", f"{frame:010d}{ext}")
+
+
+def hint_path(save_path, folder, frame, side):
+    """``<save_path>/<folder>/image_0{2,3}/<frame:010d>.npy``."""
+    return os.path.join(save_path, folder, SIDE_DIRS[side], f"{frame:010d}.npy")
+
+
+def hint_is_valid(path, height, width):
+    """True when ``path`` is a complete float32 (1, height, width) C-order .npy.
+
+    Reads only the header and compares the file size with header + data, so it is
+    cheap enough to run over a whole split.
+    """
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            size = os.fstat(f.fileno()).st_size
+            return (tuple(shape) == (1, height, width) and dtype == np.float32
+                    and not fortran and size == f.tell() + height * width * 4)
+    except (OSError, ValueError):
+        return False
+
+
+class InputError(Exception):
+    """An input image that is missing or cannot be decoded: ``path`` and ``reason``."""
+
+    def __init__(self, path, reason):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def decode_image(path):
+    """Decode an image file fully into a PIL RGB image; :class:`InputError` on failure.
+
+    PIL raises on truncated files (OpenCV would return a half-grey image silently).
+    """
+    from PIL import Image
+    if not os.path.isfile(path):
+        raise InputError(path, "file not found")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.convert("RGB")
+    except Exception as e:  # PIL raises many types for corrupt data
+        raise InputError(path, f"cannot decode image ({type(e).__name__}: {e})") from None
+
+
+def resize_image(im, width, height):
+    """PIL image -> uint8 RGB array (height, width, 3), Lanczos (antialiased) resize."""
+    from PIL import Image
+    if im.size != (width, height):
+        im = im.resize((width, height), Image.LANCZOS)
+    return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
+
+
+# ----------------------------------------------------------------------------- hints
+
+
+def make_matchers():
+    """The 12 SGBM matchers of SPEC 5, in MATCHERS order."""
+    import cv2
+    return [cv2.StereoSGBM_create(minDisparity=0, numDisparities=n, blockSize=b,
+                                  P1=36, P2=288, preFilterCap=63, uniquenessRatio=10,
+                                  speckleWindowSize=100, speckleRange=16)
+            for b, n in MATCHERS]
+
+
+def disparity_to_depth(disp, width):
+    """Pixel disparity -> depth fx * 0.1 / d (fx = 0.58 width), 0 where d <= 0."""
+    disp = np.asarray(disp, dtype=np.float32)
+    depth = np.zeros_like(disp)
+    np.divide(np.float32(0.58 * width * BASELINE), disp, out=depth, where=disp > 0)
+    return depth
+
+
+class HintComputer:
+    """SGBM candidates and their fusion for one image size (one per worker process)."""
+
+    def __init__(self, height, width, strip_rows=STRIP_ROWS):
+        import paddle
+        import layers
+        self.paddle, self.layers = paddle, layers
+        self.height, self.width, self.strip_rows = height, width, strip_rows
+        self.matchers = make_matchers()
+        n = len(self.matchers)
+        keys = [((b // 2) * 2 + 1, nd) for b, nd in MATCHERS]  # OpenCV's effective window
+        first = {}
+        for k, key in enumerate(keys):
+            first.setdefault(key, k)
+        self.unique = [self.matchers[k] for k in sorted(set(first.values()))]
+        order = sorted(set(first.values()))
+        self.unique_index = np.array([order.index(first[key]) for key in keys])
+        K = np.array([[0.58 * width, 0, 0.5 * width, 0], [0, 1.92 * height, 0.5 * height, 0],
+                      [0, 0, 1, 0], [0, 0, 0, 1]], dtype=np.float32)
+        inv_K = np.linalg.pinv(K).astype(np.float32)
+        self.K = paddle.to_tensor(np.repeat(K[None], n, 0))
+        self.inv_K = paddle.to_tensor(np.repeat(inv_K[None], n, 0))
+        self.T = {}
+        for sign in (-1, 1):
+            T = np.eye(4, dtype=np.float32)
+            T[0, 3] = sign * BASELINE
+            self.T[sign] = paddle.to_tensor(np.repeat(T[None], n, 0))
+        self.backproject = layers.BackprojectDepth(n, height, width)
+        self.project = layers.Project3D(n, height, width)
+
+    def candidates(self, left, right, side):
+        """(12, H, W) float32 candidate depths for base ``side`` from uint8 RGB images.
+
+        Matchers that OpenCV runs identically (blockSize 2 and 3: both use a 3x3 window,
+        since OpenCV takes blockSize // 2 as the half-window) run once and are copied.
+        """
+        if side == "l":
+            base, other = left, right
+        else:  # SGBM matches for its left input: mirror the pair, mirror the result back
+            base = np.ascontiguousarray(right[:, ::-1])
+            other = np.ascontiguousarray(left[:, ::-1])
+        disp = np.empty((len(self.unique), self.height, self.width), np.float32)
+        for k, m in enumerate(self.unique):
+            disp[k] = m.compute(base, other)
+        disp *= 1.0 / 16.0
+        if side == "r":
+            disp = disp[:, :, ::-1]
+        return np.ascontiguousarray(disparity_to_depth(disp, self.width)[self.unique_index])
+
+    def fuse(self, base, other, cands, side, baseline_sign=None):
+        """Per-pixel minimum-photometric-error choice among ``cands``.
+
+        ``base``/``other``: uint8 RGB (H, W, 3) of the base side and the other side;
+        ``cands`` (N, H, W) depths. ``baseline_sign`` overrides the SPEC sign (-1 for a
+        left base, +1 for a right base); tests use it to show a wrong sign is worse.
+        Returns ``(hint (H, W) float32, pe (N, H, W) float32 with +1000 on invalid)``.
+        """
+        paddle, layers = self.paddle, self.layers
+        n_all = cands.shape[0]
+        # identical candidate maps have identical errors: score each distinct map once
+        uniq, inverse = [], np.empty(n_all, np.int64)
+        for k in range(n_all):
+            for j, u in enumerate(uniq):
+                if np.array_equal(cands[u], cands[k]):
+                    inverse[k] = j
+                    break
+            else:
+                inverse[k] = len(uniq)
+                uniq.append(k)
+        cands = cands[uniq]
+        n, H, W = cands.shape
+        if baseline_sign is None:
+            baseline_sign = -1 if side == "l" else 1
+        depth = paddle.to_tensor(cands[:, None])
+        points = self.backproject(depth, self.inv_K[:n])
+        grid = self.project(points, self.K[:n], self.T[baseline_sign][:n])  # (N,H,W,2)
+        base_t = paddle.to_tensor(base.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)
+        other_t = paddle.to_tensor(other.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)
+        pe = np.empty((n, H, W), np.float32)
+        S = self.strip_rows
+        for y0 in range(0, H, S):
+            y1 = min(y0 + S, H)
+            lo, hi = max(y0 - 1, 0), min(y1 + 1, H)  # 1-row halo: exact SSIM at kept rows
+            h = hi - lo
+            # one batch-1 sample of the other image at all N candidate grids
+            g = grid[:, lo:hi].reshape([1, n * h, W, 2])
+            warped = layers.warp(other_t, g).reshape([3, n, h, W]).transpose([1, 0, 2, 3])
+            target = base_t[:, :, lo:hi].expand([n, 3, h, W])
+            err = layers.compute_reprojection_loss(warped, target)
+            pe[:, y0:y1] = err.numpy()[:, 0, y0 - lo:y1 - lo]
+        pe += 1000.0 * (cands <= 0)
+        idx = np.argmin(pe, axis=0)
+        hint = np.take_along_axis(cands, idx[None], 0)[0]
+        return hint.astype(np.float32), pe[inverse]
+
+    def hint(self, left, right, side):
+        """Fused (H, W) hint for ``side`` of a resized uint8 RGB pair."""
+        cands = self.candidates(left, right, side)
+        base, other = (left, right) if side == "l" else (right, left)
+        return self.fuse(base, other, cands, side)[0]
+
+
+# ----------------------------------------------------------------------------- accuracy
+
+
+MIN_DEPTH, MAX_DEPTH = 1e-3, 80.0  # evaluation range of SPEC 6
+
+
+def _depth_stats(pred, gt):
+    """Sums over pixels with a hint and MIN_DEPTH < gt < MAX_DEPTH (SPEC 6 range; hints
+    clipped to it): [count, sum |gt-p|/gt, count ratio < 1.25, count gt in range]."""
+    in_range = (gt > MIN_DEPTH) & (gt < MAX_DEPTH)
+    m = (pred > 0) & in_range
+    p = np.clip(pred[m].astype(np.float64), MIN_DEPTH, MAX_DEPTH)
+    g = gt[m].astype(np.float64)
+    ratio = np.maximum(g / p, p / g)
+    return np.array([m.sum(), np.sum(np.abs(g - p) / g), np.sum(ratio < 1.25),
+                     np.sum(in_range)], dtype=np.float64)
+
+
+def hint_accuracy(data_path, pairs, height, width, ext=".jpg", scale=STEREO_SCALE_FACTOR,
+                  hc=None, baseline_sign=None):
+    """Accuracy of each single SGBM matcher and of the fused hints against true depth.
+
+    ``pairs``: (folder, frame) list; true depth is read from the synthetic data's
+    ``<folder>/true_depth/image_0{2,3}/<frame:010d>.npy`` (metres, 0 = none) and resized
+    to the hint size with nearest neighbour; hints are multiplied by ``scale`` (5.4:
+    network baseline 0.1 vs KITTI's 0.54 m). Statistics are pooled over all pixels of
+    both sides of all pairs. ``baseline_sign`` flips the fusion's baseline sign when
+    given as +1/-1 *relative* to the SPEC (i.e. -1 = the wrong sign, for tests).
+
+    Returns ``{name: {"abs_rel", "a1", "coverage"}}`` for ``"b{block}_n{numdisp}"`` of
+    each matcher, ``"mean_single"`` (mean of the matchers' metrics) and ``"fused"``;
+    abs_rel and a1 are on pixels where both hint and true depth are > 0, coverage is
+    the fraction of pixels with true depth that get a hint.
+    """
+    import cv2
+    hc = hc or HintComputer(height, width)
+    names = [f"b{b}_n{n}" for b, n in MATCHERS] + ["fused"]
+    acc = np.zeros((len(names), 4))
+    for folder, frame in pairs:
+        arr = {s: resize_image(decode_image(image_path(data_path, folder, frame, s, ext)),
+                               width, height) for s in ("l", "r")}
+        for s in ("l", "r"):
+            gt = np.load(os.path.join(data_path, folder, "true_depth", SIDE_DIRS[s],
+                                      f"{frame:010d}.npy")).astype(np.float32)
+            gt = cv2.resize(gt, (width, height), interpolation=cv2.INTER_NEAREST)
+            cands = hc.candidates(arr["l"], arr["r"], s)
+            base, other = (arr["l"], arr["r"]) if s == "l" else (arr["r"], arr["l"])
+            sign = None
+            if baseline_sign is not None:
+                sign = (-1 if s == "l" else 1) * baseline_sign
+            fused = hc.fuse(base, other, cands, s, baseline_sign=sign)[0]
+            for k, d in enumerate(list(cands) + [fused]):
+                acc[k] += _depth_stats(d * scale, gt)
+    table = {}
+    for name, (n, rel, good, n_gt) in zip(names, acc):
+        table[name] = {"abs_rel": rel / max(n, 1), "a1": good / max(n, 1),
+                       "coverage": n / max(n_gt, 1)}
+    singles = [table[k] for k in names[:-1]]
+    table["mean_single"] = {m: float(np.mean([t[m] for t in singles]))
+                            for m in ("abs_rel", "a1", "coverage")}
+    return table
+
+
+def format_accuracy_table(table):
+    """Markdown table of :func:`hint_accuracy`'s result."""
+    lines = ["| hints | abs_rel | a1 (< 1.25) | coverage |", "|---|---|---|---|"]
+    for name, m in table.items():
+        lines.append(f"| {name} | {m['abs_rel']:.4f} | {m['a1']:.4f} | {m['coverage']:.4f} |")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- workers
+
+_WORKER = {}
+
+
+def _init_worker(cfg):
+    """Pool initializer: one thread per worker, one HintComputer per worker."""
+    limit_threads(1)
+    import paddle
+    paddle.set_device("cpu")
+    limit_threads(1)
+    _WORKER["cfg"] = cfg
+    _WORKER["hc"] = HintComputer(cfg["height"], cfg["width"])
+
+
+def _process_pair(task):
+    """Compute and save the hints of one pair. Returns a result dict (never raises).
+
+    ``task`` = (folder, frame, sides). Result: ``written`` (list of sides), ``failed``
+    (list of (path, reason, sides)), ``times`` (seconds per stage), ``images``.
+    """
+    folder, frame, sides = task
+    cfg, hc = _WORKER["cfg"], _WORKER["hc"]
+    times = dict.fromkeys(STAGES, 0.0)
+    res = {"folder": folder, "frame": frame, "written": [], "failed": [], "times": times,
+           "images": len(sides)}
+    try:
+        t = time.perf_counter()
+        ims = {}
+        for s in ("l", "r"):
+            ims[s] = decode_image(image_path(cfg["data_path"], folder, frame, s, cfg["ext"]))
+        t1 = time.perf_counter()
+        times["decode"] += t1 - t
+        arr = {s: resize_image(ims[s], cfg["width"], cfg["height"]) for s in ims}
+        times["resize"] += time.perf_counter() - t1
+    except InputError as e:
+        res["failed"].append((e.path, e.reason, list(sides)))
+        return res
+    for s in sides:
+        try:
+            t = time.perf_counter()
+            cands = hc.candidates(arr["l"], arr["r"], s)
+            t1 = time.perf_counter()
+            base, other = (arr["l"], arr["r"]) if s == "l" else (arr["r"], arr["l"])
+            hint = hc.fuse(base, other, cands, s)[0]
+            t2 = time.perf_counter()
+            out = hint_path(cfg["save_path"], folder, frame, s)
+            atomic_save_npy(out, hint[None])
+            t3 = time.perf_counter()
+            times["sgbm"] += t1 - t
+            times["fuse"] += t2 - t1
+            times["save"] += t3 - t2
+            res["written"].append(s)
+        except Exception as e:  # a write error or a bug: report, keep going
+            out = hint_path(cfg["save_path"], folder, frame, s)
+            res["failed"].append((out, f"{type(e).__name__}: {e}", [s]))
+    return res
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        description="Precompute fused SGM depth hints (Depth Hints, SPEC section 5).")
+    p.add_argument("--data_path", required=True, help="KITTI raw root folder")
+    p.add_argument("--filenames", default=None,
+                   help=f"split file of '<folder> <frame> <side>' lines "
+                        f"(default: <repo>/{DEFAULT_FILENAMES})")
+    p.add_argument("--save_path", default=None, help="output folder (default <data_path>/depth_hints)")
+    p.add_argument("--height", type=int, default=320, help="hint height")
+    p.add_argument("--width", type=int, default=1024, help="hint width")
+    p.add_argument("--overwrite_saved_depths", action="store_true",
+                   help="recompute hints that already exist")
+    p.add_argument("--num_workers", type=int, default=None,
+                   help="worker processes (default: all CPU cores)")
+    p.add_argument("--png", action="store_true", help="images are .png instead of .jpg")
+    return p
+
+
+def resolve_filenames(filenames):
+    """The split file to read; the default one must exist in the repo's splits/."""
+    if filenames is None:
+        path = os.path.join(REPO_ROOT, DEFAULT_FILENAMES)
+        if not os.path.isfile(path):
+            raise ToolkitError(
+                f"default split list not found ({path}): download the KITTI split lists "
+                f"(Monodepth2 / Depth Hints 'splits' folders, see README) into "
+                f"{os.path.join(REPO_ROOT, 'splits')}, or pass --filenames FILE")
+        return path
+    if not os.path.isfile(filenames):
+        raise ToolkitError(f"split file not found (--filenames {filenames}): "
+                           f"pass an existing '<folder> <frame> <side>' list")
+    return filenames
+
+
+def plan(pairs, save_path, height, width, overwrite):
+    """Tasks ``(folder, frame, sides)`` still to do and the number of valid hints skipped."""
+    tasks, skipped = [], 0
+    for folder, frame in pairs:
+        sides = []
+        for s in ("l", "r"):
+            if not overwrite and hint_is_valid(hint_path(save_path, folder, frame, s),
+                                               height, width):
+                skipped += 1
+            else:
+                sides.append(s)
+        if sides:
+            tasks.append((folder, frame, tuple(sides)))
+    return tasks, skipped
+
+
+def _iter_results(tasks, cfg, num_workers):
+    """Yield ``_process_pair`` results, in-process for one worker, else from a spawn pool."""
+    if num_workers <= 1:
+        _init_worker(cfg)
+        for task in tasks:
+            yield _process_pair(task)
+        return
+    limit_threads(1)  # the spawned workers inherit the thread environment variables
+    ctx = mp.get_context("spawn")
+    pool = ctx.Pool(num_workers, initializer=_init_worker, initargs=(cfg,))
+    try:
+        for res in pool.imap_unordered(_process_pair, tasks, chunksize=1):
+            yield res
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def run(args, out=sys.stdout, err=sys.stderr):
+    """Run the precompute for parsed ``args``. Returns a summary dict.
+
+    Summary keys: ``written``, ``skipped``, ``failed`` (images), ``failed_files``,
+    ``seconds`` (wall time of the compute phase), ``first_result_s`` (from start to the
+    first result, i.e. worker start-up + one pair), ``times`` (per-stage seconds summed
+    over workers), ``images_per_s``.
+    """
+    from tqdm import tqdm
+    if args.height < 32 or args.width < 32:
+        raise ToolkitError(f"hint size too small (--height {args.height} --width {args.width}): "
+                           f"use at least 32 x 32")
+    if not os.path.isdir(args.data_path):
+        raise ToolkitError(f"data folder not found (--data_path {args.data_path}): "
+                           f"point it at the KITTI raw root")
+    filenames = resolve_filenames(args.filenames)
+    pairs = read_pairs(filenames)
+    save_path = args.save_path or os.path.join(args.data_path, "depth_hints")
+    num_workers = args.num_workers or os.cpu_count() or 1
+    if num_workers < 1:
+        raise ToolkitError(f"bad worker count (--num_workers {args.num_workers}): use >= 1")
+    tasks, skipped = plan(pairs, save_path, args.height, args.width, args.overwrite_saved_depths)
+    n_images = sum(len(t[2]) for t in tasks)
+    summary = {"written": 0, "skipped": skipped, "failed": 0, "failed_files": 0,
+               "seconds": 0.0, "first_result_s": 0.0, "times": dict.fromkeys(STAGES, 0.0),
+               "images_per_s": 0.0, "save_path": save_path}
+    if not tasks:
+        print(f"nothing to do: all {skipped} hints of {len(pairs)} pairs in {filenames} already "
+              f"exist in {save_path} (--overwrite_saved_depths recomputes them)", file=out)
+        return summary
+    num_workers = min(num_workers, len(tasks))
+    print(f"computing {n_images} hints ({len(tasks)} pairs, {skipped} already done) at "
+          f"{args.width}x{args.height} with {num_workers} worker(s) -> {save_path}", file=out)
+    cfg = {"data_path": args.data_path, "save_path": save_path, "height": args.height,
+           "width": args.width, "ext": ".png" if args.png else ".jpg"}
+    kill_after = int(os.environ.get(KILL_AFTER_ENV, "0") or 0)
+    bad_files = set()
+    t0 = time.perf_counter()
+    bar = tqdm(total=n_images, unit="img", dynamic_ncols=True, smoothing=0.1, file=err)
+    try:
+        for res in _iter_results(tasks, cfg, num_workers):
+            if not summary["first_result_s"]:
+                summary["first_result_s"] = time.perf_counter() - t0
+            for k, v in res["times"].items():
+                summary["times"][k] += v
+            summary["written"] += len(res["written"])
+            for path, reason, sides in res["failed"]:
+                summary["failed"] += len(sides)
+                bad_files.add(path)
+                bar.write(f"error: {path}: {reason} (skipped {res['folder']} {res['frame']} "
+                          f"side {','.join(sides)})", file=err)
+            bar.update(res["images"])
+            if kill_after and summary["written"] >= kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)  # test hook: die like a killed job
+    finally:
+        bar.close()
+    summary["seconds"] = time.perf_counter() - t0
+    summary["failed_files"] = len(bad_files)
+    summary["images_per_s"] = summary["written"] / max(summary["seconds"], 1e-9)
+    done = max(summary["written"], 1)
+    split = ", ".join(f"{k} {1000 * v / done:.0f}" for k, v in summary["times"].items())
+    print(f"done: {summary['written']} hints written, {skipped} already present, "
+          f"{summary['failed']} failed ({summary['failed_files']} bad file(s)) in "
+          f"{summary['seconds']:.1f}s ({summary['images_per_s']:.2f} images/s); "
+          f"per image [ms, one core]: {split}", file=out)
+    return summary
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        summary = run(args)
+    except ToolkitError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished hints are kept; run again to do the rest", file=sys.stderr)
+        return 130
+    return 1 if summary["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
