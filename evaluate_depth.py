@@ -305,6 +305,8 @@ def run_model(opt):
     img_ext = ".png" if getattr(opt, "png", False) else ".jpg"
     dataset = datasets.KITTIRAWDataset(opt.data_path, filenames, meta["height"], meta["width"],
                                        [0], 1, is_train=False, img_ext=img_ext)
+    # ground truth comes from gt_depths.npz: skip the per-item LiDAR projection
+    dataset.load_depth = False
     if hasattr(datasets, "check_split"):
         datasets.check_split(dataset)
     num_workers = max(0, min(int(getattr(opt, "num_workers", 0)), os.cpu_count() or 1))
