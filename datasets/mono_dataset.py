@@ -16,6 +16,11 @@ Training-time augmentation (``is_train``): horizontal flip with p = 0.5 (images,
 depth_gt and stereo_T's sign), colour jitter with p = 0.5 (brightness, contrast and
 saturation factors in [0.8, 1.2], hue shift in [-0.1, 0.1], applied in a random order).
 Randomness comes from Python's ``random`` module, like Monodepth2, so a caller can seed it.
+
+Loading: ``paddle.io.DataLoader``'s default collate keeps the tuple keys and stacks each
+value into a (B, ...) float32 tensor; with ``num_workers > 0`` each worker process reseeds
+``random`` (base seed + worker id, a new base seed every epoch), so augmentations differ
+across workers and epochs (checked in tests/test_datasets.py, Paddle 3.3).
 """
 import os
 import random
@@ -123,18 +128,14 @@ def rgb_to_hsv(x):
 
 
 def hsv_to_rgb(x):
-    """(3, H, W) HSV (hue in [0, 1)) -> (3, H, W) RGB."""
+    """(3, H, W) HSV (hue in [0, 1)) -> (3, H, W) RGB (closed form, no per-sector branches)."""
     h, s, v = x
-    i = np.floor(h * 6.0)
-    f = h * 6.0 - i
-    p = v * (1 - s)
-    q = v * (1 - s * f)
-    t = v * (1 - s * (1 - f))
-    i = i.astype(np.int64) % 6
-    r = np.choose(i, [v, q, p, p, t, v])
-    g = np.choose(i, [t, v, v, q, p, p])
-    b = np.choose(i, [p, p, t, v, v, q])
-    return np.stack([r, g, b]).astype(np.float32)
+    h6 = h * 6.0
+    out = []
+    for n in (5.0, 3.0, 1.0):
+        k = (n + h6) % 6.0
+        out.append(v - v * s * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0))
+    return np.stack(out).astype(np.float32)
 
 
 class ColorJitter:
@@ -313,7 +314,7 @@ class MonoDataset(paddle.io.Dataset):
             native = self.get_color(fo, fr, sd, do_flip)
             for s in range(self.num_scales):
                 size = (self.width // (2 ** s), self.height // (2 ** s))
-                img = to_array(native.resize(size, LANCZOS))
+                img = to_array(native if native.size == size else native.resize(size, LANCZOS))
                 inputs[("color", i, s)] = img
                 inputs[("color_aug", i, s)] = jitter(img) if jitter else img.copy()
 
