@@ -294,40 +294,42 @@ class HintComputer:
 
 
 MIN_DEPTH, MAX_DEPTH = 1e-3, 80.0  # evaluation range of SPEC 6
+METRICS = ("abs_rel", "a1", "coverage", "abs_rel_common", "a1_common")
 
 
-def _depth_stats(pred, gt):
-    """Sums over pixels with a hint and MIN_DEPTH < gt < MAX_DEPTH (SPEC 6 range; hints
-    clipped to it): [count, sum |gt-p|/gt, count ratio < 1.25, count gt in range]."""
-    in_range = (gt > MIN_DEPTH) & (gt < MAX_DEPTH)
-    m = (pred > 0) & in_range
-    p = np.clip(pred[m].astype(np.float64), MIN_DEPTH, MAX_DEPTH)
-    g = gt[m].astype(np.float64)
+def _error_sums(pred, gt, mask):
+    """[pixels, sum |gt - p| / gt, pixels with max(gt/p, p/gt) < 1.25] over ``mask``
+    (predictions clipped to the SPEC 6 range)."""
+    p = np.clip(pred[mask].astype(np.float64), MIN_DEPTH, MAX_DEPTH)
+    g = gt[mask].astype(np.float64)
     ratio = np.maximum(g / p, p / g)
-    return np.array([m.sum(), np.sum(np.abs(g - p) / g), np.sum(ratio < 1.25),
-                     np.sum(in_range)], dtype=np.float64)
+    return [mask.sum(), np.sum(np.abs(g - p) / g), np.sum(ratio < 1.25)]
 
 
 def hint_accuracy(data_path, pairs, height, width, ext=".jpg", scale=STEREO_SCALE_FACTOR,
-                  hc=None, baseline_sign=None):
+                  hc=None, wrong_sign=False):
     """Accuracy of each single SGBM matcher and of the fused hints against true depth.
 
     ``pairs``: (folder, frame) list; true depth is read from the synthetic data's
     ``<folder>/true_depth/image_0{2,3}/<frame:010d>.npy`` (metres, 0 = none) and resized
     to the hint size with nearest neighbour; hints are multiplied by ``scale`` (5.4:
-    network baseline 0.1 vs KITTI's 0.54 m). Statistics are pooled over all pixels of
-    both sides of all pairs. ``baseline_sign`` flips the fusion's baseline sign when
-    given as +1/-1 *relative* to the SPEC (i.e. -1 = the wrong sign, for tests).
+    network baseline 0.1 vs KITTI's 0.54 m). Pixels count when MIN_DEPTH < true depth
+    < MAX_DEPTH (SPEC 6); hints are clipped to that range. Sums are pooled over both
+    sides of all pairs. ``wrong_sign`` fuses with the baseline sign flipped (tests).
 
-    Returns ``{name: {"abs_rel", "a1", "coverage"}}`` for ``"b{block}_n{numdisp}"`` of
-    each matcher, ``"mean_single"`` (mean of the matchers' metrics) and ``"fused"``;
-    abs_rel and a1 are on pixels where both hint and true depth are > 0, coverage is
-    the fraction of pixels with true depth that get a hint.
+    Returns ``{name: metrics}`` for ``"b{block}_n{numdisp}"`` of each matcher,
+    ``"mean_single"`` (mean of the 12 matchers' metrics) and ``"fused"``. Metrics:
+    ``abs_rel`` and ``a1`` (fraction with max ratio < 1.25) on the pixels where that
+    hint is valid, ``coverage`` (fraction of the counted pixels with a valid hint), and
+    ``abs_rel_common`` / ``a1_common`` on the pixels where all 12 matchers are valid, so
+    that every row is scored on the same pixels.
     """
     import cv2
     hc = hc or HintComputer(height, width)
     names = [f"b{b}_n{n}" for b, n in MATCHERS] + ["fused"]
-    acc = np.zeros((len(names), 4))
+    own = np.zeros((len(names), 3))
+    common = np.zeros((len(names), 3))
+    n_counted = 0
     for folder, frame in pairs:
         arr = {s: resize_image(decode_image(image_path(data_path, folder, frame, s, ext)),
                                width, height) for s in ("l", "r")}
@@ -335,29 +337,35 @@ def hint_accuracy(data_path, pairs, height, width, ext=".jpg", scale=STEREO_SCAL
             gt = np.load(os.path.join(data_path, folder, "true_depth", SIDE_DIRS[s],
                                       f"{frame:010d}.npy")).astype(np.float32)
             gt = cv2.resize(gt, (width, height), interpolation=cv2.INTER_NEAREST)
+            counted = (gt > MIN_DEPTH) & (gt < MAX_DEPTH)
+            n_counted += counted.sum()
             cands = hc.candidates(arr["l"], arr["r"], s)
             base, other = (arr["l"], arr["r"]) if s == "l" else (arr["r"], arr["l"])
             sign = None
-            if baseline_sign is not None:
-                sign = (-1 if s == "l" else 1) * baseline_sign
+            if wrong_sign:
+                sign = 1 if s == "l" else -1
             fused = hc.fuse(base, other, cands, s, baseline_sign=sign)[0]
+            all_valid = counted & (cands > 0).all(0)
             for k, d in enumerate(list(cands) + [fused]):
-                acc[k] += _depth_stats(d * scale, gt)
+                own[k] += _error_sums(d * scale, gt, counted & (d > 0))
+                common[k] += _error_sums(d * scale, gt, all_valid)
     table = {}
-    for name, (n, rel, good, n_gt) in zip(names, acc):
+    for name, (n, rel, good), (nc, relc, goodc) in zip(names, own, common):
         table[name] = {"abs_rel": rel / max(n, 1), "a1": good / max(n, 1),
-                       "coverage": n / max(n_gt, 1)}
+                       "coverage": n / max(n_counted, 1),
+                       "abs_rel_common": relc / max(nc, 1), "a1_common": goodc / max(nc, 1)}
     singles = [table[k] for k in names[:-1]]
-    table["mean_single"] = {m: float(np.mean([t[m] for t in singles]))
-                            for m in ("abs_rel", "a1", "coverage")}
+    table["mean_single"] = {m: float(np.mean([t[m] for t in singles])) for m in METRICS}
+    table["fused"] = table.pop("fused")
     return table
 
 
 def format_accuracy_table(table):
     """Markdown table of :func:`hint_accuracy`'s result."""
-    lines = ["| hints | abs_rel | a1 (< 1.25) | coverage |", "|---|---|---|---|"]
+    lines = ["| hints | abs_rel | a1 | coverage | abs_rel (common px) | a1 (common px) |",
+             "|---|---|---|---|---|---|"]
     for name, m in table.items():
-        lines.append(f"| {name} | {m['abs_rel']:.4f} | {m['a1']:.4f} | {m['coverage']:.4f} |")
+        lines.append(f"| {name} | " + " | ".join(f"{m[k]:.4f}" for k in METRICS) + " |")
     return "\n".join(lines)
 
 
