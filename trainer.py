@@ -44,13 +44,15 @@ def build_dataset(opt, which, is_train):
         raise ToolkitError("dataset '{}' cannot be trained on (--dataset): use kitti, kitti_odom "
                            "or kitti_depth".format(opt.dataset))
     cls = getattr(datasets, classes[opt.dataset])
-    filenames = utils.readlines(os.path.join(split_dir_of(opt), "{}_files.txt".format(which)))
+    split_file = os.path.join(split_dir_of(opt), "{}_files.txt".format(which))
+    filenames = datasets.read_split_file(split_file)
     if not filenames:
         raise ToolkitError("split list is empty ({}_files.txt of --split {}): add samples".format(which, opt.split))
     frame_ids = list(opt.frame_ids) + (["s"] if opt.use_stereo and "s" not in opt.frame_ids else [])
     return cls(opt.data_path, filenames, opt.height, opt.width, frame_ids, len(opt.scales),
                is_train=is_train, img_ext=".png" if opt.png else ".jpg",
-               use_depth_hints=opt.use_depth_hints, depth_hint_path=opt.depth_hint_path)
+               use_depth_hints=opt.use_depth_hints, depth_hint_path=opt.depth_hint_path,
+               split_file=split_file)
 
 
 class SeededDataset(paddle.io.Dataset):
@@ -119,6 +121,17 @@ def collate(samples):
     return {k: np.stack([s[k] for s in samples], 0) for k in samples[0]}
 
 
+def set_cpu_threads(n=None):
+    """Let Paddle's CPU kernels (conv GEMMs) use `n` threads (default: $OMP_NUM_THREADS or all
+    cores). Paddle 3 defaults to one math thread, which halves conv speed on 2 cores."""
+    if n is None:
+        n = int(os.environ.get("OMP_NUM_THREADS") or 0) or (os.cpu_count() or 1)
+    core = getattr(getattr(paddle, "base", None), "core", None)
+    if core is not None and hasattr(core, "set_num_threads"):
+        core.set_num_threads(int(n))
+    return n
+
+
 # ----------------------------------------------------------------------------- optimizer names
 
 
@@ -163,13 +176,16 @@ def optimizer_state_from_struct(state, models):
 class Trainer:
     """Trains depth (and pose) networks with the Monodepth2 + Depth Hints loss."""
 
-    def __init__(self, opt):
+    def __init__(self, opt, build_data=True):
+        """Build everything from `opt`; `build_data=False` skips the data sets (benchmarks)."""
         self.opt = opt
         self.log_path = os.path.join(os.path.expanduser(opt.log_dir), opt.model_name)
         self.models_dir = os.path.join(self.log_path, "models")
 
         device = "cpu" if opt.no_cuda else opt.device
         self.device = utils.pick_device(device)
+        if self.device == "cpu":
+            set_cpu_threads()
         import paddle.distributed as dist
         self.world_size = dist.get_world_size()
         if self.world_size > 1:
@@ -177,7 +193,7 @@ class Trainer:
         self.rank = dist.get_rank()
         self.is_main = self.rank == 0
 
-        paddle.seed(opt.seed + self.rank)
+        paddle.seed(opt.seed)  # same initial weights on every rank
         np.random.seed(opt.seed)
         random.seed(opt.seed)
 
@@ -188,10 +204,14 @@ class Trainer:
         self.use_pose_net = not (opt.use_stereo and list(opt.frame_ids) == [0])
 
         self._build_models()
+        if self.rank > 0:
+            paddle.seed(opt.seed + 1000 * self.rank)  # independent tie-break noise per rank
         self.scheduler = paddle.optimizer.lr.StepDecay(opt.learning_rate, opt.scheduler_step_size, gamma=0.1)
         self.optimizer = paddle.optimizer.Adam(learning_rate=self.scheduler, parameters=self.parameters_to_train)
 
-        self._build_data()
+        self.val_sampler = None
+        if build_data:
+            self._build_data()
         self._build_geometry()
 
         self.epoch = 0
@@ -209,7 +229,7 @@ class Trainer:
                 self.resume_from(ckpt)
             elif self.is_main:
                 print("No checkpoint to resume in {}: starting from scratch".format(self.models_dir))
-        if self.is_main:
+        if self.is_main and build_data:
             self.save_opts()
 
     # ------------------------------------------------------------------ construction
@@ -290,8 +310,13 @@ class Trainer:
     @staticmethod
     def to_tensors(batch):
         """Batched numpy dict -> dict of paddle tensors on the current device."""
-        return {k: paddle.to_tensor(v) for k, v in batch.items()
-                if isinstance(v, np.ndarray) and v.dtype.kind in "fiub"}
+        out = {}
+        for k, v in batch.items():
+            if isinstance(v, paddle.Tensor):
+                out[k] = v
+            elif isinstance(v, np.ndarray) and v.dtype.kind in "fiub":
+                out[k] = paddle.to_tensor(v)
+        return out
 
     def process_batch(self, inputs):
         """Forward pass + losses. Returns (outputs, losses)."""
@@ -673,7 +698,7 @@ class Trainer:
         return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
                 "scheduler": self.scheduler.state_dict(), "paddle_rng": paddle.get_rng_state(),
                 "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
-                "val_epoch": self.val_sampler.epoch, "world_size": self.world_size}
+                "val_epoch": self.val_sampler.epoch if self.val_sampler else 0, "world_size": self.world_size}
 
     def save_checkpoint(self, name="weights_last"):
         """Write models, Adam and trainer state to models/<name>/ as one unit.
@@ -729,7 +754,8 @@ class Trainer:
         paddle.set_rng_state(st["paddle_rng"])
         np.random.set_state(st["numpy_rng"])
         random.setstate(st["python_rng"])
-        self.val_sampler.epoch = st.get("val_epoch", 0)
+        if self.val_sampler is not None:
+            self.val_sampler.epoch = st.get("val_epoch", 0)
         if self.is_main:
             print("Resuming from {} at epoch {}, step {}".format(folder, self.epoch, self.step))
 

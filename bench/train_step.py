@@ -1,0 +1,132 @@
+"""Benchmark one training step of the Depth Hints trainer (never asserted; prints figures).
+
+For each configuration (resolution, batch size, S or MS, with or without hints) it builds a
+`trainer.Trainer` without data sets, feeds it a fixed random batch with the real keys and
+shapes (KITTI intrinsics, stereo_T, hints with ~30% invalid pixels) and reports the median
+seconds per step, images/s and the process's peak RSS. `--profile` adds a paddle.profiler
+per-op table for the first configuration.
+
+    python bench/train_step.py                      # quick: 192x640 b4 S+hints
+    python bench/train_step.py --all                # 192x640, b4 and b12, S/MS, +-hints
+    python bench/train_step.py --batch 4 12 --modes S MS --hints 1 0 --steps 5 --warmup 2
+    python bench/train_step.py --profile
+"""
+import argparse
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+
+def make_opt(height, width, batch, mode, hints, num_layers=18):
+    from options import MonodepthOptions
+    args = ["--height", str(height), "--width", str(width), "--batch_size", str(batch),
+            "--weights_init", "scratch", "--num_layers", str(num_layers), "--use_stereo",
+            "--log_dir", "/tmp/dh_bench_logs", "--device", "cpu"]
+    args += ["--frame_ids", "0"] if mode == "S" else ["--frame_ids", "0", "-1", "1"]
+    if hints:
+        args += ["--use_depth_hints"]
+    return MonodepthOptions().parse(args)
+
+
+def random_batch(opt, frame_ids, seed=0):
+    """A batch dict of numpy arrays with the data set's keys (SPEC 1 / ARCHITECTURE)."""
+    rng = np.random.default_rng(seed)
+    b, h, w = opt.batch_size, opt.height, opt.width
+    batch = {}
+    for s in opt.scales:
+        hs, ws = h // 2 ** s, w // 2 ** s
+        K = np.array([[0.58 * ws, 0, 0.5 * ws, 0], [0, 1.92 * hs, 0.5 * hs, 0], [0, 0, 1, 0], [0, 0, 0, 1]],
+                     np.float32)
+        batch[("K", s)] = np.repeat(K[None], b, 0)
+        batch[("inv_K", s)] = np.repeat(np.linalg.pinv(K)[None], b, 0).astype(np.float32)
+        for f in frame_ids:
+            img = rng.random((b, 3, hs, ws), dtype=np.float32)
+            batch[("color", f, s)] = img
+            batch[("color_aug", f, s)] = img.copy()
+    T = np.eye(4, dtype=np.float32)
+    T[0, 3] = -0.1
+    batch["stereo_T"] = np.repeat(T[None], b, 0)
+    if opt.use_depth_hints:
+        hint = (rng.random((b, 1, h, w), dtype=np.float32) * 10 + 0.5)
+        hint[rng.random(hint.shape) < 0.3] = 0
+        batch["depth_hint"] = hint
+        batch["depth_hint_mask"] = (hint > 0).astype(np.float32)
+    return batch
+
+
+def peak_rss_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def bench_one(height, width, batch, mode, hints, steps, warmup, profile=False, num_layers=18):
+    import paddle
+    from trainer import Trainer
+    opt = make_opt(height, width, batch, mode, hints, num_layers)
+    tr = Trainer(opt, build_data=False)
+    tr.set_train()
+    data = random_batch(opt, tr.frame_ids)
+    for _ in range(warmup):
+        tr.train_step(data)
+    times = []
+    prof = None
+    if profile:
+        import paddle.profiler as profiler
+        prof = profiler.Profiler(targets=[profiler.ProfilerTarget.CPU], timer_only=False)
+        prof.start()
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        tr.train_step(data)
+        times.append(time.perf_counter() - t0)
+        if prof is not None:
+            prof.step()
+    if prof is not None:
+        prof.stop()
+        prof.summary(sorted_by=profiler.SortedKeys.CPUTotal, op_detail=False, thread_sep=False,
+                     time_unit="ms")
+    med = float(np.median(times))
+    del tr
+    paddle.device.cuda.empty_cache() if paddle.device.is_compiled_with_cuda() else None
+    return med, batch / med
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--height", type=int, default=192)
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--batch", type=int, nargs="+", default=[4])
+    p.add_argument("--modes", nargs="+", default=["S"], choices=["S", "MS"])
+    p.add_argument("--hints", type=int, nargs="+", default=[1], choices=[0, 1])
+    p.add_argument("--num_layers", type=int, default=18)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--threads", type=int, default=None, help="paddle CPU math threads (default: all cores)")
+    p.add_argument("--all", action="store_true", help="batch 4 and 12, S and MS, with and without hints")
+    p.add_argument("--profile", action="store_true", help="paddle.profiler op table for the first config")
+    a = p.parse_args(argv)
+    if a.all:
+        a.batch, a.modes, a.hints = [4, 12], ["S", "MS"], [1, 0]
+    import paddle
+    if a.threads:
+        paddle.set_num_threads(a.threads) if hasattr(paddle, "set_num_threads") else None
+    print("| config | batch | s/step (median of {}) | images/s | peak RSS (MB) |".format(a.steps))
+    print("|---|---|---|---|---|")
+    first = True
+    for mode in a.modes:
+        for hints in a.hints:
+            for b in a.batch:
+                med, ips = bench_one(a.height, a.width, b, mode, hints, a.steps, a.warmup,
+                                     profile=a.profile and first, num_layers=a.num_layers)
+                first = False
+                name = "{} {}x{} R{}{}".format(mode, a.width, a.height, a.num_layers, " +hints" if hints else "")
+                print("| {} | {} | {:.3f} | {:.2f} | {:.0f} |".format(name, b, med, ips, peak_rss_mb()), flush=True)
+
+
+if __name__ == "__main__":
+    main()
