@@ -20,10 +20,13 @@ def main(argv=None):
     try:
         validate_options(opt)
         from trainer import Trainer
-        Trainer(opt).train()
+        trainer = Trainer(opt)
+        trainer.train()
     except ToolkitError as e:
         print("error: {}".format(e), file=sys.stderr)
         return 2
+    if trainer.stopped_by_signal is not None:
+        return 128 + int(trainer.stopped_by_signal)  # 130 for Ctrl-C, 143 for SIGTERM
     return 0
 
 

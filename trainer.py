@@ -12,6 +12,7 @@ the checkpoint with the highest step.
 """
 import json
 import os
+import pickle
 import random
 import re
 import shutil
@@ -130,6 +131,12 @@ def set_cpu_threads(n=None):
     if core is not None and hasattr(core, "set_num_threads"):
         core.set_num_threads(int(n))
     return n
+
+
+def load_trainer_state(path):
+    """Read a `trainer_state.pdstate` file (a pickle of :meth:`Trainer.trainer_state`)."""
+    with open(path, "rb") as f:
+        return pickle.load(f)
 
 
 # ----------------------------------------------------------------------------- optimizer names
@@ -510,6 +517,11 @@ class Trainer:
         for sig, h in getattr(self, "_old_handlers", {}).items():
             signal.signal(sig, h)
 
+    @property
+    def stopped_by_signal(self):
+        """The signal number that stopped training (None when it ran to the end)."""
+        return self._stop_signal
+
     def request_stop(self):
         """Ask the loop to save and stop after the current step (what Ctrl-C does)."""
         self._stop_signal = signal.SIGINT
@@ -533,6 +545,8 @@ class Trainer:
                         self._stop_signal, self.step, self.save_checkpoint()))
             elif self.batch_in_epoch != 0:
                 self.save_checkpoint()  # --max_steps stopped mid-epoch
+            if self.world_size > 1:
+                self._check_ranks_in_sync()
         finally:
             bar.close()
             self._restore_signal_handlers()
@@ -551,6 +565,7 @@ class Trainer:
         for batch in self.train_loader:
             t0 = time.time()
             inputs, outputs, losses, loss_value = self.train_step(batch)
+            self.last_losses = losses
             dt = time.time() - t0
 
             if self.is_main:
@@ -572,7 +587,7 @@ class Trainer:
         self.scheduler.step()
         self.epoch += 1
         self.batch_in_epoch = 0
-        if self.epoch % opt.save_frequency == 0 or self.epoch == opt.num_epochs:
+        if self.epoch % opt.save_frequency == 0 or self.epoch == opt.num_epochs or self._done():
             self.save_checkpoint("weights_{}".format(self.epoch - 1))
 
     def train_step(self, batch):
@@ -604,6 +619,19 @@ class Trainer:
 
     def on_step_end(self):
         """Hook called after every optimisation step (tests use it to interrupt)."""
+
+    def _check_ranks_in_sync(self):
+        """Data-parallel sanity check: every rank must hold the same weights."""
+        import paddle.distributed as dist
+        total = paddle.to_tensor([float(sum(float(p.astype("float64").sum()) for p in self.parameters_to_train))],
+                                 dtype="float64")
+        hi, lo = total.clone(), total.clone()
+        dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+        dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+        if abs(float(hi) - float(lo)) > 1e-6 * max(1.0, abs(float(hi))):
+            raise ToolkitError("data-parallel ranks hold different weights (sum {} vs {}) after step {}: "
+                               "report this bug".format(float(lo), float(hi), self.step))
+        return float(hi)
 
     def _allreduce_grads(self):
         import paddle.distributed as dist
@@ -720,7 +748,7 @@ class Trainer:
             utils.atomic_paddle_save(sd, os.path.join(tmp, "{}.pdparams".format(mname)))
         utils.atomic_paddle_save(optimizer_state_to_struct(self.optimizer.state_dict(), self.models),
                                  os.path.join(tmp, ADAM_FILE))
-        utils.atomic_paddle_save(self.trainer_state(), os.path.join(tmp, STATE_FILE))
+        utils.atomic_write_bytes(os.path.join(tmp, STATE_FILE), pickle.dumps(self.trainer_state()))
         old = final + ".old"
         if os.path.isdir(final):
             shutil.rmtree(old, ignore_errors=True)
@@ -739,7 +767,7 @@ class Trainer:
             sfile = os.path.join(path, STATE_FILE)
             if name.endswith((".partial", ".old")) or not os.path.isfile(sfile):
                 continue
-            st = paddle.load(sfile)
+            st = load_trainer_state(sfile)
             key = (st["step"], os.path.getmtime(sfile))
             if best_key is None or key > best_key:
                 best, best_key = path, key
@@ -748,7 +776,7 @@ class Trainer:
     def resume_from(self, folder):
         """Restore weights, Adam, scheduler, counters and RNG states from `folder`."""
         self.load_model(folder, [k for k in self.models], load_adam=True, quiet=True)
-        st = paddle.load(os.path.join(folder, STATE_FILE))
+        st = load_trainer_state(os.path.join(folder, STATE_FILE))
         self.epoch, self.batch_in_epoch, self.step = st["epoch"], st["batch_in_epoch"], st["step"]
         self.scheduler.set_state_dict(st["scheduler"])
         paddle.set_rng_state(st["paddle_rng"])
@@ -781,7 +809,7 @@ class Trainer:
         apath = os.path.join(folder, ADAM_FILE)
         if load_adam and os.path.isfile(apath):
             st = optimizer_state_from_struct(paddle.load(apath), self.models)
-            st.pop("LR_Scheduler", None)
+            st["LR_Scheduler"] = self.scheduler.state_dict()  # the schedule is this run's (or the resume state's)
             self.optimizer.set_state_dict(st)
         elif load_adam and not quiet and self.is_main:
             print("Cannot find Adam weights so Adam is randomly initialized")

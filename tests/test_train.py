@@ -1,0 +1,198 @@
+"""Training end to end on the synthetic KITTI data (issue 7 "Must show").
+
+Hints are built from the synthetic true depth (in network units: metres * 0.1 / 0.54) with
+30% of the pixels zeroed (= no hint), so the test does not depend on the SGM precompute.
+"""
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from options import MonodepthOptions, validate_options
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def hints_dir(synthetic_kitti, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("hints"))
+    rng = np.random.default_rng(0)
+    for f in sorted(glob.glob(os.path.join(synthetic_kitti, "*", "*", "true_depth", "image_0*", "*.npy"))):
+        date, drive, _, cam, name = os.path.relpath(f, synthetic_kitti).split(os.sep)
+        d = np.load(f).astype(np.float32) * (0.1 / 0.54)
+        d[rng.random(d.shape) < 0.3] = 0
+        p = os.path.join(out, date, drive, cam, name)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        np.save(p, d[None])
+    return out
+
+
+def base_args(data, hints, log_dir, name, h=64, w=192, extra=()):
+    return ["--data_path", data, "--split", os.path.join(data, "splits", "synthetic"),
+            "--height", str(h), "--width", str(w), "--batch_size", "2", "--use_stereo", "--frame_ids", "0",
+            "--use_depth_hints", "--depth_hint_path", hints, "--weights_init", "scratch",
+            "--log_dir", str(log_dir), "--model_name", name, "--num_workers", "0",
+            "--log_frequency", "1000", "--device", "cpu"] + list(extra)
+
+
+def make_trainer(args):
+    from trainer import Trainer
+    opt = MonodepthOptions().parse(args)
+    validate_options(opt)
+    return Trainer(opt)
+
+
+class Recorder:
+    """Collects float loss terms after every step."""
+
+    def __init__(self, trainer):
+        self.rows = []
+        self.trainer = trainer
+        trainer.on_step_end = self
+
+    def __call__(self):
+        self.rows.append({k: float(v) for k, v in self.trainer.last_losses.items()})
+
+
+def test_hint_training_loss_falls(synthetic_kitti, hints_dir, tmp_path):
+    tr = make_trainer(base_args(synthetic_kitti, hints_dir, tmp_path, "fall",
+                                extra=["--num_epochs", "6", "--learning_rate", "2e-4"]))
+    rec = Recorder(tr)
+    assert tr.steps_per_epoch == 5 and tr.train()
+    assert tr.step == 30 and len(rec.rows) == 30
+    total = np.array([r["loss"] for r in rec.rows])
+    assert np.all(np.isfinite(total))
+    assert total[-6:].mean() < 0.9 * total[:6].mean(), total
+    for s in range(4):
+        hint = np.array([r[("hint", s)] for r in rec.rows])
+        won = np.array([r[("hint_won", s)] for r in rec.rows])
+        assert np.all(hint > 0)
+        assert np.all((won > 0) & (won < 1)), won
+    # the hint term decreases too (the network learns the hinted depth)
+    h0 = np.array([r[("hint", 0)] for r in rec.rows])
+    assert h0[-6:].mean() < h0[:6].mean()
+    # checkpoints, opt.json and VisualDL logs
+    models = tmp_path / "fall" / "models"
+    assert sorted(os.listdir(models)) == ["weights_{}".format(i) for i in range(6)]
+    import paddle
+    enc = paddle.load(str(models / "weights_5" / "encoder.pdparams"))
+    assert enc["height"] == 64 and enc["width"] == 192 and enc["use_stereo"] is True
+    assert not (models / "weights_5" / "pose.pdparams").exists()  # stereo only: no pose net
+    assert (tmp_path / "fall" / "opt.json").exists()
+    assert glob.glob(str(tmp_path / "fall" / "train" / "vdlrecords.*"))
+    assert glob.glob(str(tmp_path / "fall" / "val" / "vdlrecords.*"))
+
+
+def _load_ckpt(folder):
+    import paddle
+    from trainer import STATE_FILE, load_trainer_state
+    out = {}
+    for f in sorted(os.listdir(folder)):
+        if f == STATE_FILE:
+            obj = load_trainer_state(os.path.join(folder, f))
+            out["state"] = {k: obj[k] for k in ("epoch", "batch_in_epoch", "step", "scheduler")}
+            continue
+        obj = paddle.load(os.path.join(folder, f))
+        for k, v in obj.items():
+            if hasattr(v, "numpy"):
+                out["{}/{}".format(f, k)] = v.numpy()
+    return out
+
+
+def test_interrupt_and_resume_matches_uninterrupted(synthetic_kitti, hints_dir, tmp_path):
+    extra = ["--num_epochs", "2", "--scheduler_step_size", "1", "--learning_rate", "2e-4"]
+    a = make_trainer(base_args(synthetic_kitti, hints_dir, tmp_path / "a", "run", extra=extra))
+    assert a.train() == 10
+
+    b = make_trainer(base_args(synthetic_kitti, hints_dir, tmp_path / "b", "run", extra=extra))
+
+    def stop_mid_epoch():
+        if b.step == 7:
+            b.request_stop()  # what Ctrl-C / SIGTERM do
+    b.on_step_end = stop_mid_epoch
+    assert b.train() == 7
+    models_b = tmp_path / "b" / "run" / "models"
+    assert sorted(os.listdir(models_b)) == ["weights_0", "weights_last"]
+
+    c = make_trainer(base_args(synthetic_kitti, hints_dir, tmp_path / "b", "run", extra=extra + ["--resume"]))
+    assert (c.epoch, c.batch_in_epoch, c.step) == (1, 2, 7)
+    assert c.train() == 10
+
+    ca = _load_ckpt(tmp_path / "a" / "run" / "models" / "weights_1")
+    cb = _load_ckpt(models_b / "weights_1")
+    assert ca["state"] == cb["state"] and ca["state"]["step"] == 10 and ca["state"]["epoch"] == 2
+    assert ca["state"]["scheduler"]["last_lr"] == pytest.approx(2e-6)
+    assert set(ca) == set(cb)
+    adam_keys = [k for k in ca if k.startswith("adam.pdopt/")]
+    assert any("moment1" in k for k in adam_keys) and any("moment2" in k for k in adam_keys)
+    for k in ca:
+        if k != "state":
+            np.testing.assert_allclose(ca[k], cb[k], rtol=1e-4, atol=1e-6, err_msg=k)
+    # and the weights did change over training
+    w0 = _load_ckpt(models_b / "weights_0")
+    assert not np.allclose(w0["depth.pdparams/decoder.0.conv.conv.weight"],
+                           cb["depth.pdparams/decoder.0.conv.conv.weight"])
+
+
+def test_non_finite_loss_stops_naming_step(synthetic_kitti, hints_dir, tmp_path):
+    from utils import ToolkitError
+    tr = make_trainer(base_args(synthetic_kitti, hints_dir, tmp_path, "nan", extra=["--num_epochs", "3"]))
+    orig = tr.compute_losses
+
+    def poisoned(inputs, outputs):
+        losses = orig(inputs, outputs)
+        if tr.step == 6:
+            losses["loss"] = losses["loss"] * float("nan")
+        return losses
+    tr.compute_losses = poisoned
+    with pytest.raises(ToolkitError, match="non-finite loss .* at step 6"):
+        tr.train()
+    models = tmp_path / "nan" / "models"
+    assert sorted(os.listdir(models)) == ["weights_0"]  # last good checkpoint kept, nothing newer
+
+
+def run_cli(args, **kw):
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py")] + args, cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_ctrl_c_saves_and_resume_finishes(synthetic_kitti, hints_dir, tmp_path):
+    """A real SIGINT to train.py: checkpoint weights_last, exit 130; --resume finishes the run."""
+    args = base_args(synthetic_kitti, hints_dir, tmp_path, "sig", extra=["--num_epochs", "3"])
+    p = run_cli(args)
+    state0 = tmp_path / "sig" / "models" / "weights_0" / "trainer_state.pdstate"
+    t0 = time.time()
+    while not state0.exists() and p.poll() is None and time.time() - t0 < 180:
+        time.sleep(0.2)
+    assert p.poll() is None, p.communicate()[1][-2000:]
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err[-2000:]
+    assert "Traceback" not in err, err[-2000:]
+    from trainer import load_trainer_state
+    st = load_trainer_state(str(tmp_path / "sig" / "models" / "weights_last" / "trainer_state.pdstate"))
+    assert 5 <= st["step"] < 15 and st["step"] == 5 * st["epoch"] + st["batch_in_epoch"]
+    r = run_cli(args + ["--resume"])
+    out, err = r.communicate(timeout=240)
+    assert r.returncode == 0, err[-2000:]
+    assert "Resuming from" in out and "step {}".format(st["step"]) in out
+    st2 = load_trainer_state(str(tmp_path / "sig" / "models" / "weights_2" / "trainer_state.pdstate"))
+    assert st2["step"] == 15 and st2["epoch"] == 3
+
+
+def test_smoke_real_resolution_cpu(synthetic_kitti, hints_dir, tmp_path):
+    """The real 192x640 configuration (ResNet18, S + hints, 4 scales) for 2 steps, batch 1."""
+    args = base_args(synthetic_kitti, hints_dir, tmp_path, "smoke", h=192, w=640,
+                     extra=["--max_steps", "2"])
+    args[args.index("--batch_size") + 1] = "1"
+    tr = make_trainer(args)
+    rec = Recorder(tr)
+    assert tr.train() == 2
+    assert len(rec.rows) == 2 and all(np.isfinite(r["loss"]) for r in rec.rows)
+    assert os.path.isfile(tmp_path / "smoke" / "models" / "weights_last" / "encoder.pdparams")
