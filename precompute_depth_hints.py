@@ -56,7 +56,8 @@ BASELINE = 0.1           # stereo baseline in the network's units (SPEC 1)
 STEREO_SCALE_FACTOR = 5.4  # KITTI's 0.54 m baseline / 0.1
 SIDE_DIRS = {"l": "image_02", "r": "image_03"}
 STAGES = ("decode", "resize", "sgbm", "fuse", "save")
-STRIP_ROWS = 16
+STRIP_ROWS = 16   # fusion tile height (kept rows; +1-row halo each side)
+TILE_COLS = 64    # fusion tile width (kept columns; +1-column halo each side)
 KILL_AFTER_ENV = "DEPTH_HINTS_KILL_AFTER"  # test hook: SIGKILL self after K images written
 
 
@@ -171,6 +172,20 @@ def resize_image(im, width, height):
 # ----------------------------------------------------------------------------- hints
 
 
+def _tiles(total, size):
+    """Cover range(total) by blocks of ``size`` kept indices, each with an equal-sized
+    crop of ``size + 2`` that contains the block and one neighbour on each side (a crop
+    is shifted inwards at the borders, so it ends exactly at the image edge there).
+    Yields ``(keep0, keep1, crop0, crop1)``; one crop of the whole range when it is small."""
+    if total <= size + 2:
+        yield 0, total, 0, total
+        return
+    for k0 in range(0, total, size):
+        k1 = min(k0 + size, total)
+        c0 = min(max(k0 - 1, 0), total - size - 2)
+        yield k0, k1, c0, c0 + size + 2
+
+
 def make_matchers():
     """The 12 SGBM matchers of SPEC 5, in MATCHERS order."""
     import cv2
@@ -178,6 +193,12 @@ def make_matchers():
                                   P1=36, P2=288, preFilterCap=63, uniquenessRatio=10,
                                   speckleWindowSize=100, speckleRange=16)
             for b, n in MATCHERS]
+
+
+def intrinsics(height, width):
+    """SPEC 1 normalised KITTI intrinsics scaled to ``width`` x ``height`` (4x4 float64)."""
+    return np.array([[0.58 * width, 0, 0.5 * width, 0], [0, 1.92 * height, 0.5 * height, 0],
+                     [0, 0, 1, 0], [0, 0, 0, 1]], dtype=np.float64)
 
 
 def disparity_to_depth(disp, width):
@@ -191,7 +212,7 @@ def disparity_to_depth(disp, width):
 class HintComputer:
     """SGBM candidates and their fusion for one image size (one per worker process)."""
 
-    def __init__(self, height, width, strip_rows=STRIP_ROWS):
+    def __init__(self, height, width, strip_rows=STRIP_ROWS, tile_cols=TILE_COLS):
         import paddle
         import layers
         self.paddle, self.layers = paddle, layers
@@ -205,18 +226,36 @@ class HintComputer:
         self.unique = [self.matchers[k] for k in sorted(set(first.values()))]
         order = sorted(set(first.values()))
         self.unique_index = np.array([order.index(first[key]) for key in keys])
-        K = np.array([[0.58 * width, 0, 0.5 * width, 0], [0, 1.92 * height, 0.5 * height, 0],
-                      [0, 0, 1, 0], [0, 0, 0, 1]], dtype=np.float32)
-        inv_K = np.linalg.pinv(K).astype(np.float32)
-        self.K = paddle.to_tensor(np.repeat(K[None], n, 0))
-        self.inv_K = paddle.to_tensor(np.repeat(inv_K[None], n, 0))
+        # fusion tiles: kept strip_rows x tile_cols pixels inside equal-sized crops
+        self.tile_cols = tile_cols
+        self.row_tiles = list(_tiles(height, strip_rows))
+        self.col_tiles = list(_tiles(width, tile_cols))
+        hs = self.row_tiles[0][3] - self.row_tiles[0][2]
+        ws = self.col_tiles[0][3] - self.col_tiles[0][2]
+        self.crop_shape = (hs, ws)
+        self.K_full = intrinsics(height, width)
+        # projection straight to whole-image grid coordinates from a (hs, ws) crop:
+        # Project3D divides by (ws-1, hs-1), so scale K's rows by (ws-1)/(W-1), (hs-1)/(H-1)
+        scale = np.diag([(ws - 1) / max(width - 1, 1), (hs - 1) / max(height - 1, 1), 1, 1])
+        self.K_proj = (scale @ self.K_full).astype(np.float32)
+        self._inv_K_crop = {}
         self.T = {}
         for sign in (-1, 1):
             T = np.eye(4, dtype=np.float32)
             T[0, 3] = sign * BASELINE
-            self.T[sign] = paddle.to_tensor(np.repeat(T[None], n, 0))
-        self.backproject = layers.BackprojectDepth(n, height, width)
-        self.project = layers.Project3D(n, height, width)
+            self.T[sign] = T
+        self.backproject = layers.BackprojectDepth(1, hs, ws)
+        self.project = layers.Project3D(1, hs, ws)
+
+    def inv_K_crop(self, r0, c0):
+        """Pseudo-inverse of the intrinsics of the crop starting at row r0, column c0."""
+        key = (r0, c0)
+        if key not in self._inv_K_crop:
+            K = self.K_full.copy()
+            K[0, 2] -= c0
+            K[1, 2] -= r0
+            self._inv_K_crop[key] = np.linalg.pinv(K).astype(np.float32)
+        return self._inv_K_crop[key]
 
     def candidates(self, left, right, side):
         """(12, H, W) float32 candidate depths for base ``side`` from uint8 RGB images.
@@ -238,50 +277,73 @@ class HintComputer:
         return np.ascontiguousarray(disparity_to_depth(disp, self.width)[self.unique_index])
 
     def fuse(self, base, other, cands, side, baseline_sign=None):
-        """Per-pixel minimum-photometric-error choice among ``cands``.
+        """Per-pixel minimum-photometric-error choice among ``cands`` (SPEC 5).
 
         ``base``/``other``: uint8 RGB (H, W, 3) of the base side and the other side;
         ``cands`` (N, H, W) depths. ``baseline_sign`` overrides the SPEC sign (-1 for a
         left base, +1 for a right base); tests use it to show a wrong sign is worse.
-        Returns ``(hint (H, W) float32, pe (N, H, W) float32 with +1000 on invalid)``.
+        Returns ``(hint (H, W) float32, pe (N, H, W) float32)``: pe is the photometric
+        error + 1000 where the candidate is invalid (1001 in tiles where it is invalid
+        everywhere and so was not scored).
+
+        Work is done per tile: ``strip_rows`` x ``tile_cols`` kept pixels inside a crop
+        with a 1-pixel halo, all tiles of a row strip in one batch. For each tile,
+        candidates invalid on all its pixels are skipped and candidates identical on
+        the crop are scored once. The crop is a camera of its own (principal point
+        shifted by the crop offset), so BackprojectDepth / Project3D on the crop give
+        the whole image's sampling grid (Project3D's K is scaled to whole-image grid
+        units), warp samples the whole other image, and compute_reprojection_loss on the
+        crop equals the whole-image error at the kept pixels (it depends on the 3x3
+        neighbourhood only; the crop's reflection padding reaches halo pixels only).
+        Valid errors are <= 1 < 1000 and equal maps have equal errors, so the argmin
+        is the whole-image argmin (up to float rounding of the grid).
         """
         paddle, layers = self.paddle, self.layers
-        n_all = cands.shape[0]
-        # identical candidate maps have identical errors: score each distinct map once
-        uniq, inverse = [], np.empty(n_all, np.int64)
-        for k in range(n_all):
-            for j, u in enumerate(uniq):
-                if np.array_equal(cands[u], cands[k]):
-                    inverse[k] = j
-                    break
-            else:
-                inverse[k] = len(uniq)
-                uniq.append(k)
-        cands = cands[uniq]
         n, H, W = cands.shape
         if baseline_sign is None:
             baseline_sign = -1 if side == "l" else 1
-        depth = paddle.to_tensor(cands[:, None])
-        points = self.backproject(depth, self.inv_K[:n])
-        grid = self.project(points, self.K[:n], self.T[baseline_sign][:n])  # (N,H,W,2)
-        base_t = paddle.to_tensor(base.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)
+        hs, ws = self.crop_shape
+        K_proj, T = self.K_proj, self.T[baseline_sign]
+        base_f = base.transpose(2, 0, 1).astype(np.float32) / 255.0
         other_t = paddle.to_tensor(other.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)
-        pe = np.empty((n, H, W), np.float32)
-        S = self.strip_rows
-        for y0 in range(0, H, S):
-            y1 = min(y0 + S, H)
-            lo, hi = max(y0 - 1, 0), min(y1 + 1, H)  # 1-row halo: exact SSIM at kept rows
-            h = hi - lo
-            # one batch-1 sample of the other image at all N candidate grids
-            g = grid[:, lo:hi].reshape([1, n * h, W, 2])
-            warped = layers.warp(other_t, g).reshape([3, n, h, W]).transpose([1, 0, 2, 3])
-            target = base_t[:, :, lo:hi].expand([n, 3, h, W])
-            err = layers.compute_reprojection_loss(warped, target)
-            pe[:, y0:y1] = err.numpy()[:, 0, y0 - lo:y1 - lo]
-        pe += 1000.0 * (cands <= 0)
+        valid = cands > 0
+        pe = np.full((n, H, W), 1.0, np.float32)  # becomes 1001 where never scored
+        for y0, y1, r0, r1 in self.row_tiles:
+            jobs, depths, inv_Ks, targets = [], [], [], []
+            for x0, x1, c0, c1 in self.col_tiles:
+                crop = cands[:, r0:r1, c0:c1]
+                tile_jobs = []  # (representative candidate, all candidates equal to it)
+                for k in range(n):
+                    if not valid[k, y0:y1, x0:x1].any():
+                        continue  # invalid on the whole tile: never chosen here
+                    for rep, ks in tile_jobs:
+                        if np.array_equal(crop[rep], crop[k]):
+                            ks.append(k)
+                            break
+                    else:
+                        tile_jobs.append((k, [k]))
+                for rep, ks in tile_jobs:
+                    jobs.append((x0, x1, c0, ks))
+                    depths.append(crop[rep])
+                    inv_Ks.append(self.inv_K_crop(r0, c0))
+                    targets.append(base_f[:, r0:r1, c0:c1])
+            if not jobs:
+                continue
+            m = len(jobs)
+            points = self.backproject(paddle.to_tensor(np.stack(depths)[:, None]),
+                                      paddle.to_tensor(np.stack(inv_Ks)))
+            grid = self.project(points, paddle.to_tensor(np.repeat(K_proj[None], m, 0)),
+                                paddle.to_tensor(np.repeat(T[None], m, 0)))
+            warped = layers.warp(other_t, grid.reshape([1, m * hs, ws, 2]))
+            warped = warped.reshape([3, m, hs, ws]).transpose([1, 0, 2, 3])
+            err = layers.compute_reprojection_loss(warped, paddle.to_tensor(np.stack(targets)))
+            err = err.numpy()[:, 0]
+            for e, (x0, x1, c0, ks) in zip(err, jobs):
+                pe[ks, y0:y1, x0:x1] = e[y0 - r0:y1 - r0, x0 - c0:x1 - c0]
+        pe += 1000.0 * ~valid
         idx = np.argmin(pe, axis=0)
         hint = np.take_along_axis(cands, idx[None], 0)[0]
-        return hint.astype(np.float32), pe[inverse]
+        return hint.astype(np.float32), pe
 
     def hint(self, left, right, side):
         """Fused (H, W) hint for ``side`` of a resized uint8 RGB pair."""
@@ -380,6 +442,11 @@ def _init_worker(cfg):
     import paddle
     paddle.set_device("cpu")
     limit_threads(1)
+    if mp.current_process().name != "MainProcess":
+        # Paddle's fatal-signal handler would dump a C++ "error" on pool.terminate();
+        # Ctrl-C is handled by the parent, which terminates the pool.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER["cfg"] = cfg
     _WORKER["hc"] = HintComputer(cfg["height"], cfg["width"])
 
@@ -495,8 +562,10 @@ def _iter_results(tasks, cfg, num_workers):
         for res in pool.imap_unordered(_process_pair, tasks, chunksize=1):
             yield res
         pool.close()
-    finally:
+    except BaseException:  # Ctrl-C, an error in the parent, or an abandoned generator
         pool.terminate()
+        raise
+    finally:
         pool.join()
 
 
@@ -504,9 +573,10 @@ def run(args, out=sys.stdout, err=sys.stderr):
     """Run the precompute for parsed ``args``. Returns a summary dict.
 
     Summary keys: ``written``, ``skipped``, ``failed`` (images), ``failed_files``,
-    ``seconds`` (wall time of the compute phase), ``first_result_s`` (from start to the
-    first result, i.e. worker start-up + one pair), ``times`` (per-stage seconds summed
-    over workers), ``images_per_s``.
+    ``seconds`` (wall time of the compute phase, worker start-up included),
+    ``first_result_s`` (start-up + one pair), ``result_log`` ([(seconds, images)] per
+    finished pair), ``times`` (per-stage seconds summed over workers), ``images_per_s``,
+    ``workers``.
     """
     from tqdm import tqdm
     if args.height < 32 or args.width < 32:
@@ -525,12 +595,13 @@ def run(args, out=sys.stdout, err=sys.stderr):
     n_images = sum(len(t[2]) for t in tasks)
     summary = {"written": 0, "skipped": skipped, "failed": 0, "failed_files": 0,
                "seconds": 0.0, "first_result_s": 0.0, "times": dict.fromkeys(STAGES, 0.0),
-               "images_per_s": 0.0, "save_path": save_path}
+               "images_per_s": 0.0, "save_path": save_path, "result_log": [], "workers": 0}
     if not tasks:
         print(f"nothing to do: all {skipped} hints of {len(pairs)} pairs in {filenames} already "
               f"exist in {save_path} (--overwrite_saved_depths recomputes them)", file=out)
         return summary
     num_workers = min(num_workers, len(tasks))
+    summary["workers"] = num_workers
     print(f"computing {n_images} hints ({len(tasks)} pairs, {skipped} already done) at "
           f"{args.width}x{args.height} with {num_workers} worker(s) -> {save_path}", file=out)
     cfg = {"data_path": args.data_path, "save_path": save_path, "height": args.height,
@@ -541,8 +612,10 @@ def run(args, out=sys.stdout, err=sys.stderr):
     bar = tqdm(total=n_images, unit="img", dynamic_ncols=True, smoothing=0.1, file=err)
     try:
         for res in _iter_results(tasks, cfg, num_workers):
+            now = time.perf_counter() - t0
             if not summary["first_result_s"]:
-                summary["first_result_s"] = time.perf_counter() - t0
+                summary["first_result_s"] = now
+            summary["result_log"].append((now, len(res["written"])))
             for k, v in res["times"].items():
                 summary["times"][k] += v
             summary["written"] += len(res["written"])

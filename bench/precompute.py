@@ -1,0 +1,110 @@
+"""Benchmark of precompute_depth_hints.py: images/s and per-stage split (issue 6).
+
+Creates (or reuses) a synthetic KITTI drive at the native KITTI size 1242 x 375
+(tools/make_synthetic_kitti.py), computes hints at --width x --height (default
+1024 x 320) with 1 worker and with all workers, and prints images/s end to end
+(worker start-up included) and in the steady state (after every worker delivered its
+first pair), plus the per-image time of each stage (decode, resize, SGBM, fusion =
+warp + SSIM + argmin, save) summed over workers, i.e. in single-core milliseconds.
+With --accuracy it also prints the accuracy table of every single matcher and of the
+fused hints against the synthetic true depth. Figures are printed, never asserted.
+
+    python bench/precompute.py [--data data/bench_precompute_1242x375] [--frames 12]
+        [--height 320 --width 1024] [--workers N] [--accuracy]
+"""
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import precompute_depth_hints as P  # noqa: E402
+
+
+def cpu_model():
+    """`lscpu` model name (or platform.processor())."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def ensure_data(path, frames):
+    """Synthetic 1242x375 drive with ``frames`` frames (reused when present) + a file list."""
+    from tools.make_synthetic_kitti import make_synthetic_kitti
+    marker = os.path.join(path, f"bench_{frames}.txt")
+    if not os.path.isfile(marker):
+        info = make_synthetic_kitti(path, num_drives=1, frames_per_drive=frames, width=1242,
+                                    height=375, seed=0)
+        folder = info["drives"][0]
+        with open(marker, "w") as f:
+            f.write("".join(f"{folder} {i} l\n{folder} {i} r\n" for i in range(frames)))
+    return marker
+
+
+def steady_rate(summary):
+    """Images/s after every worker has delivered its first pair."""
+    log, k = summary["result_log"], summary["workers"]
+    if len(log) <= k:
+        return float("nan")
+    t_start = log[k - 1][0]
+    images = sum(n for _, n in log[k:])
+    return images / max(log[-1][0] - t_start, 1e-9)
+
+
+def bench_workers(data, files, height, width, workers):
+    """Run the precompute into a temp folder; returns the summary."""
+    with tempfile.TemporaryDirectory() as tmp:
+        args = P.build_parser().parse_args([
+            "--data_path", data, "--filenames", files, "--save_path", tmp,
+            "--height", str(height), "--width", str(width), "--num_workers", str(workers)])
+        with open(os.devnull, "w") as null:
+            return P.run(args, out=null, err=null)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", default=os.path.join(ROOT, "data", "bench_precompute_1242x375"))
+    p.add_argument("--frames", type=int, default=12)
+    p.add_argument("--height", type=int, default=320)
+    p.add_argument("--width", type=int, default=1024)
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--accuracy", action="store_true", help="also print the accuracy table")
+    p.add_argument("--accuracy_frames", type=int, default=6)
+    args = p.parse_args(argv)
+    files = ensure_data(args.data, args.frames)
+    print(f"machine: {os.cpu_count()} cores, {cpu_model()}; load average "
+          f"{os.getloadavg()[0]:.2f} at start")
+    print(f"data: {args.frames} synthetic 1242x375 pairs ({2 * args.frames} images), "
+          f"hints at {args.width}x{args.height}\n")
+    print("| workers | images | wall s | images/s (end to end) | images/s (steady) | "
+          + " | ".join(f"{s} ms" for s in P.STAGES) + " |")
+    print("|---|---|---|---|---|" + "---|" * len(P.STAGES))
+    for w in sorted({1, args.workers}):
+        s = bench_workers(args.data, files, args.height, args.width, w)
+        n = max(s["written"], 1)
+        stages = " | ".join(f"{1000 * s['times'][k] / n:.0f}" for k in P.STAGES)
+        print(f"| {w} | {s['written']} | {s['seconds']:.1f} | {s['images_per_s']:.2f} | "
+              f"{steady_rate(s):.2f} | {stages} |", flush=True)
+    print(f"\nload average at end {os.getloadavg()[0]:.2f}; stage times are per image on one "
+          f"core (summed over workers)")
+    if args.accuracy:
+        pairs = P.read_pairs(files)[:args.accuracy_frames]
+        table = P.hint_accuracy(args.data, pairs, args.height, args.width)
+        print(f"\naccuracy vs true depth, {len(pairs)} pairs (both sides), "
+              f"{args.width}x{args.height}:\n")
+        print(P.format_accuracy_table(table))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
