@@ -604,7 +604,7 @@ class Trainer:
                 import paddle.distributed as dist
                 lv = paddle.to_tensor([loss_value], dtype="float32")
                 dist.all_reduce(lv)
-                loss_value = float(lv) / self.world_size
+                loss_value = float(lv.numpy()[0]) / self.world_size
             if not np.isfinite(loss_value):
                 raise ToolkitError(
                     "non-finite loss {} at step {} (epoch {}, batch {}): training stopped, the last good "
@@ -623,15 +623,17 @@ class Trainer:
     def _check_ranks_in_sync(self):
         """Data-parallel sanity check: every rank must hold the same weights."""
         import paddle.distributed as dist
-        total = paddle.to_tensor([float(sum(float(p.astype("float64").sum()) for p in self.parameters_to_train))],
-                                 dtype="float64")
-        hi, lo = total.clone(), total.clone()
+        total = float(sum(float(p.astype("float64").sum()) for p in self.parameters_to_train
+                          if not p.stop_gradient))  # BN running stats stay per rank
+        hi = paddle.to_tensor([total], dtype="float64")
+        lo = paddle.to_tensor([total], dtype="float64")
         dist.all_reduce(hi, op=dist.ReduceOp.MAX)
         dist.all_reduce(lo, op=dist.ReduceOp.MIN)
-        if abs(float(hi) - float(lo)) > 1e-6 * max(1.0, abs(float(hi))):
+        hi, lo = float(hi.numpy()[0]), float(lo.numpy()[0])
+        if abs(hi - lo) > 1e-6 * max(1.0, abs(hi)):
             raise ToolkitError("data-parallel ranks hold different weights (sum {} vs {}) after step {}: "
-                               "report this bug".format(float(lo), float(hi), self.step))
-        return float(hi)
+                               "report this bug".format(lo, hi, self.step))
+        return hi
 
     def _allreduce_grads(self):
         import paddle.distributed as dist
