@@ -451,46 +451,54 @@ def _init_worker(cfg):
     _WORKER["hc"] = HintComputer(cfg["height"], cfg["width"])
 
 
+class _Clock:
+    """Accumulates wall and CPU seconds per stage (CPU time is immune to other load)."""
+
+    def __init__(self):
+        self.wall = dict.fromkeys(STAGES, 0.0)
+        self.cpu = dict.fromkeys(STAGES, 0.0)
+        self._t = (time.perf_counter(), time.process_time())
+
+    def lap(self, stage):
+        now = (time.perf_counter(), time.process_time())
+        self.wall[stage] += now[0] - self._t[0]
+        self.cpu[stage] += now[1] - self._t[1]
+        self._t = now
+
+
 def _process_pair(task):
     """Compute and save the hints of one pair. Returns a result dict (never raises).
 
     ``task`` = (folder, frame, sides). Result: ``written`` (list of sides), ``failed``
-    (list of (path, reason, sides)), ``times`` (seconds per stage), ``images``.
+    (list of (path, reason, sides)), ``times`` / ``cpu_times`` (wall / CPU seconds per
+    stage), ``images``.
     """
     folder, frame, sides = task
     cfg, hc = _WORKER["cfg"], _WORKER["hc"]
-    times = dict.fromkeys(STAGES, 0.0)
-    res = {"folder": folder, "frame": frame, "written": [], "failed": [], "times": times,
-           "images": len(sides)}
+    clock = _Clock()
+    res = {"folder": folder, "frame": frame, "written": [], "failed": [],
+           "times": clock.wall, "cpu_times": clock.cpu, "images": len(sides)}
     try:
-        t = time.perf_counter()
-        ims = {}
-        for s in ("l", "r"):
-            ims[s] = decode_image(image_path(cfg["data_path"], folder, frame, s, cfg["ext"]))
-        t1 = time.perf_counter()
-        times["decode"] += t1 - t
+        ims = {s: decode_image(image_path(cfg["data_path"], folder, frame, s, cfg["ext"]))
+               for s in ("l", "r")}
+        clock.lap("decode")
         arr = {s: resize_image(ims[s], cfg["width"], cfg["height"]) for s in ims}
-        times["resize"] += time.perf_counter() - t1
+        clock.lap("resize")
     except InputError as e:
         res["failed"].append((e.path, e.reason, list(sides)))
         return res
     for s in sides:
+        out = hint_path(cfg["save_path"], folder, frame, s)
         try:
-            t = time.perf_counter()
             cands = hc.candidates(arr["l"], arr["r"], s)
-            t1 = time.perf_counter()
+            clock.lap("sgbm")
             base, other = (arr["l"], arr["r"]) if s == "l" else (arr["r"], arr["l"])
             hint = hc.fuse(base, other, cands, s)[0]
-            t2 = time.perf_counter()
-            out = hint_path(cfg["save_path"], folder, frame, s)
+            clock.lap("fuse")
             atomic_save_npy(out, hint[None])
-            t3 = time.perf_counter()
-            times["sgbm"] += t1 - t
-            times["fuse"] += t2 - t1
-            times["save"] += t3 - t2
+            clock.lap("save")
             res["written"].append(s)
         except Exception as e:  # a write error or a bug: report, keep going
-            out = hint_path(cfg["save_path"], folder, frame, s)
             res["failed"].append((out, f"{type(e).__name__}: {e}", [s]))
     return res
 
@@ -575,7 +583,8 @@ def run(args, out=sys.stdout, err=sys.stderr):
     Summary keys: ``written``, ``skipped``, ``failed`` (images), ``failed_files``,
     ``seconds`` (wall time of the compute phase, worker start-up included),
     ``first_result_s`` (start-up + one pair), ``result_log`` ([(seconds, images)] per
-    finished pair), ``times`` (per-stage seconds summed over workers), ``images_per_s``,
+    finished pair), ``times`` / ``cpu_times`` (per-stage wall / CPU seconds summed over
+    workers), ``images_per_s``,
     ``workers``.
     """
     from tqdm import tqdm
@@ -595,6 +604,7 @@ def run(args, out=sys.stdout, err=sys.stderr):
     n_images = sum(len(t[2]) for t in tasks)
     summary = {"written": 0, "skipped": skipped, "failed": 0, "failed_files": 0,
                "seconds": 0.0, "first_result_s": 0.0, "times": dict.fromkeys(STAGES, 0.0),
+               "cpu_times": dict.fromkeys(STAGES, 0.0),
                "images_per_s": 0.0, "save_path": save_path, "result_log": [], "workers": 0}
     if not tasks:
         print(f"nothing to do: all {skipped} hints of {len(pairs)} pairs in {filenames} already "
@@ -616,8 +626,9 @@ def run(args, out=sys.stdout, err=sys.stderr):
             if not summary["first_result_s"]:
                 summary["first_result_s"] = now
             summary["result_log"].append((now, len(res["written"])))
-            for k, v in res["times"].items():
-                summary["times"][k] += v
+            for k in STAGES:
+                summary["times"][k] += res["times"][k]
+                summary["cpu_times"][k] += res["cpu_times"][k]
             summary["written"] += len(res["written"])
             for path, reason, sides in res["failed"]:
                 summary["failed"] += len(sides)
@@ -633,11 +644,11 @@ def run(args, out=sys.stdout, err=sys.stderr):
     summary["failed_files"] = len(bad_files)
     summary["images_per_s"] = summary["written"] / max(summary["seconds"], 1e-9)
     done = max(summary["written"], 1)
-    split = ", ".join(f"{k} {1000 * v / done:.0f}" for k, v in summary["times"].items())
+    split = ", ".join(f"{k} {1000 * v / done:.0f}" for k, v in summary["cpu_times"].items())
     print(f"done: {summary['written']} hints written, {skipped} already present, "
           f"{summary['failed']} failed ({summary['failed_files']} bad file(s)) in "
           f"{summary['seconds']:.1f}s ({summary['images_per_s']:.2f} images/s); "
-          f"per image [ms, one core]: {split}", file=out)
+          f"CPU ms per image: {split}", file=out)
     return summary
 
 
