@@ -310,21 +310,18 @@ class HintComputer:
         pe = np.full((n, H, W), 1.0, np.float32)  # becomes 1001 where never scored
         for y0, y1, r0, r1 in self.row_tiles:
             jobs, depths, inv_Ks, targets = [], [], [], []
+            live_cols = valid[:, y0:y1].any(axis=1)  # (N, W): valid somewhere in the strip
             for x0, x1, c0, c1 in self.col_tiles:
-                crop = cands[:, r0:r1, c0:c1]
-                tile_jobs = []  # (representative candidate, all candidates equal to it)
-                for k in range(n):
-                    if not valid[k, y0:y1, x0:x1].any():
-                        continue  # invalid on the whole tile: never chosen here
-                    for rep, ks in tile_jobs:
-                        if np.array_equal(crop[rep], crop[k]):
-                            ks.append(k)
-                            break
-                    else:
-                        tile_jobs.append((k, [k]))
-                for rep, ks in tile_jobs:
+                live = np.flatnonzero(live_cols[:, x0:x1].any(axis=1))
+                if not live.size:
+                    continue  # candidates invalid on the whole tile are never chosen there
+                crops = cands[live, r0:r1, c0:c1]
+                groups = {}  # crop bytes -> candidates equal on the crop (exact comparison)
+                for i, k in enumerate(live):
+                    groups.setdefault(crops[i].tobytes(), (i, []))[1].append(k)
+                for i, ks in groups.values():
                     jobs.append((x0, x1, c0, ks))
-                    depths.append(crop[rep])
+                    depths.append(crops[i])
                     inv_Ks.append(self.inv_K_crop(r0, c0))
                     targets.append(base_f[:, r0:r1, c0:c1])
             if not jobs:
@@ -438,6 +435,8 @@ _WORKER = {}
 
 def _init_worker(cfg):
     """Pool initializer: one thread per worker, one HintComputer per worker."""
+    import warnings
+    warnings.filterwarnings("ignore", message="No ccache found")  # noise of Paddle's import
     limit_threads(1)
     import paddle
     paddle.set_device("cpu")
