@@ -6,7 +6,8 @@ For every ``<folder> <frame>`` named in a split file, both images of the stereo 
     <save_path>/<folder>/image_0{2,3}/<frame:010d>.npy    float32 (1, H, W), 0 = no hint
 
 Per pair: both images are decoded once (PIL) and resized once to W x H with PIL's
-Lanczos filter (the antialiased resize the SPEC prescribes for the training images).
+Lanczos filter (the antialiased resize the SPEC prescribes and datasets/ uses for the
+training images, so hints are matched on the pixels the network sees).
 The 12 OpenCV SGBM matchers (blockSize {1,2,3} x numDisparities {64,96,128,160}) run on
 the RGB images for the left base, and on the horizontally flipped pair for the right
 base (result flipped back). Disparity d = SGBM / 16, depth = 0.58 W * 0.1 / d where
@@ -17,10 +18,14 @@ is ``layers.compute_reprojection_loss`` (the training loss), invalid candidates 
 +1000, and each pixel keeps the candidate with the smallest error (0 where none is
 valid). So hints and training agree by construction.
 
-Speed: a spawn process pool over image pairs, each worker limited to one thread for
-OpenCV, Paddle, OpenMP and MKL (N workers use N cores); the 12 candidates are warped
-and scored in one batch, row strip by row strip (the strips keep the data in cache;
-a 1-row halo makes the result identical to a whole-image pass).
+Speed: a spawn process pool over image pairs (Paddle is only imported inside the
+workers), each worker limited to one thread for OpenCV, Paddle, OpenMP and MKL (N workers
+use N cores). OpenCV runs blockSize 2 exactly like 3 (its half-window is blockSize // 2),
+so 8 distinct matchers run and their results are copied to the 12 candidates. The fusion
+works on 16 x 64 pixel tiles (with a 1-pixel halo), all tiles of a row strip in one
+batch; a tile skips candidates that are invalid on all its pixels and scores candidates
+that are identical on it once (see HintComputer.fuse: same argmin as a whole-image pass
+up to float rounding ties).
 
 Safety: existing valid outputs are skipped (header + size check; a truncated or wrong
 shaped file is recomputed) unless ``--overwrite_saved_depths``; outputs are written to a
@@ -165,7 +170,7 @@ def resize_image(im, width, height):
     """PIL image -> uint8 RGB array (height, width, 3), Lanczos (antialiased) resize."""
     from PIL import Image
     if im.size != (width, height):
-        im = im.resize((width, height), Image.LANCZOS)
+        im = im.resize((width, height), getattr(Image, "Resampling", Image).LANCZOS)
     return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
 
 
@@ -218,7 +223,6 @@ class HintComputer:
         self.paddle, self.layers = paddle, layers
         self.height, self.width, self.strip_rows = height, width, strip_rows
         self.matchers = make_matchers()
-        n = len(self.matchers)
         keys = [((b // 2) * 2 + 1, nd) for b, nd in MATCHERS]  # OpenCV's effective window
         first = {}
         for k, key in enumerate(keys):
