@@ -178,6 +178,9 @@ def validate_options(opt, check_data=True):
                    "point it at a models/weights_<epoch> folder")
     if check_data:
         check_training_data(opt)
+    if opt.weights_init != "scratch":  # ImageNet weights must exist locally (no download)
+        from networks.resnet_encoder import resolve_pretrained_path
+        resolve_pretrained_path(opt.num_layers, True if opt.weights_init == "pretrained" else opt.weights_init)
 
 
 def split_dir_of(opt):

@@ -66,7 +66,6 @@ def peak_rss_mb():
 
 
 def bench_one(height, width, batch, mode, hints, steps, warmup, profile=False, num_layers=18):
-    import paddle
     from trainer import Trainer
     opt = make_opt(height, width, batch, mode, hints, num_layers)
     tr = Trainer(opt, build_data=False)
@@ -74,16 +73,17 @@ def bench_one(height, width, batch, mode, hints, steps, warmup, profile=False, n
     data = random_batch(opt, tr.frame_ids)
     for _ in range(warmup):
         tr.train_step(data)
-    times = []
+    times, cpu = [], []
     prof = None
     if profile:
         import paddle.profiler as profiler
         prof = profiler.Profiler(targets=[profiler.ProfilerTarget.CPU], timer_only=False)
         prof.start()
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         tr.train_step(data)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
         if prof is not None:
             prof.step()
     if prof is not None:
@@ -92,8 +92,7 @@ def bench_one(height, width, batch, mode, hints, steps, warmup, profile=False, n
                      time_unit="ms")
     med = float(np.median(times))
     del tr
-    paddle.device.cuda.empty_cache() if paddle.device.is_compiled_with_cuda() else None
-    return med, batch / med
+    return med, batch / med, float(np.median(cpu))
 
 
 def main(argv=None):
@@ -112,20 +111,20 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.all:
         a.batch, a.modes, a.hints = [4, 12], ["S", "MS"], [1, 0]
-    import paddle
     if a.threads:
-        paddle.set_num_threads(a.threads) if hasattr(paddle, "set_num_threads") else None
-    print("| config | batch | s/step (median of {}) | images/s | peak RSS (MB) |".format(a.steps))
-    print("|---|---|---|---|---|")
+        os.environ["OMP_NUM_THREADS"] = str(a.threads)  # read by trainer.set_cpu_threads
+    print("| config | batch | s/step (median of {}) | images/s | CPU s/step | peak RSS (MB) |".format(a.steps))
+    print("|---|---|---|---|---|---|")
     first = True
     for mode in a.modes:
         for hints in a.hints:
             for b in a.batch:
-                med, ips = bench_one(a.height, a.width, b, mode, hints, a.steps, a.warmup,
+                med, ips, cpu = bench_one(a.height, a.width, b, mode, hints, a.steps, a.warmup,
                                      profile=a.profile and first, num_layers=a.num_layers)
                 first = False
                 name = "{} {}x{} R{}{}".format(mode, a.width, a.height, a.num_layers, " +hints" if hints else "")
-                print("| {} | {} | {:.3f} | {:.2f} | {:.0f} |".format(name, b, med, ips, peak_rss_mb()), flush=True)
+                print("| {} | {} | {:.3f} | {:.2f} | {:.2f} | {:.0f} |".format(name, b, med, ips, cpu, peak_rss_mb()),
+                      flush=True)
 
 
 if __name__ == "__main__":

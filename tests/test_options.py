@@ -40,6 +40,7 @@ def test_parse_lists_and_paths():
 
 def run_train(args, timeout=240):
     env = dict(os.environ, PYTHONWARNINGS="ignore")
+    args = ["--weights_init", "scratch"] + list(args)
     return subprocess.run([sys.executable, os.path.join(ROOT, "train.py")] + args, capture_output=True,
                           text=True, timeout=timeout, cwd=ROOT, env=env)
 
@@ -95,3 +96,10 @@ def test_missing_hint_files_one_line(synthetic_kitti, tmp_path):
                    "--log_dir", str(tmp_path / "log")])
     line = assert_one_line_error(r)
     assert "depth_hints" in line, line
+
+
+def test_missing_imagenet_weights_one_line(synthetic_kitti, tmp_path):
+    r = run_train(["--data_path", synthetic_kitti, "--split", os.path.join(synthetic_kitti, "splits", "synthetic"),
+                   "--use_stereo", "--frame_ids", "0", "--weights_init", str(tmp_path / "no_weights.pdparams"),
+                   "--log_dir", str(tmp_path / "log")])
+    assert_one_line_error(r, "--weights_init", "no_weights.pdparams")

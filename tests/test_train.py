@@ -76,6 +76,9 @@ def test_hint_training_loss_falls(synthetic_kitti, hints_dir, tmp_path):
     # the hint term decreases too (the network learns the hinted depth)
     h0 = np.array([r[("hint", 0)] for r in rec.rows])
     assert h0[-6:].mean() < h0[:6].mean()
+    # validation: loss terms and Monodepth2's depth metrics on the synthetic LiDAR ground truth
+    val = {k: float(v) for k, v in tr.val().items()}
+    assert np.isfinite(val["loss"]) and 0 < val["de/abs_rel"] < 1 and 0 <= val["de/a1"] <= 1
     # checkpoints, opt.json and VisualDL logs
     models = tmp_path / "fall" / "models"
     assert sorted(os.listdir(models)) == ["weights_{}".format(i) for i in range(6)]
