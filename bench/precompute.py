@@ -62,6 +62,45 @@ def steady_rate(summary):
     return images / max(log[-1][0] - t_start, 1e-9)
 
 
+def naive_cpu_per_image(data, pairs, height, width):
+    """CPU seconds per image of the straightforward method, for comparison: all 12 SGBM
+    matchers, then one whole-image batch of 12 candidates through BackprojectDepth /
+    Project3D / warp / compute_reprojection_loss. Returns (sgbm_s, fuse_s)."""
+    import time
+    import numpy as np
+    P.limit_threads(1)
+    import paddle
+    import layers
+    matchers = P.make_matchers()
+    n = len(matchers)
+    K = P.intrinsics(height, width).astype(np.float32)
+    T = np.eye(4, dtype=np.float32)
+    T[0, 3] = -P.BASELINE
+
+    def rep(a):
+        return paddle.to_tensor(np.repeat(a[None], n, 0))
+
+    bp, pj = layers.BackprojectDepth(n, height, width), layers.Project3D(n, height, width)
+    sgbm = fuse = 0.0
+    for folder, frame in pairs:
+        left, right = (P.resize_image(P.decode_image(P.image_path(data, folder, frame, s, ".jpg")),
+                                      width, height) for s in ("l", "r"))
+        t0 = time.process_time()
+        cands = np.stack([P.disparity_to_depth(m.compute(left, right) / 16.0, width)
+                          for m in matchers])
+        t1 = time.process_time()
+        img = [paddle.to_tensor(a.transpose(2, 0, 1)[None].astype(np.float32) / 255).expand(
+            [n, 3, height, width]) for a in (left, right)]
+        grid = pj(bp(paddle.to_tensor(cands[:, None]), rep(np.linalg.pinv(K))), rep(K), rep(T))
+        pe = layers.compute_reprojection_loss(layers.warp(img[1], grid), img[0]).numpy()[:, 0]
+        pe += 1000.0 * (cands <= 0)
+        np.take_along_axis(cands, np.argmin(pe, 0)[None], 0)
+        t2 = time.process_time()
+        sgbm += t1 - t0
+        fuse += t2 - t1
+    return sgbm / len(pairs), fuse / len(pairs)
+
+
 def bench_workers(data, files, height, width, workers):
     """Run the precompute into a temp folder; returns the summary."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,6 +120,8 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--accuracy", action="store_true", help="also print the accuracy table")
     p.add_argument("--accuracy_frames", type=int, default=6)
+    p.add_argument("--naive", action="store_true",
+                   help="also time the straightforward method (12 matchers, whole-image fusion)")
     args = p.parse_args(argv)
     files = ensure_data(args.data, args.frames)
     print(f"machine: {os.cpu_count()} cores, {cpu_model()}; load average "
@@ -104,6 +145,11 @@ def main(argv=None):
           f"over workers; CPU ms is the workers' process CPU time (not inflated by other load), "
           f"wall ms the elapsed time inside the stages; CPU-bound images/s = workers / CPU "
           f"seconds per image, the rate on otherwise idle cores.")
+    if args.naive:
+        sg, fu = naive_cpu_per_image(args.data, P.read_pairs(files)[:3], args.height, args.width)
+        print(f"\nstraightforward method, CPU per image (left base, 3 pairs): 12 SGBM "
+              f"{1000 * sg:.0f} ms + whole-image fusion of 12 candidates {1000 * fu:.0f} ms = "
+              f"{1000 * (sg + fu):.0f} ms")
     if args.accuracy:
         pairs = P.read_pairs(files)[:args.accuracy_frames]
         table = P.hint_accuracy(args.data, pairs, args.height, args.width)
