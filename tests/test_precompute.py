@@ -336,3 +336,25 @@ def test_missing_default_split_is_a_clear_error(tmp_path, monkeypatch, capsys):
     assert "eigen_full" in err[0] and "--filenames" in err[0]
     rc = P.main(["--data_path", str(tmp_path / "nope"), "--filenames", "x.txt"])
     assert rc == 2 and "--data_path" in capsys.readouterr().err
+
+
+def test_png_input_and_overwrite(tmp_path):
+    """--png reads PNG images; --overwrite_saved_depths recomputes existing hints."""
+    from tools.make_synthetic_kitti import make_synthetic_kitti
+    info = make_synthetic_kitti(str(tmp_path / "png"), num_drives=1, frames_per_drive=3,
+                                width=W, height=H, seed=1, ext="png")
+    files = _write_list(str(tmp_path / "files.txt"), [(info["drives"][0], 1)])
+    save = str(tmp_path / "hints")
+    proc = _cli(info["out_dir"], files, save, extra=("--png",))
+    assert proc.returncode == 0, proc.stderr
+    assert "2 hints written" in proc.stdout
+    path = P.hint_path(save, info["drives"][0], 1, "r")
+    first = np.load(path)
+    np.save(path, np.zeros((1, H, W), np.float32))  # valid file, wrong content
+    proc = _cli(info["out_dir"], files, save, extra=("--png",))
+    assert "nothing to do" in proc.stdout
+    proc = _cli(info["out_dir"], files, save, extra=("--png", "--overwrite_saved_depths"))
+    assert "2 hints written, 0 already present" in proc.stdout
+    assert np.array_equal(np.load(path), first)
+    proc = _cli(info["out_dir"], files, str(tmp_path / "h2"))  # .jpg expected: not found
+    assert proc.returncode == 1 and "file not found" in proc.stderr
