@@ -613,12 +613,19 @@ def run(args, out=sys.stdout, err=sys.stderr):
         print(f"nothing to do: all {skipped} hints of {len(pairs)} pairs in {filenames} already "
               f"exist in {save_path} (--overwrite_saved_depths recomputes them)", file=out)
         return summary
+    ext = ".png" if args.png else ".jpg"
+    probe = [image_path(args.data_path, f, i, "l", ext) for f, i, _ in tasks[:20]]
+    if not any(os.path.isfile(p) for p in probe):
+        raise ToolkitError(
+            f"no input images found (e.g. {probe[0]}) (--data_path {args.data_path}"
+            f"{' --png' if args.png else ''}): point --data_path at the KITTI raw root "
+            f"(<date>/<drive>/image_02/data/...), and pass --png if the images are PNG")
     num_workers = min(num_workers, len(tasks))
     summary["workers"] = num_workers
     print(f"computing {n_images} hints ({len(tasks)} pairs, {skipped} already done) at "
           f"{args.width}x{args.height} with {num_workers} worker(s) -> {save_path}", file=out)
     cfg = {"data_path": args.data_path, "save_path": save_path, "height": args.height,
-           "width": args.width, "ext": ".png" if args.png else ".jpg"}
+           "width": args.width, "ext": ext}
     kill_after = int(os.environ.get(KILL_AFTER_ENV, "0") or 0)
     bad_files = set()
     t0 = time.perf_counter()

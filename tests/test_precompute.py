@@ -356,5 +356,6 @@ def test_png_input_and_overwrite(tmp_path):
     proc = _cli(info["out_dir"], files, save, extra=("--png", "--overwrite_saved_depths"))
     assert "2 hints written, 0 already present" in proc.stdout
     assert np.array_equal(np.load(path), first)
-    proc = _cli(info["out_dir"], files, str(tmp_path / "h2"))  # .jpg expected: not found
-    assert proc.returncode == 1 and "file not found" in proc.stderr
+    proc = _cli(info["out_dir"], files, str(tmp_path / "h2"))  # no .jpg at all: clear error
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and "--png" in err[-1] and "no input images" in err[-1]
