@@ -122,6 +122,16 @@ def test_hint_is_valid(tmp_path):
     assert not P.hint_is_valid(str(tmp_path / "missing.npy"), H, W)
 
 
+def test_tiles_cover_with_halo():
+    assert list(P._tiles(10, 16)) == [(0, 10, 0, 10)]
+    assert list(P._tiles(20, 16)) == [(0, 16, 0, 18), (16, 20, 2, 20)]
+    tiles = list(P._tiles(320, 64))
+    assert tiles[0] == (0, 64, 0, 66) and tiles[1] == (64, 128, 63, 129)
+    assert tiles[-1] == (256, 320, 254, 320)
+    for k0, k1, c0, c1 in tiles:
+        assert c1 - c0 == 66 and c0 <= max(k0 - 1, 0) and c1 >= min(k1 + 1, 320)
+
+
 def test_disparity_to_depth():
     d = P.disparity_to_depth(np.array([[0.0, -1.0, 4.0, 16.0]]), 1024)
     np.testing.assert_allclose(d, [[0.0, 0.0, 0.58 * 1024 * 0.1 / 4, 0.58 * 1024 * 0.1 / 16]],
