@@ -28,6 +28,9 @@ import utils
 from utils import ToolkitError
 
 STATE_FILE = "trainer_state.pdstate"
+# options that fix the shapes / models; resuming with others would not load
+RESUME_MUST_MATCH = ("height", "width", "num_layers", "frame_ids", "use_stereo", "scales",
+                     "pose_model_type", "pose_model_input", "predictive_mask")
 ADAM_FILE = "adam.pdopt"
 _ACC_RE = re.compile(r"^(.*)_(moment1|moment2|beta1_pow_acc|beta2_pow_acc|moment2_max)_(\d+)$")
 
@@ -314,15 +317,17 @@ class Trainer:
         for m in self.models.values():
             m.eval()
 
-    @staticmethod
-    def to_tensors(batch):
-        """Batched numpy dict -> dict of paddle tensors on the current device."""
+    def to_tensors(self, batch):
+        """Batched dict (numpy arrays or the DataLoader's CPU tensors) -> tensors on the device."""
         out = {}
         for k, v in batch.items():
-            if isinstance(v, paddle.Tensor):
-                out[k] = v
-            elif isinstance(v, np.ndarray) and v.dtype.kind in "fiub":
-                out[k] = paddle.to_tensor(v)
+            if isinstance(v, np.ndarray) and v.dtype.kind in "fiub":
+                v = paddle.to_tensor(v)
+            if not isinstance(v, paddle.Tensor):
+                continue
+            if self.device == "gpu" and not v.place.is_gpu_place():
+                v = v.cuda()
+            out[k] = v
         return out
 
     def process_batch(self, inputs):
@@ -721,14 +726,17 @@ class Trainer:
         """Write opt.json (all options) to the log folder, atomically."""
         d = dict(vars(self.opt))
         d["frame_ids_used"] = [str(f) for f in self.frame_ids]
-        utils.atomic_write_text(os.path.join(self.log_path, "opt.json"), json.dumps(d, indent=2, default=str))
+        text = json.dumps(d, indent=2, default=str)
+        utils.atomic_write_text(os.path.join(self.log_path, "opt.json"), text)
+        utils.atomic_write_text(os.path.join(self.models_dir, "opt.json"), text)  # where Monodepth2 keeps it
 
     def trainer_state(self):
         """Everything besides weights and Adam needed to continue exactly."""
         return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
                 "scheduler": self.scheduler.state_dict(), "paddle_rng": paddle.get_rng_state(),
                 "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
-                "val_epoch": self.val_sampler.epoch if self.val_sampler else 0, "world_size": self.world_size}
+                "val_epoch": self.val_sampler.epoch if self.val_sampler else 0, "world_size": self.world_size,
+                "opt": {k: getattr(self.opt, k) for k in RESUME_MUST_MATCH + ("batch_size",)}}
 
     def save_checkpoint(self, name="weights_last"):
         """Write models, Adam and trainer state to models/<name>/ as one unit.
@@ -777,8 +785,16 @@ class Trainer:
 
     def resume_from(self, folder):
         """Restore weights, Adam, scheduler, counters and RNG states from `folder`."""
-        self.load_model(folder, [k for k in self.models], load_adam=True, quiet=True)
         st = load_trainer_state(os.path.join(folder, STATE_FILE))
+        saved = st.get("opt", {})
+        for k in RESUME_MUST_MATCH:
+            if k in saved and saved[k] != getattr(self.opt, k):
+                raise ToolkitError("cannot resume {} with a different --{} ({} there, {} now): use the same "
+                                   "options or a new --model_name".format(folder, k, saved[k], getattr(self.opt, k)))
+        if saved.get("batch_size", self.opt.batch_size) != self.opt.batch_size and self.is_main:
+            print("warning: resuming with --batch_size {} (checkpoint used {}): the data order changes".format(
+                self.opt.batch_size, saved["batch_size"]))
+        self.load_model(folder, [k for k in self.models], load_adam=True, quiet=True)
         self.epoch, self.batch_in_epoch, self.step = st["epoch"], st["batch_in_epoch"], st["step"]
         self.scheduler.set_state_dict(st["scheduler"])
         paddle.set_rng_state(st["paddle_rng"])

@@ -10,6 +10,10 @@ per-op table for the first configuration.
     python bench/train_step.py --all                # 192x640, b4 and b12, S/MS, +-hints
     python bench/train_step.py --batch 4 12 --modes S MS --hints 1 0 --steps 5 --warmup 2
     python bench/train_step.py --profile
+    python bench/train_step.py --data_path DATA --split SPLIT   # + the real data loader (images/s)
+
+With `--data_path`, the trainer's own DataLoader (workers = CPU count) feeds the steps, so
+images/s includes loading; the split needs enough samples for warmup + steps batches.
 """
 import argparse
 import os
@@ -24,9 +28,9 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 
-def make_opt(height, width, batch, mode, hints, num_layers=18):
+def make_opt(height, width, batch, mode, hints, num_layers=18, data_path=None, split=None):
     from options import MonodepthOptions
-    args = ["--height", str(height), "--width", str(width), "--batch_size", str(batch),
+    args = ["--data_path", data_path or "/nonexistent", "--split", split or "eigen_zhou", "--height", str(height), "--width", str(width), "--batch_size", str(batch),
             "--weights_init", "scratch", "--num_layers", str(num_layers), "--use_stereo",
             "--log_dir", "/tmp/dh_bench_logs", "--device", "cpu"]
     args += ["--frame_ids", "0"] if mode == "S" else ["--frame_ids", "0", "-1", "1"]
@@ -65,14 +69,29 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def bench_one(height, width, batch, mode, hints, steps, warmup, profile=False, num_layers=18):
+def loader_batches(tr):
+    """Endless batches from the trainer's own training DataLoader."""
+    epoch = 0
+    while True:
+        tr.train_sampler.set_epoch(epoch)
+        for b in tr.train_loader:
+            yield b
+        epoch += 1
+
+
+def bench_one(height, width, batch, mode, hints, steps, warmup, profile=False, num_layers=18,
+              data_path=None, split=None):
     from trainer import Trainer
-    opt = make_opt(height, width, batch, mode, hints, num_layers)
-    tr = Trainer(opt, build_data=False)
+    opt = make_opt(height, width, batch, mode, hints, num_layers, data_path, split)
+    tr = Trainer(opt, build_data=data_path is not None)
     tr.set_train()
-    data = random_batch(opt, tr.frame_ids)
+    if data_path is None:
+        fixed = random_batch(opt, tr.frame_ids)
+        batches = iter(lambda: fixed, None)
+    else:
+        batches = loader_batches(tr)
     for _ in range(warmup):
-        tr.train_step(data)
+        tr.train_step(next(batches))
     times, cpu = [], []
     prof = None
     if profile:
@@ -81,7 +100,7 @@ def bench_one(height, width, batch, mode, hints, steps, warmup, profile=False, n
         prof.start()
     for _ in range(steps):
         t0, c0 = time.perf_counter(), time.process_time()
-        tr.train_step(data)
+        tr.train_step(next(batches))
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
         if prof is not None:
@@ -106,6 +125,8 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=None, help="paddle CPU math threads (default: all cores)")
+    p.add_argument("--data_path", default=None, help="time with the real data loader on this data")
+    p.add_argument("--split", default=None, help="split name or folder for --data_path")
     p.add_argument("--all", action="store_true", help="batch 4 and 12, S and MS, with and without hints")
     p.add_argument("--profile", action="store_true", help="paddle.profiler op table for the first config")
     a = p.parse_args(argv)
@@ -120,9 +141,11 @@ def main(argv=None):
         for hints in a.hints:
             for b in a.batch:
                 med, ips, cpu = bench_one(a.height, a.width, b, mode, hints, a.steps, a.warmup,
-                                     profile=a.profile and first, num_layers=a.num_layers)
+                                     profile=a.profile and first, num_layers=a.num_layers,
+                                     data_path=a.data_path, split=a.split)
                 first = False
-                name = "{} {}x{} R{}{}".format(mode, a.width, a.height, a.num_layers, " +hints" if hints else "")
+                name = "{} {}x{} R{}{}{}".format(mode, a.width, a.height, a.num_layers, " +hints" if hints else "",
+                                                 " +loader" if a.data_path else "")
                 print("| {} | {} | {:.3f} | {:.2f} | {:.2f} | {:.0f} |".format(name, b, med, ips, cpu, peak_rss_mb()),
                       flush=True)
 

@@ -81,7 +81,8 @@ def test_hint_training_loss_falls(synthetic_kitti, hints_dir, tmp_path):
     assert np.isfinite(val["loss"]) and 0 < val["de/abs_rel"] < 1 and 0 <= val["de/a1"] <= 1
     # checkpoints, opt.json and VisualDL logs
     models = tmp_path / "fall" / "models"
-    assert sorted(os.listdir(models)) == ["weights_{}".format(i) for i in range(6)]
+    assert ckpts(models) == ["weights_{}".format(i) for i in range(6)]
+    assert (models / "opt.json").exists()
     import paddle
     enc = paddle.load(str(models / "weights_5" / "encoder.pdparams"))
     assert enc["height"] == 64 and enc["width"] == 192 and enc["use_stereo"] is True
@@ -89,6 +90,10 @@ def test_hint_training_loss_falls(synthetic_kitti, hints_dir, tmp_path):
     assert (tmp_path / "fall" / "opt.json").exists()
     assert glob.glob(str(tmp_path / "fall" / "train" / "vdlrecords.*"))
     assert glob.glob(str(tmp_path / "fall" / "val" / "vdlrecords.*"))
+
+
+def ckpts(models_dir):
+    return sorted(n for n in os.listdir(models_dir) if n.startswith("weights_"))
 
 
 def _load_ckpt(folder):
@@ -120,8 +125,12 @@ def test_interrupt_and_resume_matches_uninterrupted(synthetic_kitti, hints_dir, 
     b.on_step_end = stop_mid_epoch
     assert b.train() == 7
     models_b = tmp_path / "b" / "run" / "models"
-    assert sorted(os.listdir(models_b)) == ["weights_0", "weights_last"]
+    assert ckpts(models_b) == ["weights_0", "weights_last"]
 
+    from utils import ToolkitError
+    with pytest.raises(ToolkitError, match="--height"):
+        make_trainer(base_args(synthetic_kitti, hints_dir, tmp_path / "b", "run", h=96,
+                               extra=extra + ["--resume"]))
     c = make_trainer(base_args(synthetic_kitti, hints_dir, tmp_path / "b", "run", extra=extra + ["--resume"]))
     assert (c.epoch, c.batch_in_epoch, c.step) == (1, 2, 7)
     assert c.train() == 10
@@ -156,7 +165,7 @@ def test_non_finite_loss_stops_naming_step(synthetic_kitti, hints_dir, tmp_path)
     with pytest.raises(ToolkitError, match="non-finite loss .* at step 6"):
         tr.train()
     models = tmp_path / "nan" / "models"
-    assert sorted(os.listdir(models)) == ["weights_0"]  # last good checkpoint kept, nothing newer
+    assert ckpts(models) == ["weights_0"]  # last good checkpoint kept, nothing newer
 
 
 def run_cli(args, **kw):
