@@ -11,7 +11,9 @@ Bad options or missing inputs print one line `error: ...` on stderr and exit wit
 """
 import sys
 
-from options import MonodepthOptions, validate_options
+from options import MonodepthOptions, cpu_env_defaults, validate_options
+
+cpu_env_defaults()  # before paddle is imported
 
 
 def main(argv=None):

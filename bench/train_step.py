@@ -23,9 +23,14 @@ import time
 
 import numpy as np
 
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+from options import cpu_env_defaults  # noqa: E402
+
+cpu_env_defaults()  # before paddle is imported
 
 
 def make_opt(height, width, batch, mode, hints, num_layers=18, data_path=None, split=None):
