@@ -38,9 +38,9 @@ if [ -f "$DATA/.complete" ]; then echo "reusing $DATA"; else
 fi
 cat "$SPLITS/synthetic/train_files.txt" "$SPLITS/synthetic/val_files.txt" > "$OUT/all_files.txt"
 
-step "3/7 fused SGM depth hints at 640x192 -> $DATA/depth_hints"
+step "3/7 fused SGM depth hints at ${W}x${H} (the training size) -> $DATA/depth_hints"
 "$PY" precompute_depth_hints.py --data_path "$DATA" --filenames "$OUT/all_files.txt" \
-  --height 192 --width 640 --num_workers "$NUM_WORKERS"
+  --height $H --width $W --num_workers "$NUM_WORKERS"
 
 step "4/7 train: stereo + depth hints, ResNet18 from scratch, ${W}x${H}, $STEPS steps on CPU"
 "$PY" train.py --data_path "$DATA" --split "$SPLITS/synthetic" --log_dir "$LOGS" --model_name untrained \
@@ -68,7 +68,7 @@ echo "--- trained network ($WT)"
 step "7/7 colour-mapped predictions for the test drive -> $OUT/predictions"
 rm -rf "$OUT/test_images"; mkdir -p "$OUT/test_images"
 head -n 4 "$SPLITS/eigen/test_files.txt" | while read -r folder frame side; do
-  cp "$DATA/$folder/image_02/data/$(printf %010d "$frame").jpg" "$OUT/test_images/$(basename "$folder")_$frame.jpg"
+  cp "$DATA/$folder/image_02/data/$(printf %010d "$((10#$frame))").jpg" "$OUT/test_images/$(basename "$folder")_$frame.jpg"
 done
 "$PY" test_simple.py --image_path "$OUT/test_images" --model_path "$WT" --output_dir "$OUT/predictions" --pred_metric_depth
 
