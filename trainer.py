@@ -334,11 +334,10 @@ class Trainer:
         """Forward pass + losses. Returns (outputs, losses)."""
         opt = self.opt
         if opt.pose_model_type == "shared" and self.use_pose_net:
-            b = inputs[("color_aug", 0, 0)].shape[0]
+            # one encoder pass over all frames, split back per frame (Monodepth2 "shared")
             all_aug = paddle.concat([inputs[("color_aug", i, 0)] for i in self.frame_ids], 0)
             all_feats = [paddle.split(f, len(self.frame_ids), axis=0) for f in self._call("encoder", all_aug)]
             features = {k: [f[i] for f in all_feats] for i, k in enumerate(self.frame_ids)}
-            del b
             outputs = self._call("depth", features[0])
         else:
             features = self._call("encoder", inputs[("color_aug", 0, 0)])

@@ -18,6 +18,7 @@ images/s includes loading; the split needs enough samples for warmup + steps bat
 import argparse
 import os
 import resource
+import subprocess
 import sys
 import time
 
@@ -141,18 +142,26 @@ def main(argv=None):
         os.environ["OMP_NUM_THREADS"] = str(a.threads)  # read by trainer.set_cpu_threads
     print("| config | batch | s/step (median of {}) | images/s | CPU s/step | peak RSS (MB) |".format(a.steps))
     print("|---|---|---|---|---|---|")
-    first = True
-    for mode in a.modes:
-        for hints in a.hints:
-            for b in a.batch:
-                med, ips, cpu = bench_one(a.height, a.width, b, mode, hints, a.steps, a.warmup,
-                                     profile=a.profile and first, num_layers=a.num_layers,
-                                     data_path=a.data_path, split=a.split)
-                first = False
-                name = "{} {}x{} R{}{}{}".format(mode, a.width, a.height, a.num_layers, " +hints" if hints else "",
-                                                 " +loader" if a.data_path else "")
-                print("| {} | {} | {:.3f} | {:.2f} | {:.2f} | {:.0f} |".format(name, b, med, ips, cpu, peak_rss_mb()),
-                      flush=True)
+    configs = [(m, h, b) for m in a.modes for h in a.hints for b in a.batch]
+    for i, (mode, hints, b) in enumerate(configs):
+        name = "{} {}x{} R{}{}{}".format(mode, a.width, a.height, a.num_layers, " +hints" if hints else "",
+                                         " +loader" if a.data_path else "")
+        if len(configs) > 1:  # one process per configuration, so that peak RSS is its own
+            cmd = [sys.executable, os.path.abspath(__file__), "--height", str(a.height), "--width", str(a.width),
+                   "--batch", str(b), "--modes", mode, "--hints", str(hints), "--num_layers", str(a.num_layers),
+                   "--steps", str(a.steps), "--warmup", str(a.warmup)]
+            cmd += ["--profile"] if a.profile and i == 0 else []
+            cmd += ["--threads", str(a.threads)] if a.threads else []
+            cmd += ["--data_path", a.data_path, "--split", a.split] if a.data_path else []
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            rows = [l for l in out.stdout.splitlines() if l.startswith("| " + mode)]
+            print(rows[0] if rows else "| {} | {} | failed: {} |".format(name, b, out.stderr.strip()[-300:]),
+                  flush=True)
+            continue
+        med, ips, cpu = bench_one(a.height, a.width, b, mode, hints, a.steps, a.warmup, profile=a.profile,
+                                  num_layers=a.num_layers, data_path=a.data_path, split=a.split)
+        print("| {} | {} | {:.3f} | {:.2f} | {:.2f} | {:.0f} |".format(name, b, med, ips, cpu, peak_rss_mb()),
+              flush=True)
 
 
 if __name__ == "__main__":
