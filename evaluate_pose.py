@@ -18,6 +18,10 @@ import warnings
 
 warnings.filterwarnings("ignore", message="No ccache found")  # noise from importing paddle
 
+from options import cpu_env_defaults  # noqa: E402
+
+cpu_env_defaults()  # MKL/OpenMP settings, before paddle is imported
+
 import numpy as np  # noqa: E402
 
 from utils import ToolkitError  # noqa: E402

@@ -20,6 +20,10 @@ import shutil
 import sys
 import tempfile
 
+from options import cpu_env_defaults  # noqa: E402
+
+cpu_env_defaults()  # MKL/OpenMP settings, before paddle is imported
+
 from utils import ToolkitError
 
 

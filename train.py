@@ -7,6 +7,9 @@ Multi-GPU (data parallel, only rank 0 logs and saves):
 
     python -m paddle.distributed.launch --gpus 0,1 train.py ...
 
+`--max_steps 0` only saves the initial weights (`models/weights_last`), e.g. as an
+untrained baseline for evaluate_depth.py.
+
 Bad options or missing inputs print one line `error: ...` on stderr and exit with code 2.
 """
 import sys
@@ -24,6 +27,10 @@ def main(argv=None):
         from trainer import Trainer
         trainer = Trainer(opt)
         trainer.train()
+        if trainer.step == 0 and trainer.is_main and trainer.stopped_by_signal is None:
+            # e.g. --max_steps 0: keep the initial weights (an untrained baseline to evaluate)
+            print("no training step was run; initial weights saved to {}".format(
+                trainer.save_checkpoint()))
     except ToolkitError as e:
         print("error: {}".format(e), file=sys.stderr)
         return 2
