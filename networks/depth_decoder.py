@@ -10,7 +10,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from layers import Conv3x3, ConvBlock, upsample
+from layers import Conv3x3, ConvBlock, reflection_pad1, upsample_pad1
 
 from .initializers import init_conv_torch_default
 
@@ -55,11 +55,13 @@ class DepthDecoder(nn.Layer):
         x = input_features[-1]
         for i in range(4, -1, -1):
             x = self.conv(("upconv", i, 0))(x)
-            x = [upsample(x)]
+            # upconv(i,1) pads reflect(concat(up(x), skip)) = concat(reflect(up(x)), reflect(skip));
+            # upsampling and padding in one gather is ~2x faster on CPU
+            x = [upsample_pad1(x)]
             if self.use_skips and i > 0:
-                x.append(input_features[i - 1])
-            x = paddle.concat(x, axis=1)
-            x = self.conv(("upconv", i, 1))(x)
+                x.append(reflection_pad1(input_features[i - 1]))
+            x = paddle.concat(x, axis=1) if len(x) > 1 else x[0]
+            x = self.conv(("upconv", i, 1))(x, padded=True)
             if i in self.scales:
                 outputs[("disp", i)] = F.sigmoid(self.conv(("dispconv", i))(x))
         return outputs

@@ -234,6 +234,26 @@ def test_upsample_nearest():
                                   F.interpolate(x, scale_factor=2, mode="nearest").numpy())
 
 
+def test_upsample_pad1_equals_pad_of_upsample_and_gradient():
+    x0 = np.arange(6, dtype="float32").reshape(1, 1, 2, 3)
+    x = t(x0, grad=True)
+    y = layers.upsample_pad1(x)
+    expect = np.pad(np.kron(x0[0, 0], np.ones((2, 2))), 1, "reflect")
+    np.testing.assert_array_equal(y.numpy()[0, 0], expect)
+    (y * t(np.arange(y.size).reshape(y.shape))).sum().backward()
+    # gradient of pixel (r, c) = sum of the output positions it was copied to
+    w = np.arange(y.size).reshape(6, 8)
+    src = (np.array([0, 0, 0, 1, 1, 1])[:, None] * 3 + np.array([0, 0, 0, 1, 1, 2, 2, 2])[None, :])
+    expect_g = np.bincount(src.reshape(-1), weights=w.reshape(-1), minlength=6).reshape(2, 3)
+    np.testing.assert_allclose(x.grad.numpy()[0, 0], expect_g)
+    # padded ConvBlock input = the ordinary path
+    paddle.seed(0)
+    blk = layers.ConvBlock(3, 2)
+    z = t(np.random.RandomState(1).rand(2, 3, 3, 4))
+    np.testing.assert_allclose(blk(layers.upsample_pad1(z), padded=True).numpy(),
+                               blk(layers.upsample(z)).numpy(), atol=1e-6)
+
+
 # ----------------------------------------------------------------------------- losses
 
 
