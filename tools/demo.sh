@@ -9,7 +9,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="$ROOT/demo_out"
 NUM_WORKERS="$(nproc 2>/dev/null || echo 2)"
-STEPS="${DEMO_STEPS:-150}"
+STEPS="${DEMO_STEPS:-200}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) OUT="$2"; shift 2 ;;
@@ -75,12 +75,15 @@ done
 "$PY" - "$OUT" <<'EOF'
 import json, sys, os
 out = sys.argv[1]
-u = json.load(open(os.path.join(out, "metrics_untrained.json")))
-t = json.load(open(os.path.join(out, "metrics_trained.json")))
+load = lambda name: json.load(open(os.path.join(out, "metrics_%s.json" % name)))["metrics"]
+u, t = load("untrained"), load("trained")
 keys = ["abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3"]
-print("\n%-10s" % "model" + "".join("%10s" % k for k in keys))
+print("\nEigen-style test drive of %s, stereo evaluation:" % os.path.join(out, "synthetic_kitti"))
+print("%-10s" % "model" + "".join("%10s" % k for k in keys))
 for name, m in (("untrained", u), ("trained", t)):
     print("%-10s" % name + "".join("%10.3f" % m[k] for k in keys))
+better = [k for k in keys if (t[k] > u[k] if k in ("a1", "a2", "a3") else t[k] < u[k])]
+print("trained beats untrained on %d of 7 metrics" % len(better))
 EOF
 step "done in $(( $(date +%s) - t0 ))s. Outputs:"
 echo "  data + hints:      $DATA  (hints in $DATA/depth_hints)"
