@@ -3,19 +3,22 @@
 # environment -> synthetic data -> fused SGM depth hints -> training with --use_depth_hints ->
 # ground-truth export -> evaluation (untrained baseline vs trained) -> colour-mapped predictions.
 #
-#   bash tools/demo.sh [--out DIR] [--num_workers N] [--steps N]
+#   bash tools/demo.sh [--out DIR] [--num_workers N] [--steps N] [--frames N]
+# (--steps: training steps, default 200; --frames: frames per synthetic drive, default 60)
 # Usually started as `bash configs/depth_hints/depth_hints.sh demo`.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="$ROOT/demo_out"
 NUM_WORKERS="$(nproc 2>/dev/null || echo 2)"
 STEPS="${DEMO_STEPS:-200}"
+FRAMES="${DEMO_FRAMES:-60}"
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) OUT="$2"; shift 2 ;;
     --num_workers) NUM_WORKERS="$2"; shift 2 ;;
     --steps) STEPS="$2"; shift 2 ;;
-    *) echo "error: unknown option '$1' for demo (use --out, --num_workers, --steps)" >&2; exit 2 ;;
+    --frames) FRAMES="$2"; shift 2 ;;
+    *) echo "error: unknown option '$1' for demo (use --out, --num_workers, --steps, --frames)" >&2; exit 2 ;;
   esac
 done
 mkdir -p "$OUT"; OUT="$(cd "$OUT" && pwd)"
@@ -33,7 +36,7 @@ cd "$ROOT"
 
 step "2/7 synthetic KITTI-layout data -> $DATA"
 if [ -f "$DATA/.complete" ]; then echo "reusing $DATA"; else
-  "$PY" tools/make_synthetic_kitti.py --out "$DATA" --seed 0
+  "$PY" tools/make_synthetic_kitti.py --out "$DATA" --seed 0 --frames_per_drive "$FRAMES"
   touch "$DATA/.complete"
 fi
 cat "$SPLITS/synthetic/train_files.txt" "$SPLITS/synthetic/val_files.txt" > "$OUT/all_files.txt"
