@@ -33,7 +33,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from layers import compute_depth_errors  # noqa: E402
-from utils import ToolkitError  # noqa: E402
+from utils import ToolkitError, run_cli  # noqa: E402
 
 STEREO_SCALE_FACTOR = 5.4
 MIN_DEPTH = 1e-3
@@ -459,13 +459,7 @@ def evaluate(opt):
 def main(argv=None):
     """CLI entry: parse MonodepthOptions, evaluate; ToolkitError -> one line, exit 2."""
     from options import MonodepthOptions
-    opt = MonodepthOptions().parse(argv)
-    try:
-        evaluate(opt)
-    except ToolkitError as exc:
-        print("error: {}".format(exc), file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(evaluate, MonodepthOptions().parse(argv))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ cpu_env_defaults()  # MKL/OpenMP settings, before paddle is imported
 
 import numpy as np  # noqa: E402
 
-from utils import ToolkitError  # noqa: E402
+from utils import ToolkitError, run_cli  # noqa: E402
 
 TRACK_LENGTH = 5
 ODOM_SEQUENCES = {"odom_9": 9, "odom_10": 10}
@@ -202,13 +202,7 @@ def main(argv=None):
     """CLI entry: parse MonodepthOptions (--eval_split odom_9|odom_10 required), evaluate;
     ToolkitError -> one line on stderr, exit 2."""
     from options import MonodepthOptions
-    opt = MonodepthOptions().parse(argv)
-    try:
-        evaluate(opt)
-    except ToolkitError as exc:
-        print("error: {}".format(exc), file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(evaluate, MonodepthOptions().parse(argv))
 
 
 if __name__ == "__main__":

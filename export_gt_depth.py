@@ -18,7 +18,7 @@ import sys
 import numpy as np
 
 import utils
-from utils import ToolkitError
+from utils import ToolkitError, run_cli
 
 SPLITS = ("eigen", "eigen_benchmark")
 
@@ -106,13 +106,7 @@ def main(argv=None):
                    help="eigen (LiDAR) or eigen_benchmark (improved annotated depth)")
     p.add_argument("--splits_dir", default=None, help="folder holding the split folders (default <repo>/splits)")
     args = p.parse_args(argv)
-    try:
-        out = export_gt_depths(args.data_path, args.split, args.splits_dir)
-    except ToolkitError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"saved {out}")
-    return 0
+    return run_cli(lambda: print(f"saved {export_gt_depths(args.data_path, args.split, args.splits_dir)}"))
 
 
 if __name__ == "__main__":

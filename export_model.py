@@ -24,7 +24,7 @@ from options import cpu_env_defaults  # noqa: E402
 
 cpu_env_defaults()  # MKL/OpenMP settings, before paddle is imported
 
-from utils import ToolkitError
+from utils import ToolkitError, run_cli
 
 
 def build_depth_net(weights_folder, num_layers=None):
@@ -144,13 +144,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        export(args.load_weights_folder, args.output_path, args.height, args.width,
-               args.num_layers, args.batch_size)
-    except ToolkitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(export, args.load_weights_folder, args.output_path, args.height, args.width,
+                   args.num_layers, args.batch_size)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ cpu_env_defaults()  # MKL/OpenMP settings, before paddle is imported
 
 import numpy as np  # noqa: E402
 
-from utils import ToolkitError  # noqa: E402
+from utils import ToolkitError, run_cli  # noqa: E402
 
 STEREO_SCALE_FACTOR = 5.4
 OUTPUT_SUFFIXES = ("_disp", "_depth")
@@ -148,13 +148,7 @@ def run(args):
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    try:
-        run(args)
-    except ToolkitError as exc:
-        print("error: {}".format(exc), file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(run, parse_args(argv))
 
 
 if __name__ == "__main__":

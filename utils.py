@@ -1,6 +1,7 @@
 """Small shared helpers: file lists, atomic writes, device pick, split folders, colour maps."""
 import io
 import os
+import sys
 import tempfile
 
 import numpy as np
@@ -32,6 +33,19 @@ class ToolkitError(Exception):
 
 class MissingFileError(ToolkitError, FileNotFoundError):
     """A file or folder that does not exist (both a ToolkitError and a FileNotFoundError)."""
+
+
+def run_cli(fn, *args, **kwargs):
+    """Run a CLI's work: a ToolkitError becomes one `error: ...` line on stderr and exit code 2.
+
+    Returns fn's result when it is an int (the exit code), else 0.
+    """
+    try:
+        result = fn(*args, **kwargs)
+    except ToolkitError as exc:
+        print("error: {}".format(exc), file=sys.stderr)
+        return 2
+    return result if isinstance(result, int) else 0
 
 
 def readlines(path):

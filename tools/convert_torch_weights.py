@@ -31,7 +31,7 @@ if ROOT not in sys.path:
 
 import numpy as np  # noqa: E402
 
-from utils import ToolkitError, atomic_paddle_save  # noqa: E402
+from utils import ToolkitError, atomic_paddle_save, run_cli  # noqa: E402
 
 MODEL_FILES = ("encoder", "depth", "pose_encoder", "pose")
 
@@ -220,15 +220,14 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     src, dst = args.input or args.src, args.output or args.dst
-    try:
-        if not src or not dst:
-            raise ToolkitError("nothing to convert (--input/--output): give the PyTorch folder or "
-                               ".pth file with --input and the destination with --output")
-        convert(src, dst, check=not args.no_check)
-    except ToolkitError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    if not src or not dst:
+        return run_cli(_fail, "nothing to convert (--input/--output): give the PyTorch folder or "
+                              ".pth file with --input and the destination with --output")
+    return run_cli(convert, src, dst, check=not args.no_check)
+
+
+def _fail(message):
+    raise ToolkitError(message)
 
 
 if __name__ == "__main__":
