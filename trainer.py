@@ -436,16 +436,28 @@ class Trainer:
         total = 0.0
         sources = self.frame_ids[1:]
         hint_pe = None
+        # the target's pooled SSIM statistics, once per target image (~6 uses per step)
+        tstats = {}
+
+        def target_stats(source_scale):
+            if opt.no_ssim:
+                return None
+            if source_scale not in tstats:
+                tstats[source_scale] = layers.reprojection_target_stats(inputs[("color", 0, source_scale)])
+            return tstats[source_scale]
+
         if opt.use_depth_hints:
             target0 = inputs[("color", 0, 0)]
-            hint_pe = layers.compute_reprojection_loss(outputs[("color_depth_hint", "s", 0)], target0, opt.no_ssim)
+            hint_pe = layers.compute_reprojection_loss(outputs[("color_depth_hint", "s", 0)], target0, opt.no_ssim,
+                                                       target_stats(0))
             hint_valid = inputs["depth_hint_mask"]
             hint_pe = hint_pe + 1000.0 * (1.0 - hint_valid)
         identity_cache = {}
         for scale in opt.scales:
             source_scale = scale if opt.v1_multiscale else 0
             target = inputs[("color", 0, source_scale)]
-            reproj = paddle.concat([layers.compute_reprojection_loss(outputs[("color", f, scale)], target, opt.no_ssim)
+            reproj = paddle.concat([layers.compute_reprojection_loss(outputs[("color", f, scale)], target, opt.no_ssim,
+                                                                     target_stats(source_scale))
                                     for f in sources], 1)
             if opt.predictive_mask:
                 mask = outputs["predictive_mask"][("disp", scale)]
@@ -462,7 +474,8 @@ class Trainer:
             if not opt.disable_automasking:
                 if source_scale not in identity_cache:
                     idl = paddle.concat([layers.compute_reprojection_loss(inputs[("color", f, source_scale)],
-                                                                          target, opt.no_ssim) for f in sources], 1)
+                                                                          target, opt.no_ssim, target_stats(source_scale))
+                                         for f in sources], 1)
                     if opt.avg_reprojection:
                         idl = paddle.mean(idl, axis=1, keepdim=True)
                     elif idl.shape[1] > 1:

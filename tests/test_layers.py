@@ -295,6 +295,24 @@ def test_reprojection_loss():
     np.testing.assert_allclose(out, expect, rtol=1e-9)
     out = layers.compute_reprojection_loss(t(p), t(q), no_ssim=True).numpy()
     np.testing.assert_allclose(out, np.abs(p - q).mean(1, keepdims=True), atol=1e-6)
+    # reused target statistics: same value, and the same gradient as the plain call
+    stats = layers.reprojection_target_stats(t(q, "float64"))
+    out = layers.compute_reprojection_loss(t(p, "float64"), t(q, "float64"), target_stats=stats).numpy()
+    np.testing.assert_allclose(out, expect, rtol=1e-9)
+    grads = []
+    for st in (None, layers.reprojection_target_stats(t(q, "float64"))):
+        pt = t(p, "float64", grad=True)
+        l = layers.compute_reprojection_loss(pt, t(q, "float64"), target_stats=st)
+        (l * l).sum().backward()
+        grads.append(pt.grad.numpy())
+    np.testing.assert_allclose(grads[1], grads[0], rtol=1e-9, atol=1e-12)
+    # ... and that gradient is the true one (central differences, border and inner pixels)
+    for idx in [(0, 0, 0, 0), (1, 2, 4, 5), (0, 1, 2, 3), (1, 0, 0, 3)]:
+        d = np.zeros_like(p)
+        d[idx] = 1e-6
+        lp = layers.compute_reprojection_loss(t(p + d, "float64"), t(q, "float64")).numpy()
+        lm = layers.compute_reprojection_loss(t(p - d, "float64"), t(q, "float64")).numpy()
+        np.testing.assert_allclose(grads[0][idx], ((lp * lp).sum() - (lm * lm).sum()) / 2e-6, rtol=1e-5)
 
 
 def test_smooth_loss_matches_numpy():
