@@ -323,6 +323,19 @@ def test_smooth_loss_matches_numpy():
     out = layers.get_smooth_loss(t(d), t(im))
     assert out.size == 1
     assert float(out) == pytest.approx(gx.mean() + gy.mean(), rel=1e-5)
+    # gradient w.r.t. disp: sign(d_i - d_j) * w / N summed over both neighbour pairs
+    dt = t(d, "float64", grad=True)
+    layers.get_smooth_loss(dt, t(im, "float64")).backward()
+    wx = np.exp(-np.abs(im[..., :-1] - im[..., 1:]).mean(1, keepdims=True)) / gx.size
+    wy = np.exp(-np.abs(im[:, :, :-1] - im[:, :, 1:]).mean(1, keepdims=True)) / gy.size
+    sx = np.sign(d[..., :-1] - d[..., 1:]) * wx
+    sy = np.sign(d[:, :, :-1] - d[:, :, 1:]) * wy
+    expect = np.zeros_like(d)
+    expect[..., :-1] += sx
+    expect[..., 1:] -= sx
+    expect[:, :, :-1] += sy
+    expect[:, :, 1:] -= sy
+    np.testing.assert_allclose(dt.grad.numpy(), expect, rtol=1e-9, atol=1e-15)
 
 
 def _row(*v):
