@@ -255,6 +255,30 @@ def add_channel_bias(y, bias):
     return (y.reshape([b * c, h * w]) + bias).reshape([b, c, h, w])
 
 
+class _ShiftSum3x3(PyLayer):
+    """(B,9,H+2,W+2) -> (B,1,H,W): sum over taps t = 3*kh + kw of y[:, t, kh:kh+H, kw:kw+W].
+
+    With y = the 1x1 convolution of a padded input by the 9 taps of a 3x3 kernel, this is
+    the 3x3 'valid' convolution with ONE output channel (see :class:`Conv3x3`)."""
+
+    @staticmethod
+    def forward(ctx, y):
+        h, w = y.shape[2] - 2, y.shape[3] - 2
+        out = None
+        for t in range(9):
+            kh, kw = divmod(t, 3)
+            s = y[:, t:t + 1, kh:kh + h, kw:kw + w]
+            out = s if out is None else out + s
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        h, w = grad.shape[2], grad.shape[3]
+        gp = F.pad(grad, [2, 2, 2, 2])
+        return paddle.concat([gp[:, :, 2 - kh:4 - kh + h, 2 - kw:4 - kw + w]
+                              for kh, kw in (divmod(t, 3) for t in range(9))], axis=1)
+
+
 class Conv3x3(nn.Layer):
     """Reflection- (default) or zero-padded 3x3 convolution; sub-layer ``conv``.
 
@@ -275,7 +299,15 @@ class Conv3x3(nn.Layer):
             x = reflection_pad1(x)
         if not paddle.in_dynamic_mode() or self.conv.bias is None:
             return self.conv(x)
-        y = F.conv2d(x, self.conv.weight, None, padding=0 if self.use_refl else 1)
+        wt = self.conv.weight
+        if self.use_refl and wt.shape[0] == 1:
+            # one output channel (the disparity heads): Paddle's im2col/col2im convolution
+            # costs nearly as much as for 16 outputs; a 1x1 convolution to the 9 taps plus
+            # a shifted sum is ~2x faster forward+backward (same value to float rounding)
+            w9 = wt.transpose([2, 3, 0, 1]).reshape([9, wt.shape[1], 1, 1])
+            y = _ShiftSum3x3.apply(F.conv2d(x, w9))
+        else:
+            y = F.conv2d(x, wt, None, padding=0 if self.use_refl else 1)
         return add_channel_bias(y, self.conv.bias)
 
 

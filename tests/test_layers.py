@@ -225,6 +225,33 @@ def test_conv3x3_and_convblock_names_and_values():
     np.testing.assert_allclose(cz(x).numpy(), ref.numpy(), atol=1e-5)
 
 
+
+def test_conv3x3_one_output_channel_values_and_gradients():
+    """The 1-output (disparity head) path: 1x1 conv to 9 taps + shifted sum."""
+    paddle.seed(1)
+    paddle.set_default_dtype("float64")
+    try:
+        conv = layers.Conv3x3(4, 1)
+    finally:
+        paddle.set_default_dtype("float32")
+    x0 = np.random.RandomState(2).rand(2, 4, 5, 7)
+    g0 = np.random.RandomState(3).rand(2, 1, 5, 7)
+    grads = []
+    for mode in ("fast", "ref"):
+        x = t(x0, "float64", grad=True)
+        if mode == "fast":
+            y = conv(x)
+        else:
+            y = F.conv2d(F.pad(x, [1, 1, 1, 1], mode="reflect"), conv.conv.weight, conv.conv.bias)
+        (y * t(g0, "float64")).sum().backward()
+        grads.append([y.numpy(), x.grad.numpy(), conv.conv.weight.grad.numpy(), conv.conv.bias.grad.numpy()])
+        conv.clear_gradients()
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    # the bias gradient is the sum of the output gradient
+    np.testing.assert_allclose(grads[0][3], [g0.sum()], rtol=1e-12)
+
+
 def test_upsample_nearest():
     x = t(np.arange(6).reshape(1, 1, 2, 3))
     out = layers.upsample(x).numpy()[0, 0]
