@@ -54,8 +54,8 @@ need_data() {
     exit 2
   fi
 }
-# newest weights_<N> folder of a model
-last_weights() { ls -d "$1"/models/weights_* 2>/dev/null | sort -t_ -k2 -n | tail -n 1; }
+# newest (by time) complete weights_* folder of a model, or nothing
+last_weights() { ls -td "$1"/models/weights_* 2>/dev/null | grep -v '\.partial$' | head -n 1 || true; }
 
 PRE_NAME="depth_hints_s_r${NUM_LAYERS}_640x192"
 FT_NAME="depth_hints_s_r${NUM_LAYERS}_1024x320"

@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
 done
 if [ "$GPU" = "cpu" ]; then DEVICE=cpu; else DEVICE=auto; export CUDA_VISIBLE_DEVICES="$GPU"; fi
 PY="$ROOT/.venv/bin/python"
-last_weights() { ls -d "$1"/models/weights_* 2>/dev/null | sort -t_ -k2 -n | tail -n 1; }
+last_weights() { ls -td "$1"/models/weights_* 2>/dev/null | grep -v '\.partial$' | head -n 1 || true; }
 train() {  # name, then the mode's flags
   local name="$1"; shift
   bash "$ROOT/tools/setup_env.sh"
