@@ -279,6 +279,22 @@ class _ShiftSum3x3(PyLayer):
                               for kh, kw in (divmod(t, 3) for t in range(9))], axis=1)
 
 
+class _TapsAs1x1(PyLayer):
+    """3x3 kernel (1, C, 3, 3) -> the (9, C, 1, 1) kernel of its taps, t = 3*kh + kw. A
+    PyLayer so that the weight gradient is a contiguous tensor (Paddle's transpose
+    backward returns a strided view, which collective all_reduce rejects)."""
+
+    @staticmethod
+    def forward(ctx, w):
+        c = w.shape[1]
+        return w.reshape([c, 9]).transpose([1, 0]).contiguous().reshape([9, c, 1, 1])
+
+    @staticmethod
+    def backward(ctx, grad):
+        c = grad.shape[1]
+        return grad.reshape([9, c]).transpose([1, 0]).contiguous().reshape([1, c, 3, 3])
+
+
 class Conv3x3(nn.Layer):
     """Reflection- (default) or zero-padded 3x3 convolution; sub-layer ``conv``.
 
@@ -304,8 +320,7 @@ class Conv3x3(nn.Layer):
             # one output channel (the disparity heads): Paddle's im2col/col2im convolution
             # costs nearly as much as for 16 outputs; a 1x1 convolution to the 9 taps plus
             # a shifted sum is ~2x faster forward+backward (same value to float rounding)
-            w9 = wt.transpose([2, 3, 0, 1]).reshape([9, wt.shape[1], 1, 1])
-            y = _ShiftSum3x3.apply(F.conv2d(x, w9))
+            y = _ShiftSum3x3.apply(F.conv2d(x, _TapsAs1x1.apply(wt)))
         else:
             y = F.conv2d(x, wt, None, padding=0 if self.use_refl else 1)
         return add_channel_bias(y, self.conv.bias)

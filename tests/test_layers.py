@@ -244,6 +244,7 @@ def test_conv3x3_one_output_channel_values_and_gradients():
         else:
             y = F.conv2d(F.pad(x, [1, 1, 1, 1], mode="reflect"), conv.conv.weight, conv.conv.bias)
         (y * t(g0, "float64")).sum().backward()
+        assert conv.conv.weight.grad.is_contiguous()  # collective all_reduce needs it
         grads.append([y.numpy(), x.grad.numpy(), conv.conv.weight.grad.numpy(), conv.conv.bias.grad.numpy()])
         conv.clear_gradients()
     for a, b in zip(*grads):
