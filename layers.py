@@ -316,10 +316,11 @@ class Conv3x3(nn.Layer):
         if not paddle.in_dynamic_mode() or self.conv.bias is None:
             return self.conv(x)
         wt = self.conv.weight
-        if self.use_refl and wt.shape[0] == 1:
+        if self.use_refl and wt.shape[0] == 1 and x.place.is_cpu_place():
             # one output channel (the disparity heads): Paddle's im2col/col2im convolution
             # costs nearly as much as for 16 outputs; a 1x1 convolution to the 9 taps plus
-            # a shifted sum is ~2x faster forward+backward (same value to float rounding)
+            # a shifted sum is ~2x faster forward+backward (same value to float rounding;
+            # CPU only: GPUs keep their cuDNN convolution)
             y = _ShiftSum3x3.apply(F.conv2d(x, _TapsAs1x1.apply(wt)))
         else:
             y = F.conv2d(x, wt, None, padding=0 if self.use_refl else 1)
