@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import evaluate_depth as ed
+from helpers import save_untrained_depth_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
@@ -321,20 +322,6 @@ def _weights_folder(log_dir, model_name):
     return os.path.join(models, numbered[-1][1])
 
 
-def _scratch_model(folder, height, width):
-    """An untrained (randomly initialised, never stepped) stereo depth model."""
-    import paddle
-    import networks
-    paddle.seed(0)
-    enc = networks.ResnetEncoder(18, False)
-    dec = networks.DepthDecoder(enc.num_ch_enc, scales=range(4))
-    os.makedirs(folder, exist_ok=True)
-    state = dict(enc.state_dict())
-    state.update(height=height, width=width, use_stereo=True)
-    paddle.save(state, os.path.join(folder, "encoder.pdparams"))
-    paddle.save(dec.state_dict(), os.path.join(folder, "depth.pdparams"))
-
-
 def _eval_cli(weights, data, splits, out_json, extra=()):
     r = _run(["--load_weights_folder", weights, "--data_path", data, "--splits_dir", splits,
               "--eval_split", "eigen", "--eval_stereo", "--batch_size", "4", "--num_workers", "0",
@@ -392,7 +379,7 @@ def test_end_to_end_train_export_evaluate(synthetic_kitti, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     trained = _weights_folder(log_dir, "e2e")
     untrained = str(tmp_path / "untrained")
-    _scratch_model(untrained, 64, 192)
+    save_untrained_depth_model(untrained, 64, 192, use_stereo=True)
 
     m_trained = _eval_cli(trained, data, splits, str(tmp_path / "trained.json"))
     m_untrained = _eval_cli(untrained, data, splits, str(tmp_path / "untrained.json"))
@@ -401,7 +388,7 @@ def test_end_to_end_train_export_evaluate(synthetic_kitti, tmp_path):
         assert m["pred_depth_scale_factor"] == pytest.approx(5.4)
         assert all(np.isfinite(v) for v in m["metrics"].values())
     t, u = m_trained["metrics"], m_untrained["metrics"]
-    print("trained", t, "\nuntrained", u)
+
     assert t["abs_rel"] < 0.8 * u["abs_rel"], (t, u)
     assert t["rmse"] < 0.8 * u["rmse"], (t, u)
     assert t["a1"] > 1.5 * u["a1"], (t, u)

@@ -7,24 +7,14 @@ import sys
 import numpy as np
 import pytest
 
+from helpers import save_untrained_depth_model
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 H, W = 64, 96  # network resolution recorded in encoder.pdparams
 
 
 def _save_model(folder, use_stereo, seed=0):
-    import paddle
-    import networks
-    paddle.seed(seed)
-    enc = networks.ResnetEncoder(18, False)
-    dec = networks.DepthDecoder(enc.num_ch_enc, scales=range(4))
-    os.makedirs(folder, exist_ok=True)
-    state = dict(enc.state_dict())
-    state.update(height=H, width=W, use_stereo=use_stereo)
-    paddle.save(state, os.path.join(folder, "encoder.pdparams"))
-    paddle.save(dec.state_dict(), os.path.join(folder, "depth.pdparams"))
-    enc.eval()
-    dec.eval()
-    return enc, dec
+    return save_untrained_depth_model(folder, H, W, use_stereo=use_stereo, seed=seed)
 
 
 @pytest.fixture(scope="module")
