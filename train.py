@@ -13,8 +13,14 @@ untrained baseline for evaluate_depth.py.
 Bad options or missing inputs print one line `error: ...` on stderr and exit with code 2.
 """
 import sys
+import warnings
 
 from options import MonodepthOptions, cpu_env_defaults, validate_options
+
+# Paddle notices that say nothing about this run: BatchNorm warns on every training forward
+# that it tracks running statistics (it always does), and importing paddle asks for ccache.
+warnings.filterwarnings("ignore", message="When training, we now always track")
+warnings.filterwarnings("ignore", message="No ccache found")
 
 cpu_env_defaults()  # before paddle is imported
 
