@@ -33,13 +33,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from layers import compute_depth_errors  # noqa: E402
-from utils import ToolkitError, run_cli  # noqa: E402
-
-STEREO_SCALE_FACTOR = 5.4
-MIN_DEPTH = 1e-3
-MAX_DEPTH = 80.0
-# Garg/Eigen crop as fractions of the ground-truth height (rows) and width (cols).
-GARG_CROP = (0.40810811, 0.99189189, 0.03594771, 0.96405229)
+from utils import (MAX_DEPTH, MIN_DEPTH, STEREO_SCALE_FACTOR, ToolkitError,  # noqa: E402
+                   garg_crop_bounds, run_cli)
 METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 DEPTH_SPLITS = ("eigen", "eigen_benchmark", "benchmark")
 ODOM_SPLITS = ("odom_9", "odom_10")
@@ -69,13 +64,6 @@ def batch_post_process_disparity(l_disp, r_disp):
     r_mask = l_mask[:, :, ::-1]
     out = r_mask * l_disp + l_mask * r_disp + (1.0 - l_mask - r_mask) * m_disp
     return out.astype(l_disp.dtype, copy=False)
-
-
-def garg_crop_bounds(height, width):
-    """(top, bottom, left, right) of the Garg crop for a ground-truth map of this size."""
-    crop = np.array([GARG_CROP[0] * height, GARG_CROP[1] * height,
-                     GARG_CROP[2] * width, GARG_CROP[3] * width]).astype(np.int32)
-    return tuple(int(c) for c in crop)
 
 
 def compute_eval_mask(gt_depth, split):

@@ -51,14 +51,13 @@ REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from utils import ToolkitError, atomic_save_npy, readlines  # noqa: E402
+from utils import MAX_DEPTH, MIN_DEPTH, STEREO_SCALE_FACTOR, ToolkitError, atomic_save_npy, readlines  # noqa: E402
 
 DEFAULT_FILENAMES = os.path.join("splits", "eigen_full", "all_files.txt")
 BLOCK_SIZES = (1, 2, 3)
 NUM_DISPARITIES = (64, 96, 128, 160)
 MATCHERS = tuple((b, n) for b in BLOCK_SIZES for n in NUM_DISPARITIES)
 BASELINE = 0.1           # stereo baseline in the network's units (SPEC 1)
-STEREO_SCALE_FACTOR = 5.4  # KITTI's 0.54 m baseline / 0.1
 SIDE_DIRS = {"l": "image_02", "r": "image_03"}
 STAGES = ("decode", "resize", "sgbm", "fuse", "save")
 STRIP_ROWS = 16   # fusion tile height (kept rows; +1-row halo each side)
@@ -356,7 +355,6 @@ class HintComputer:
 # ----------------------------------------------------------------------------- accuracy
 
 
-MIN_DEPTH, MAX_DEPTH = 1e-3, 80.0  # evaluation range of SPEC 6
 METRICS = ("abs_rel", "a1", "coverage", "abs_rel_common", "a1_common")
 
 

@@ -30,9 +30,7 @@ cpu_env_defaults()  # MKL/OpenMP settings, before paddle is imported
 
 import numpy as np  # noqa: E402
 
-from utils import ToolkitError, run_cli  # noqa: E402
-
-STEREO_SCALE_FACTOR = 5.4
+from utils import STEREO_SCALE_FACTOR, ToolkitError, run_cli  # noqa: E402
 OUTPUT_SUFFIXES = ("_disp", "_depth")
 
 

@@ -686,15 +686,16 @@ class Trainer:
         gt = inputs["depth_gt"].numpy()
         h, w = gt.shape[-2:]
         pred = F.interpolate(outputs[("depth", 0, 0)], [h, w], mode="bilinear", align_corners=False)
-        pred = np.clip(pred.numpy(), 1e-3, 80)
+        pred = np.clip(pred.numpy(), utils.MIN_DEPTH, utils.MAX_DEPTH)
         mask = gt > 0
+        top, bottom, left, right = utils.garg_crop_bounds(h, w)
         crop = np.zeros_like(mask)
-        crop[:, :, int(0.40810811 * h):int(0.99189189 * h), int(0.03594771 * w):int(0.96405229 * w)] = True
+        crop[:, :, top:bottom, left:right] = True
         mask &= crop
         if not mask.any():
             return {}
         g, p = gt[mask], pred[mask]
-        p = np.clip(p * (np.median(g) / np.median(p)), 1e-3, 80)
+        p = np.clip(p * (np.median(g) / np.median(p)), utils.MIN_DEPTH, utils.MAX_DEPTH)
         errs = layers.compute_depth_errors(g, p)
         return {"de/" + k: v for k, v in zip(layers.DepthErrors.NAMES, errs)}
 

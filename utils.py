@@ -24,6 +24,19 @@ __all__ = [
 ]
 
 
+# SPEC 6 evaluation constants, shared by evaluation, inference, hint scoring and training metrics.
+STEREO_SCALE_FACTOR = 5.4  # KITTI's 0.54 m baseline / the network's 0.1
+MIN_DEPTH = 1e-3
+MAX_DEPTH = 80.0
+# Garg/Eigen crop as fractions of the ground-truth height (rows) and width (cols).
+GARG_CROP = (0.40810811, 0.99189189, 0.03594771, 0.96405229)
+
+
+def garg_crop_bounds(height, width):
+    """(top, bottom, left, right) of the Garg crop for a ground-truth map of this size."""
+    return tuple(int(f * n) for f, n in zip(GARG_CROP, (height, height, width, width)))
+
+
 class ToolkitError(Exception):
     """A user-facing error. CLIs catch it, print one line on stderr and exit with code 2.
 
