@@ -54,7 +54,7 @@ step "4/7 train: stereo + depth hints, ResNet18 from scratch, ${W}x${H}, $STEPS 
   --use_stereo --frame_ids 0 --use_depth_hints --height $H --width $W --batch_size 4 \
   --disparity_smoothness 0 --scheduler_step_size 1000 --learning_rate 2e-4 \
   --weights_init scratch --max_steps "$STEPS" --num_epochs 1000 --num_workers 1 --seed 0 --log_frequency 25
-last_weights() { ls -td "$1"/models/weights_* 2>/dev/null | grep -v '\.partial$' | head -n 1 || true; }
+source "$ROOT/tools/lib.sh"  # last_weights
 WT="$(last_weights "$LOGS/demo")"; WU="$(last_weights "$LOGS/untrained")"
 
 step "5/7 export ground truth (eigen-style split of the held-out drive)"

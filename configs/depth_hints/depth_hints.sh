@@ -54,8 +54,7 @@ need_data() {
     exit 2
   fi
 }
-# newest (by time) complete weights_* folder of a model, or nothing
-last_weights() { ls -td "$1"/models/weights_* 2>/dev/null | grep -v '\.partial$' | head -n 1 || true; }
+source "$ROOT/tools/lib.sh"  # last_weights
 
 PRE_NAME="depth_hints_s_r${NUM_LAYERS}_640x192"
 FT_NAME="depth_hints_s_r${NUM_LAYERS}_1024x320"

@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
 done
 if [ "$GPU" = "cpu" ]; then DEVICE=cpu; else DEVICE=auto; export CUDA_VISIBLE_DEVICES="$GPU"; fi
 PY="$ROOT/.venv/bin/python"
-last_weights() { ls -td "$1"/models/weights_* 2>/dev/null | grep -v '\.partial$' | head -n 1 || true; }
+source "$ROOT/tools/lib.sh"  # last_weights
 train() {  # name, then the mode's flags
   local name="$1"; shift
   bash "$ROOT/tools/setup_env.sh"
