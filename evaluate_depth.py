@@ -228,8 +228,7 @@ def load_depth_model(weights_folder, num_layers=None):
     dec_path = os.path.join(folder, "depth.pdparams")
     dec_state = networks.load_weights_file(dec_path, "depth.pdparams")
     # a decoder trained with --scales 0 holds fewer disparity convs than the default 4
-    num_scales = max(1, networks.num_decoder_scales(dec_state)) \
-        if hasattr(networks, "num_decoder_scales") else 4
+    num_scales = max(1, networks.num_decoder_scales(dec_state))
     decoder = networks.DepthDecoder(encoder.num_ch_enc, scales=range(num_scales))
     networks.load_state_dict_strict(decoder, dec_state, "depth.pdparams")
     encoder.eval()

@@ -69,17 +69,6 @@ def build_depth_net(weights_folder, num_layers=None):
     return net, meta
 
 
-def _drop_static_layer_caches():
-    """layers.py caches index tensors by shape. Eager entries would be captured by the traced
-    program as unnamed parameters (jit.save fails) and entries made while tracing are static
-    values that crash later eager calls, so the cache is emptied before and after export."""
-    import layers
-
-    cache = getattr(layers, "_PAD_INDEX", None)
-    if isinstance(cache, dict):
-        cache.clear()
-
-
 def export(weights_folder, output_path, height=None, width=None, num_layers=None, batch_size=1):
     """Export; returns the list of files written (``<output_path>.*``)."""
     import paddle
@@ -105,11 +94,8 @@ def export(weights_folder, output_path, height=None, width=None, num_layers=None
                            "e.g. exported/depth")
     tmp = tempfile.mkdtemp(prefix=".export_", dir=out_dir)
     try:
-        _drop_static_layer_caches()
-        try:
-            paddle.jit.save(net, os.path.join(tmp, prefix), input_spec=spec)
-        finally:
-            _drop_static_layer_caches()
+        # layers.py never uses its eager index caches while tracing, so nothing leaks either way
+        paddle.jit.save(net, os.path.join(tmp, prefix), input_spec=spec)
         written = []
         for name in sorted(os.listdir(tmp)):  # move into place file by file (os.replace)
             dst = os.path.join(out_dir, name)
