@@ -25,7 +25,7 @@ import warnings
 
 warnings.filterwarnings("ignore", message="No ccache found")  # noise from importing paddle
 
-from options import cpu_env_defaults  # noqa: E402
+from runtime import cpu_env_defaults  # noqa: E402
 
 cpu_env_defaults()  # MKL/OpenMP settings, before paddle is imported
 
@@ -33,8 +33,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from layers import compute_depth_errors  # noqa: E402
-from utils import (MAX_DEPTH, MIN_DEPTH, STEREO_SCALE_FACTOR, ToolkitError,  # noqa: E402
-                   garg_crop_bounds, run_cli)
+from camera import STEREO_SCALE_FACTOR  # noqa: E402
+from utils import MAX_DEPTH, MIN_DEPTH, ToolkitError, garg_crop_bounds, run_cli  # noqa: E402
 METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 DEPTH_SPLITS = ("eigen", "eigen_benchmark", "benchmark")
 ODOM_SPLITS = ("odom_9", "odom_10")
@@ -285,7 +285,8 @@ def run_model(opt):
     """Load the model of ``opt.load_weights_folder`` and predict the split's disparities."""
     import paddle
     import datasets
-    from utils import pick_device, readlines
+    from runtime import pick_device
+    from utils import readlines
 
     if getattr(opt, "no_cuda", False):
         opt.device = "cpu"

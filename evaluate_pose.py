@@ -18,7 +18,7 @@ import warnings
 
 warnings.filterwarnings("ignore", message="No ccache found")  # noise from importing paddle
 
-from options import cpu_env_defaults  # noqa: E402
+from runtime import cpu_env_defaults  # noqa: E402
 
 cpu_env_defaults()  # MKL/OpenMP settings, before paddle is imported
 
@@ -148,7 +148,8 @@ def evaluate(opt):
     """Run the odometry evaluation for ``opt``; returns {"ate_mean", "ate_std", ...}."""
     import paddle
     import datasets
-    from utils import atomic_save_npy, atomic_write_text, pick_device, readlines, resolve_split_dir
+    from runtime import pick_device
+    from utils import atomic_save_npy, atomic_write_text, readlines, resolve_split_dir
 
     if opt.eval_split not in ODOM_SEQUENCES:
         raise ToolkitError(f"pose evaluation needs an odometry split, got {opt.eval_split} "

@@ -20,7 +20,7 @@ import shutil
 import sys
 import tempfile
 
-from options import cpu_env_defaults  # noqa: E402
+from runtime import cpu_env_defaults  # noqa: E402
 
 cpu_env_defaults()  # MKL/OpenMP settings, before paddle is imported
 

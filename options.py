@@ -134,32 +134,6 @@ class MonodepthOptions:
         return self.options
 
 
-def cpu_env_defaults():
-    """Set CPU math-library environment defaults; call BEFORE paddle is imported.
-
-    - OMP_WAIT_POLICY=PASSIVE, KMP_BLOCKTIME=0: idle OpenMP threads sleep instead of spinning
-      (spinning doubled the CPU time of a training step on a shared 2-core machine).
-    - OMP_NUM_THREADS = CPU count: MKL only multi-threads when this is set before import
-      (paddle's set_num_threads alone left the step single-threaded: 5.5 s -> 4.3 s).
-    - MKL_DEBUG_CPU_TYPE=5 on AMD CPUs: Paddle bundles MKL 2019, which runs a slow generic
-      code path on non-Intel CPUs; this selects its AVX2 kernels (conv GEMMs ~2x faster).
-    Values already in the environment are kept. Returns the variables it set.
-    """
-    wanted = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0", "OMP_NUM_THREADS": str(os.cpu_count() or 1)}
-    try:
-        with open("/proc/cpuinfo") as f:
-            if "AuthenticAMD" in f.read(4096):
-                wanted["MKL_DEBUG_CPU_TYPE"] = "5"
-    except OSError:
-        pass
-    done = {}
-    for k, v in wanted.items():
-        if k not in os.environ:
-            os.environ[k] = v
-            done[k] = v
-    return done
-
-
 def _err(what, where, fix):
     from utils import ToolkitError
     return ToolkitError("{} ({}): {}".format(what, where, fix))

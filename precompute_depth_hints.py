@@ -51,7 +51,9 @@ REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from utils import MAX_DEPTH, MIN_DEPTH, STEREO_SCALE_FACTOR, ToolkitError, atomic_save_npy, readlines  # noqa: E402
+from camera import KITTI_K, STEREO_SCALE_FACTOR, scale_intrinsics  # noqa: E402
+from runtime import limit_threads  # noqa: E402
+from utils import MAX_DEPTH, MIN_DEPTH, ToolkitError, atomic_save_npy, readlines  # noqa: E402
 
 DEFAULT_FILENAMES = os.path.join("splits", "eigen_full", "all_files.txt")
 BLOCK_SIZES = (1, 2, 3)
@@ -63,26 +65,6 @@ STAGES = ("decode", "resize", "sgbm", "fuse", "save")
 STRIP_ROWS = 16   # fusion tile height (kept rows; +1-row halo each side)
 TILE_COLS = 64    # fusion tile width (kept columns; +1-column halo each side)
 KILL_AFTER_ENV = "DEPTH_HINTS_KILL_AFTER"  # test hook: SIGKILL self after K images written
-
-
-# ----------------------------------------------------------------------------- threads
-
-
-def limit_threads(n=1):
-    """Limit OpenCV, OpenMP, MKL, OpenBLAS and Paddle to ``n`` threads in this process.
-
-    The environment variables only take effect for libraries loaded afterwards, so call
-    this before Paddle is imported (the workers do; Paddle is imported lazily here).
-    """
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(n)
-    import cv2
-    cv2.setNumThreads(n)
-    if "paddle" in sys.modules:
-        try:
-            sys.modules["paddle"].base.core.set_num_threads(n)
-        except Exception:  # pragma: no cover - older/newer Paddle without the hook
-            pass
 
 
 # ----------------------------------------------------------------------------- files
@@ -200,9 +182,8 @@ def make_matchers():
 
 
 def intrinsics(height, width):
-    """SPEC 1 normalised KITTI intrinsics scaled to ``width`` x ``height`` (4x4 float64)."""
-    return np.array([[0.58 * width, 0, 0.5 * width, 0], [0, 1.92 * height, 0.5 * height, 0],
-                     [0, 0, 1, 0], [0, 0, 0, 1]], dtype=np.float64)
+    """KITTI's normalised intrinsics scaled to ``width`` x ``height`` (4x4 float64)."""
+    return scale_intrinsics(KITTI_K, width, height)
 
 
 def disparity_to_depth(disp, width):

@@ -24,13 +24,14 @@ import warnings
 
 warnings.filterwarnings("ignore", message="No ccache found")  # noise from importing paddle
 
-from options import cpu_env_defaults  # noqa: E402
+from runtime import cpu_env_defaults  # noqa: E402
 
 cpu_env_defaults()  # MKL/OpenMP settings, before paddle is imported
 
 import numpy as np  # noqa: E402
 
-from utils import STEREO_SCALE_FACTOR, ToolkitError, run_cli  # noqa: E402
+from camera import STEREO_SCALE_FACTOR  # noqa: E402
+from utils import ToolkitError, run_cli  # noqa: E402
 OUTPUT_SUFFIXES = ("_disp", "_depth")
 
 
@@ -108,7 +109,8 @@ def run(args):
     import paddle.nn.functional as F
     from evaluate_depth import load_depth_model
     from layers import disp_to_depth
-    from utils import atomic_save_npy, colormap_disp, pick_device
+    from runtime import pick_device
+    from utils import atomic_save_npy, colormap_disp
 
     paths, default_out = list_images(args.image_path, args.ext)
     device = pick_device("cpu" if args.no_cuda else args.device)

@@ -15,7 +15,8 @@ Bad options or missing inputs print one line `error: ...` on stderr and exit wit
 import sys
 import warnings
 
-from options import MonodepthOptions, cpu_env_defaults, validate_options
+from options import MonodepthOptions, validate_options
+from runtime import cpu_env_defaults
 
 # Paddle notices that say nothing about this run: BatchNorm warns on every training forward
 # that it tracks running statistics (it always does), and importing paddle asks for ccache.

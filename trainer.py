@@ -24,6 +24,7 @@ import paddle
 import paddle.nn.functional as F
 
 import layers
+import runtime
 import utils
 from utils import ToolkitError
 
@@ -125,17 +126,6 @@ def collate(samples):
     return {k: np.stack([s[k] for s in samples], 0) for k in samples[0]}
 
 
-def set_cpu_threads(n=None):
-    """Let Paddle's CPU kernels (conv GEMMs) use `n` threads (default: $OMP_NUM_THREADS or all
-    cores). Paddle 3 defaults to one math thread, which halves conv speed on 2 cores."""
-    if n is None:
-        n = int(os.environ.get("OMP_NUM_THREADS") or 0) or (os.cpu_count() or 1)
-    core = getattr(getattr(paddle, "base", None), "core", None)
-    if core is not None and hasattr(core, "set_num_threads"):
-        core.set_num_threads(int(n))
-    return n
-
-
 def load_trainer_state(path):
     """Read a `trainer_state.pdstate` file (a pickle of :meth:`Trainer.trainer_state`)."""
     with open(path, "rb") as f:
@@ -193,9 +183,7 @@ class Trainer:
         self.models_dir = os.path.join(self.log_path, "models")
 
         device = "cpu" if opt.no_cuda else opt.device
-        self.device = utils.pick_device(device)
-        if self.device == "cpu":
-            set_cpu_threads()
+        self.device = runtime.pick_device(device)
         import paddle.distributed as dist
         self.world_size = dist.get_world_size()
         if self.world_size > 1:

@@ -18,14 +18,14 @@ def _current_umask():
 _FILE_MODE = 0o666 & ~_current_umask()  # mode of a normally created file (mkstemp uses 0600)
 
 __all__ = [
-    "ToolkitError", "MissingFileError", "readlines", "normalize_image", "sec_to_hm", "sec_to_hm_str",
+    "ToolkitError", "MissingFileError", "run_cli", "readlines", "normalize_image",
     "atomic_write_bytes", "atomic_write_text", "atomic_save_npy", "atomic_save_npz",
-    "atomic_paddle_save", "resolve_split_dir", "pick_device", "colormap_disp",
+    "atomic_paddle_save", "resolve_split_dir", "colormap_disp",
+    "MIN_DEPTH", "MAX_DEPTH", "GARG_CROP", "garg_crop_bounds",
 ]
 
 
-# SPEC 6 evaluation constants, shared by evaluation, inference, hint scoring and training metrics.
-STEREO_SCALE_FACTOR = 5.4  # KITTI's 0.54 m baseline / the network's 0.1
+# Evaluation constants (docs/METHOD.md, section 6), shared by evaluation, hint scoring and training metrics.
 MIN_DEPTH = 1e-3
 MAX_DEPTH = 80.0
 # Garg/Eigen crop as fractions of the ground-truth height (rows) and width (cols).
@@ -81,22 +81,6 @@ def normalize_image(x):
     mi = float(x.min())
     d = ma - mi if ma != mi else 1e5
     return (x - mi) / d
-
-
-def sec_to_hm(t):
-    """Seconds -> (hours, minutes, seconds) as ints."""
-    t = int(t)
-    s = t % 60
-    t //= 60
-    m = t % 60
-    t //= 60
-    return t, m, s
-
-
-def sec_to_hm_str(t):
-    """Seconds -> 'XXhYYmZZs'."""
-    h, m, s = sec_to_hm(t)
-    return "{:02d}h{:02d}m{:02d}s".format(h, m, s)
 
 
 # ----------------------------------------------------------------------------- atomic writes
@@ -178,24 +162,6 @@ def resolve_split_dir(split, splits_dir=None):
     raise MissingFileError(
         f"split '{split}' not found ({path}): put the split's *_files.txt lists there, "
         f"pass a folder path as the split, or set --splits_dir")
-
-
-def pick_device(device="auto"):
-    """Choose and set the Paddle device: 'auto' -> 'gpu' when compiled with CUDA and a GPU
-    is visible, else 'cpu'. Asking for 'gpu' without one raises :class:`ToolkitError`."""
-    import paddle
-    device = (device or "auto").lower()
-    has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
-    if device == "auto":
-        device = "gpu" if has_gpu else "cpu"
-    elif device.startswith("gpu") or device.startswith("cuda"):
-        if not has_gpu:
-            raise ToolkitError(f"no GPU available (--device {device}): use --device cpu")
-        device = "gpu"
-    elif device != "cpu":
-        raise ToolkitError(f"unknown device '{device}' (--device): use auto, cpu or gpu")
-    paddle.set_device(device)
-    return device
 
 
 def colormap_disp(disp, vmax_percentile=95):

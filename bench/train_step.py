@@ -29,7 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from options import cpu_env_defaults  # noqa: E402
+from runtime import cpu_env_defaults  # noqa: E402
 
 cpu_env_defaults()  # before paddle is imported
 

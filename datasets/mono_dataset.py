@@ -29,17 +29,13 @@ import numpy as np
 import paddle
 from PIL import Image
 
+from camera import KITTI_K
 from utils import ToolkitError
 
 SPLIT_LINE_FORMAT = "'<folder> <frame_index> <l|r>'"
 FLIP = getattr(Image, "Transpose", Image).FLIP_LEFT_RIGHT
 LANCZOS = getattr(Image, "Resampling", Image).LANCZOS
 
-# Monodepth2's normalised KITTI intrinsics (SPEC section 1)
-KITTI_K = np.array([[0.58, 0, 0.5, 0],
-                    [0, 1.92, 0.5, 0],
-                    [0, 0, 1, 0],
-                    [0, 0, 0, 1]], dtype=np.float32)
 
 
 # ----------------------------------------------------------------------------- split lines

@@ -5,6 +5,7 @@ import numpy as np
 import paddle
 import pytest
 
+import runtime
 import utils
 
 
@@ -17,14 +18,12 @@ def test_readlines(tmp_path):
     assert isinstance(e.value, FileNotFoundError)
 
 
-def test_normalize_image_and_time_strings():
+def test_normalize_image():
     x = np.array([[2.0, 4.0], [6.0, 10.0]])
     np.testing.assert_allclose(utils.normalize_image(x), [[0, 0.25], [0.5, 1.0]])
     xt = paddle.to_tensor(x.astype("float32"))
     np.testing.assert_allclose(utils.normalize_image(xt).numpy(), [[0, 0.25], [0.5, 1.0]])
     np.testing.assert_allclose(utils.normalize_image(np.full((2, 2), 3.0)), 0.0)
-    assert utils.sec_to_hm(3725) == (1, 2, 5)
-    assert utils.sec_to_hm_str(3725.9) == "01h02m05s"
 
 
 def _no_temp_files(folder):
@@ -93,17 +92,17 @@ def test_resolve_split_dir_default_is_repo_splits(repo_root):
 
 
 def test_pick_device():
-    assert utils.pick_device("cpu") == "cpu"
+    assert runtime.pick_device("cpu") == "cpu"
     assert paddle.device.get_device() == "cpu"
     expect = "gpu" if (paddle.device.is_compiled_with_cuda()
                        and paddle.device.cuda.device_count() > 0) else "cpu"
-    assert utils.pick_device("auto") == expect
-    utils.pick_device("cpu")
+    assert runtime.pick_device("auto") == expect
+    runtime.pick_device("cpu")
     with pytest.raises(utils.ToolkitError, match="--device"):
-        utils.pick_device("tpu")
+        runtime.pick_device("tpu")
     if expect == "cpu":
         with pytest.raises(utils.ToolkitError, match="--device cpu"):
-            utils.pick_device("gpu")
+            runtime.pick_device("gpu")
 
 
 def test_colormap_disp():

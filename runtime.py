@@ -1,0 +1,123 @@
+"""Where and how the computation runs: CPU thread settings, the device, and what a run
+prints about its environment.
+
+Every entry script calls :func:`cpu_env_defaults` before Paddle is imported (the math
+libraries read their thread variables at load time), then :func:`pick_device`.
+"""
+import os
+import sys
+import warnings
+
+__all__ = ["cpu_env_defaults", "quiet_paddle_notices", "set_cpu_threads", "limit_threads",
+           "pick_device", "environment_summary"]
+
+
+def cpu_env_defaults():
+    """Set CPU math-library environment defaults; call BEFORE paddle is imported.
+
+    - ``OMP_WAIT_POLICY=PASSIVE``, ``KMP_BLOCKTIME=0``: idle OpenMP threads sleep instead of
+      spinning (spinning threads compete with the data-loader workers on small machines).
+    - ``OMP_NUM_THREADS`` = CPU count: MKL only multi-threads when this is set before import.
+    - ``MKL_DEBUG_CPU_TYPE=5`` on AMD CPUs: the MKL bundled with Paddle otherwise runs a
+      generic code path on non-Intel CPUs; this selects its AVX2 kernels.
+
+    Values already in the environment are kept. Returns the variables it set.
+    """
+    wanted = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0", "OMP_NUM_THREADS": str(os.cpu_count() or 1)}
+    try:
+        with open("/proc/cpuinfo") as f:
+            if "AuthenticAMD" in f.read(4096):
+                wanted["MKL_DEBUG_CPU_TYPE"] = "5"
+    except OSError:
+        pass
+    done = {}
+    for k, v in wanted.items():
+        if k not in os.environ:
+            os.environ[k] = v
+            done[k] = v
+    return done
+
+
+def quiet_paddle_notices():
+    """Silence Paddle notices that say nothing about the run: the ccache hint printed at
+    import and BatchNorm's per-forward note that it tracks running statistics."""
+    warnings.filterwarnings("ignore", message="No ccache found")
+    warnings.filterwarnings("ignore", message="When training, we now always track")
+
+
+def set_cpu_threads(n=None):
+    """Let Paddle's CPU kernels use ``n`` threads (default ``$OMP_NUM_THREADS`` or all cores).
+
+    Paddle 3 defaults to one math thread. Returns the number set."""
+    if n is None:
+        n = int(os.environ.get("OMP_NUM_THREADS") or 0) or (os.cpu_count() or 1)
+    import paddle
+    core = getattr(getattr(paddle, "base", None), "core", None)
+    if core is not None and hasattr(core, "set_num_threads"):
+        core.set_num_threads(int(n))
+    return int(n)
+
+
+def limit_threads(n=1):
+    """Limit OpenCV, OpenMP, MKL, OpenBLAS and (if imported) Paddle to ``n`` threads in this
+    process, for worker pools where each worker should use one core.
+
+    The environment variables only reach libraries loaded afterwards: call this before
+    Paddle is imported (and again after, to set Paddle's own thread count)."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(n)
+    import cv2
+    cv2.setNumThreads(n)
+    if "paddle" in sys.modules:
+        set_cpu_threads(n)
+
+
+def pick_device(device="auto"):
+    """Choose and set the Paddle device: ``auto`` -> ``gpu`` when Paddle is compiled with
+    CUDA and sees a GPU, else ``cpu``. Asking for ``gpu`` without one raises ToolkitError.
+    On the CPU the math thread count is set as well (:func:`set_cpu_threads`)."""
+    import paddle
+    from utils import ToolkitError
+    device = (device or "auto").lower()
+    has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+    if device == "auto":
+        device = "gpu" if has_gpu else "cpu"
+    elif device.startswith("gpu") or device.startswith("cuda"):
+        if not has_gpu:
+            raise ToolkitError(f"no GPU available (--device {device}): use --device cpu, or install "
+                               f"Paddle's GPU build (README, 'GPU')")
+        device = "gpu"
+    elif device != "cpu":
+        raise ToolkitError(f"unknown device '{device}' (--device): use auto, cpu or gpu")
+    paddle.set_device(device)
+    if device == "cpu":
+        set_cpu_threads()
+    return device
+
+
+def environment_summary(device):
+    """``{"device", "device_name", "paddle", "cuda", "cudnn", "threads"}`` for logs."""
+    import platform
+    import paddle
+    info = {"device": device, "paddle": paddle.__version__, "cuda": None, "cudnn": None,
+            "threads": None}
+    if device == "gpu":
+        try:
+            info["device_name"] = paddle.device.cuda.get_device_name()
+        except Exception:  # pragma: no cover - GPU only
+            info["device_name"] = "GPU"
+        info["cuda"] = paddle.version.cuda()
+        info["cudnn"] = paddle.version.cudnn()
+    else:
+        name = platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo") as f:
+                for line in f:
+                    if line.startswith("model name"):
+                        name = line.split(":", 1)[1].strip()
+                        break
+        except OSError:
+            pass
+        info["device_name"] = f"{name} ({os.cpu_count()} cores)"
+        info["threads"] = int(os.environ.get("OMP_NUM_THREADS") or 0) or None
+    return info
