@@ -1,16 +1,16 @@
-"""Geometry and loss math of Monodepth2 / Depth Hints (SPEC sections 2-4).
+"""The geometry and losses of Monodepth2 / Depth Hints, as plain Paddle operations.
 
-All tensors are NCHW ``paddle.Tensor``s unless stated otherwise. Every formula follows
-``../shared/SPEC.md``; where the SPEC is silent the Monodepth2 reference semantics apply.
+Formulas and constants: docs/METHOD.md (sections 3 and 4), after Godard et al., "Digging
+Into Self-Supervised Monocular Depth Estimation" (ICCV 2019) and Watson et al.,
+"Self-Supervised Monocular Depth Hints" (ICCV 2019). All tensors are NCHW
+``paddle.Tensor``s unless stated otherwise. Training (losses.py) and the hint
+precomputation (precompute_depth_hints.py) both call these functions, so hints and
+training agree by construction.
 
-Speed notes (Paddle 3.x on CPU): ``pad3d`` in reflect mode, ``pow`` and many separate
-avg-pool calls dominate a naive training step, so this module
-
-* pads by one pixel with a single gather of cached indices (:func:`reflection_pad1`),
-* upsamples with expand + reshape (:func:`upsample`),
-* squares with ``x * x`` (never ``**2`` / ``pow``),
-* mean-filters the SSIM statistics with one depthwise 3x3 convolution over one
-  concatenated tensor.
+A few operations have faster CPU forms in ``cpu_kernels.py`` (same values and gradients,
+tested pairwise); each such function here says so and dispatches on
+``cpu_kernels.active(x)``: CPU tensors in dynamic mode only. On a GPU and in exported
+static graphs the plain operation below runs.
 
 :func:`warp` is the single image-sampling helper of the project; it works around Paddle's
 CPU ``grid_sample`` backward crash that happens when the grid needs a gradient but the
@@ -20,13 +20,14 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
-from paddle.autograd import PyLayer
+
+import cpu_kernels
 
 __all__ = [
     "disp_to_depth", "rot_from_axisangle", "get_translation_matrix",
     "transformation_from_parameters", "BackprojectDepth", "Project3D", "warp",
-    "reflection_pad1", "upsample_pad1", "SSIM", "Conv3x3", "ConvBlock", "upsample",
-    "add_channel_bias", "get_smooth_loss", "compute_reprojection_loss", "reprojection_target_stats", "compute_loss_masks",
+    "reflection_pad1", "upsample", "upsample_pad1", "Conv3x3", "ConvBlock", "mean_filter3", "SSIM",
+    "neighbour_diff", "get_smooth_loss", "compute_reprojection_loss", "reprojection_target_stats", "compute_loss_masks",
     "compute_proxy_supervised_loss", "compute_depth_errors", "DepthErrors",
 ]
 
@@ -35,7 +36,7 @@ __all__ = [
 
 
 def disp_to_depth(disp, min_depth, max_depth):
-    """Convert the network's sigmoid output to (scaled_disp, depth) (SPEC 3).
+    """Convert the network's sigmoid output to (scaled_disp, depth) (docs/METHOD.md, section 3).
 
     scaled = 1/max_depth + (1/min_depth - 1/max_depth) * disp; depth = 1 / scaled.
     Works on paddle tensors and on numpy arrays.
@@ -53,7 +54,7 @@ def disp_to_depth(disp, min_depth, max_depth):
 def rot_from_axisangle(vec):
     """Axis-angle (B, 1, 3) -> homogeneous rotation (B, 4, 4) by Rodrigues' formula.
 
-    angle = |v|, axis = v / (angle + 1e-7) (SPEC 3).
+    angle = |v|, axis = v / (angle + 1e-7) (docs/METHOD.md, section 3).
     """
     # + 1e-20 keeps the gradient finite (0, like torch.norm's) at a zero vector; the value
     # changes by less than float32 resolution for |v| > 1e-6 (pose outputs are ~1e-3)
@@ -110,7 +111,7 @@ def transformation_from_parameters(axisangle, translation, invert=False):
 
 
 class BackprojectDepth(nn.Layer):
-    """Depth (B,1,H,W) + inv_K (B,4,4) -> homogeneous camera points (B,4,H*W) (SPEC 3).
+    """Depth (B,1,H,W) + inv_K (B,4,4) -> homogeneous camera points (B,4,H*W) (docs/METHOD.md, section 3).
 
     ``batch_size`` is kept for Monodepth2 API compatibility only: ``forward`` uses the
     batch size of its input, so a last, smaller batch works. The pixel grid
@@ -140,7 +141,7 @@ class BackprojectDepth(nn.Layer):
 
 
 class Project3D(nn.Layer):
-    """Points (B,4,HW), K (B,4,4), T (B,4,4) -> sampling grid (B,H,W,2) in [-1, 1] (SPEC 3).
+    """Points (B,4,HW), K (B,4,4), T (B,4,4) -> sampling grid (B,H,W,2) in [-1, 1] (docs/METHOD.md, section 3).
 
     P = (K @ T)[:3]; pix = (P @ points)[:2] / (z + eps); x /= W-1, y /= H-1;
     grid = (pix - 0.5) * 2 (align_corners=True convention).
@@ -185,121 +186,36 @@ def warp(image, grid):
 # ----------------------------------------------------------------------------- conv blocks
 
 
-_PAD_INDEX = {}
+def reflection_pad1(x):
+    """Reflection padding by one pixel on H and W of an NCHW tensor, equal to
+    ``numpy.pad(x, ((0,0),(0,0),(1,1),(1,1)), mode='reflect')``. CPU twin:
+    ``cpu_kernels.reflection_pad1``."""
+    if cpu_kernels.active(x):
+        return cpu_kernels.reflection_pad1(x)
+    return F.pad(x, [1, 1, 1, 1], mode="reflect")
 
 
-def _reflect_index(height, width, place):
-    """Flat indices into an (H*W) plane that produce its (H+2)*(W+2) reflection padding
-    (cached per size and device)."""
-    key = (height, width, str(place))
-    idx = _PAD_INDEX.get(key)
-    if idx is None:
-        rows = np.concatenate([[1], np.arange(height), [height - 2]])
-        cols = np.concatenate([[1], np.arange(width), [width - 2]])
-        flat = (rows[:, None] * width + cols[None, :]).reshape(-1).astype("int64")
-        idx = paddle.to_tensor(flat, place=place)
-        _PAD_INDEX[key] = idx
-    return idx
-
-
-def _upsample_pad_index(height, width, place):
-    """Flat indices into an (H*W) plane that produce the 1-pixel reflection padding of its
-    2x nearest-neighbour upsampling, (2H+2)*(2W+2) (cached per size and device)."""
-    key = ("up", height, width, str(place))
-    idx = _PAD_INDEX.get(key)
-    if idx is None:
-        rows = np.arange(2 * height) // 2
-        cols = np.arange(2 * width) // 2
-        rows = np.concatenate([[rows[1]], rows, [rows[-2]]])
-        cols = np.concatenate([[cols[1]], cols, [cols[-2]]])
-        flat = (rows[:, None] * width + cols[None, :]).reshape(-1).astype("int64")
-        idx = paddle.to_tensor(flat, place=place)
-        _PAD_INDEX[key] = idx
-    return idx
+def upsample(x):
+    """Nearest-neighbour upsampling by 2 (NCHW). CPU twin: ``cpu_kernels.upsample``."""
+    if cpu_kernels.active(x):
+        return cpu_kernels.upsample(x)
+    return F.interpolate(x, scale_factor=2, mode="nearest")
 
 
 def upsample_pad1(x):
-    """``reflection_pad1(upsample(x))`` in one gather (about 2x faster forward+backward on
-    CPU than expand + gather at decoder sizes). Static graphs use the two-step form."""
-    if paddle.in_dynamic_mode():
-        b, c, h, w = x.shape
-        out = paddle.gather(x.reshape([b * c, h * w]), _upsample_pad_index(h, w, x.place), axis=1)
-        return out.reshape([b, c, 2 * h + 2, 2 * w + 2])
+    """``reflection_pad1(upsample(x))``: the decoder's upsampling followed by the next
+    convolution's padding. CPU twin (one gather): ``cpu_kernels.upsample_pad1``."""
+    if cpu_kernels.active(x):
+        return cpu_kernels.upsample_pad1(x)
     return reflection_pad1(upsample(x))
-
-
-def reflection_pad1(x):
-    """Reflection padding by one pixel on H and W of an NCHW tensor.
-
-    Equal to ``numpy.pad(x, ((0,0),(0,0),(1,1),(1,1)), mode='reflect')``. Implemented as
-    one ``gather`` of precomputed flat indices (forward+backward about 2x faster on CPU
-    than Paddle's pad3d and than slice+concat at decoder sizes); falls back to
-    slice+concat in static graphs (``paddle.jit.to_static``/export), so no cached eager
-    tensor is ever captured by a traced program. Needs H, W >= 2.
-    """
-    if paddle.in_dynamic_mode():
-        b, c, h, w = x.shape
-        out = paddle.gather(x.reshape([b * c, h * w]), _reflect_index(h, w, x.place), axis=1)
-        return out.reshape([b, c, h + 2, w + 2])
-    x = paddle.concat([x[:, :, 1:2], x, x[:, :, -2:-1]], axis=2)
-    return paddle.concat([x[:, :, :, 1:2], x, x[:, :, :, -2:-1]], axis=3)
-
-
-def add_channel_bias(y, bias):
-    """``y + bias.reshape([1, C, 1, 1])`` for an NCHW tensor, computed as a (B*C, H*W) +
-    (B*C, 1) add: Paddle's CPU add broadcasts a [1, C, 1, 1] operand through a slow generic
-    path (forward ~15x, backward ~7x slower at 4x16x192x640), a trailing size-1 axis is
-    fast. Same values; the bias gradient differs only by summation order."""
-    b, c, h, w = y.shape
-    bias = bias.reshape([1, c]).expand([b, c]).reshape([b * c, 1])
-    return (y.reshape([b * c, h * w]) + bias).reshape([b, c, h, w])
-
-
-class _ShiftSum3x3(PyLayer):
-    """(B,9,H+2,W+2) -> (B,1,H,W): sum over taps t = 3*kh + kw of y[:, t, kh:kh+H, kw:kw+W].
-
-    With y = the 1x1 convolution of a padded input by the 9 taps of a 3x3 kernel, this is
-    the 3x3 'valid' convolution with ONE output channel (see :class:`Conv3x3`)."""
-
-    @staticmethod
-    def forward(ctx, y):
-        h, w = y.shape[2] - 2, y.shape[3] - 2
-        out = None
-        for t in range(9):
-            kh, kw = divmod(t, 3)
-            s = y[:, t:t + 1, kh:kh + h, kw:kw + w]
-            out = s if out is None else out + s
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        h, w = grad.shape[2], grad.shape[3]
-        gp = F.pad(grad, [2, 2, 2, 2])
-        return paddle.concat([gp[:, :, 2 - kh:4 - kh + h, 2 - kw:4 - kw + w]
-                              for kh, kw in (divmod(t, 3) for t in range(9))], axis=1)
-
-
-class _TapsAs1x1(PyLayer):
-    """3x3 kernel (1, C, 3, 3) -> the (9, C, 1, 1) kernel of its taps, t = 3*kh + kw. A
-    PyLayer so that the weight gradient is a contiguous tensor (Paddle's transpose
-    backward returns a strided view, which collective all_reduce rejects)."""
-
-    @staticmethod
-    def forward(ctx, w):
-        c = w.shape[1]
-        return w.reshape([c, 9]).transpose([1, 0]).contiguous().reshape([9, c, 1, 1])
-
-    @staticmethod
-    def backward(ctx, grad):
-        c = grad.shape[1]
-        return grad.reshape([9, c]).transpose([1, 0]).contiguous().reshape([1, c, 3, 3])
 
 
 class Conv3x3(nn.Layer):
     """Reflection- (default) or zero-padded 3x3 convolution; sub-layer ``conv``.
 
     With ``use_refl=False`` the zero padding is done by the convolution itself
-    (``padding=1``), which is numerically the same as ZeroPad2d(1) + conv.
+    (``padding=1``), the same as ZeroPad2d(1) + conv. CPU twin of the reflection-padded
+    convolution: ``cpu_kernels.conv3x3``.
     """
 
     def __init__(self, in_channels, out_channels, use_refl=True):
@@ -311,20 +227,13 @@ class Conv3x3(nn.Layer):
     def forward(self, x, padded=False):
         """``padded=True``: ``x`` already carries the 1-pixel reflection padding (the
         decoder pads while upsampling), so only the convolution runs."""
-        if self.use_refl and not padded:
-            x = reflection_pad1(x)
-        if not paddle.in_dynamic_mode() or self.conv.bias is None:
+        if not self.use_refl:
             return self.conv(x)
-        wt = self.conv.weight
-        if self.use_refl and wt.shape[0] == 1 and x.place.is_cpu_place():
-            # one output channel (the disparity heads): Paddle's im2col/col2im convolution
-            # costs nearly as much as for 16 outputs; a 1x1 convolution to the 9 taps plus
-            # a shifted sum is ~2x faster forward+backward (same value to float rounding;
-            # CPU only: GPUs keep their cuDNN convolution)
-            y = _ShiftSum3x3.apply(F.conv2d(x, _TapsAs1x1.apply(wt)))
-        else:
-            y = F.conv2d(x, wt, None, padding=0 if self.use_refl else 1)
-        return add_channel_bias(y, self.conv.bias)
+        if not padded:
+            x = reflection_pad1(x)
+        if cpu_kernels.active(x):
+            return cpu_kernels.conv3x3(x, self.conv.weight, self.conv.bias)
+        return self.conv(x)
 
 
 class ConvBlock(nn.Layer):
@@ -339,77 +248,37 @@ class ConvBlock(nn.Layer):
         return self.nonlin(self.conv(x, padded))
 
 
-def upsample(x):
-    """Nearest-neighbour upsampling by 2 (NCHW), same values as
-    ``F.interpolate(x, scale_factor=2, mode='nearest')`` but built from expand + reshape
-    (about 2.5x faster forward+backward on CPU). Static graphs (``paddle.jit``) use
-    interpolate."""
-    if paddle.in_dynamic_mode():
-        b, c, h, w = x.shape
-        x = x.reshape([b, c, h, 1, w, 1]).expand([b, c, h, 2, w, 2])
-        return x.reshape([b, c, 2 * h, 2 * w])
-    return F.interpolate(x, scale_factor=2, mode="nearest")
-
-
 # ----------------------------------------------------------------------------- losses
 
 
-class _BoxFilter3(PyLayer):
-    """Depthwise 3x3 'valid' correlation with a constant symmetric kernel whose backward is
-    the same depthwise correlation of the gradient with zero padding 2 (the adjoint for a
-    symmetric kernel). Paddle's own depthwise-conv backward is ~3x slower on CPU."""
-
-    @staticmethod
-    def forward(ctx, x, kernel):
-        ctx.kernel = kernel
-        return F.conv2d(x, kernel, groups=kernel.shape[0])
-
-    @staticmethod
-    def backward(ctx, grad):
-        k = ctx.kernel
-        return F.conv2d(grad, k, padding=2, groups=k.shape[0])
+def mean_filter3(padded):
+    """3x3 mean (stride 1, no padding) of every channel of an NCHW tensor. CPU twin:
+    ``cpu_kernels.mean_filter3``."""
+    if cpu_kernels.active(padded):
+        return cpu_kernels.mean_filter3(padded)
+    return F.avg_pool2d(padded, kernel_size=3, stride=1)
 
 
 class SSIM(nn.Layer):
-    """Per-pixel SSIM distance clamp((1 - SSIM(x, y)) / 2, 0, 1), shape (B,C,H,W) (SPEC 4).
+    """Per-pixel SSIM distance clamp((1 - SSIM(x, y)) / 2, 0, 1), shape (B,C,H,W).
 
-    Reflection pad 1, 3x3 mean pooling (stride 1), C1 = 0.01^2, C2 = 0.03^2.
-    Fast form: the statistics x, y, x^2 + y^2 and xy are concatenated along channels,
-    padded once and mean-filtered by one depthwise 3x3 convolution (weights 1/9), which
-    is about 3x faster forward+backward on CPU than pad3d + five avg-pools. Using
-    pool(x^2 + y^2) = pool(x^2) + pool(y^2) (the only term where sigma_x, sigma_y occur)
-    saves one pooled statistic; results agree with the textbook form to float rounding.
+    Reflection pad 1, 3x3 mean pooling (stride 1), C1 = 0.01^2, C2 = 0.03^2 (docs/METHOD.md,
+    section 4). The statistics are pooled together: x, y, x^2 + y^2 and xy are
+    concatenated along channels, padded once and mean-filtered once. Only
+    sigma_x^2 + sigma_y^2 occurs in SSIM, so pool(x^2 + y^2) replaces pool(x^2) and
+    pool(y^2); the value equals the textbook form to float rounding.
 
     ``forward(x, y, y_stats)`` with ``y_stats = ssim.target_stats(y)`` reuses the pooled
-    statistics of a target shared by several calls (the trainer compares ~6 images with
-    the same target per step): only x, x^2 and xy are then pooled.
+    statistics of a target shared by several calls (the loss compares several warped images
+    with one target): only x, x^2 and xy are then pooled.
     """
 
     C1 = 0.01 ** 2
     C2 = 0.03 ** 2
 
-    def __init__(self):
-        super().__init__()
-        self._kernels = {}
-
-    def _kernel(self, channels, dtype):
-        if not paddle.in_dynamic_mode():  # static graph: a constant op, never a cached tensor
-            return paddle.full([channels, 1, 3, 3], 1.0 / 9.0, dtype=dtype)
-        key = (channels, str(dtype), paddle.get_device())
-        k = self._kernels.get(key)
-        if k is None:
-            k = paddle.full([channels, 1, 3, 3], 1.0 / 9.0, dtype=dtype)
-            self._kernels[key] = k
-        return k
-
-    def _pool(self, stats):
-        """3x3 mean with reflection padding of every channel of ``stats``."""
-        c = stats.shape[1]
-        k = self._kernel(c, stats.dtype)
-        padded = reflection_pad1(stats)
-        if paddle.in_dynamic_mode() and not stats.stop_gradient:
-            return _BoxFilter3.apply(padded, k)
-        return F.conv2d(padded, k, groups=c)
+    @staticmethod
+    def _pool(stats):
+        return mean_filter3(reflection_pad1(stats))
 
     def target_stats(self, y):
         """Pooled (mu_y, E[y^2]) of a target image, for reuse across ``forward`` calls."""
@@ -443,10 +312,9 @@ def reprojection_target_stats(target):
 def compute_reprojection_loss(pred, target, no_ssim=False, target_stats=None):
     """Photometric error pe = 0.85 mean_c SSIM + 0.15 mean_c |pred - target|, (B,1,H,W).
 
-    With ``no_ssim`` only mean_c |pred - target|. Both channel means are taken in one op.
-    ``target_stats`` (optional, from :func:`reprojection_target_stats`) reuses the
-    target's pooled SSIM statistics; the value is the same to float rounding. Only for
-    targets that need no gradient.
+    With ``no_ssim`` only mean_c |pred - target|. ``target_stats`` (optional, from
+    :func:`reprojection_target_stats`) reuses the target's pooled SSIM statistics; the
+    value is the same to float rounding. Only for targets that need no gradient.
     """
     abs_diff = paddle.abs(target - pred)
     if no_ssim:
@@ -454,39 +322,24 @@ def compute_reprojection_loss(pred, target, no_ssim=False, target_stats=None):
     return paddle.mean(0.85 * _SSIM(pred, target, target_stats) + 0.15 * abs_diff, axis=1, keepdim=True)
 
 
-class _NeighbourDiff(PyLayer):
-    """x[..., :-1] - x[..., 1:] along ``axis`` (2 or 3) of an NCHW tensor. Paddle's CPU
-    backward of a slice allocates and fills a full-size zero tensor per slice (two per
-    difference, ~20 ms at 4x1x192x640); here the backward is two concats."""
-
-    @staticmethod
-    def forward(ctx, x, axis):
-        ctx.axis = axis
-        n = x.shape[axis]
-        return (paddle.slice(x, [axis], [0], [n - 1]) - paddle.slice(x, [axis], [1], [n]))
-
-    @staticmethod
-    def backward(ctx, grad):
-        axis = ctx.axis
-        zero = paddle.zeros_like(paddle.slice(grad, [axis], [0], [1]))
-        return paddle.concat([grad, zero], axis) - paddle.concat([zero, grad], axis)
-
-
-def _neighbour_diff(x, axis):
-    if paddle.in_dynamic_mode() and not x.stop_gradient:
-        return _NeighbourDiff.apply(x, axis)
-    n = x.shape[axis]
-    return paddle.slice(x, [axis], [0], [n - 1]) - paddle.slice(x, [axis], [1], [n])
+def neighbour_diff(x, axis):
+    """x[..., i] - x[..., i + 1] along ``axis`` (2: rows, 3: columns) of an NCHW tensor.
+    CPU twin: ``cpu_kernels.neighbour_diff``."""
+    if cpu_kernels.active(x):
+        return cpu_kernels.neighbour_diff(x, axis)
+    if axis == 3:
+        return x[:, :, :, :-1] - x[:, :, :, 1:]
+    return x[:, :, :-1, :] - x[:, :, 1:, :]
 
 
 def get_smooth_loss(disp, img):
-    """Edge-aware smoothness (scalar) (SPEC 4, Monodepth2 semantics).
+    """Edge-aware smoothness (scalar) (docs/METHOD.md, section 4).
 
     mean(|dx disp| * exp(-mean_c |dx img|)) + mean(|dy disp| * exp(-mean_c |dy img|)).
     ``disp`` is used as given: the caller mean-normalises it first.
     """
-    gdx = paddle.abs(_neighbour_diff(disp, 3))
-    gdy = paddle.abs(_neighbour_diff(disp, 2))
+    gdx = paddle.abs(neighbour_diff(disp, 3))
+    gdy = paddle.abs(neighbour_diff(disp, 2))
     gix = paddle.mean(paddle.abs(img[:, :, :, :-1] - img[:, :, :, 1:]), axis=1, keepdim=True)
     giy = paddle.mean(paddle.abs(img[:, :, :-1, :] - img[:, :, 1:, :]), axis=1, keepdim=True)
     return paddle.mean(gdx * paddle.exp(-gix)) + paddle.mean(gdy * paddle.exp(-giy))
@@ -494,7 +347,7 @@ def get_smooth_loss(disp, img):
 
 def compute_loss_masks(reprojection_loss, identity_reprojection_loss,
                        depth_hint_reprojection_loss):
-    """Per-pixel argmin masks (SPEC 4, Depth Hints) -> (reprojection_mask, hint_mask or None).
+    """Per-pixel argmin masks (docs/METHOD.md, section 4) -> (reprojection_mask, hint_mask or None).
 
     With an identity loss: argmin over [reprojection, identity(, hint)] along channels;
     reprojection mask = argmin != 1, hint mask = argmin == 2 (None without a hint loss).
@@ -558,7 +411,7 @@ class DepthErrors(tuple):
 
 
 def compute_depth_errors(gt, pred):
-    """Depth metrics between numpy arrays of valid ground truth and prediction (SPEC 6).
+    """Depth metrics between numpy arrays of valid ground truth and prediction (docs/METHOD.md, section 6).
 
     Returns :class:`DepthErrors` (abs_rel, sq_rel, rmse, rmse_log, a1, a2, a3) of floats.
     """

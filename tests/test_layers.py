@@ -445,7 +445,9 @@ def test_static_graph_export_matches_eager(tmp_path):
     net = Net()
     net.eval()
     x = t(np.random.RandomState(0).rand(2, 3, 8, 10))
-    ref = [o.numpy() for o in net(x)]
+    import cpu_kernels
+    with cpu_kernels.disabled():  # a static graph runs the plain ops
+        ref = [o.numpy() for o in net(x)]
     for shape in ([2, 3, 8, 10], [None, 3, None, None]):
         spec = [paddle.static.InputSpec(shape, "float32")]
         prefix = str(tmp_path / "m{}".format(len([d for d in shape if d is None])))
@@ -455,6 +457,9 @@ def test_static_graph_export_matches_eager(tmp_path):
         for o, r in zip(loaded(x), ref):
             np.testing.assert_allclose(o.numpy(), r, atol=1e-6)
     # eager calls still fine afterwards
-    np.testing.assert_allclose(layers.SSIM()(x, x * 0.5).numpy(), ref[1], atol=1e-6)
+    # (the CPU kernels agree with the plain ops to float rounding, amplified by SSIM's
+    # E[x^2] - mu^2 cancellation)
+    np.testing.assert_allclose(layers.SSIM()(x, x * 0.5).numpy(), ref[1], atol=5e-6)
+    np.testing.assert_allclose(net(x)[0].numpy(), ref[0], rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(layers.reflection_pad1(x).numpy(),
                                   np.pad(x.numpy(), ((0, 0), (0, 0), (1, 1), (1, 1)), "reflect"))

@@ -1,0 +1,207 @@
+"""Faster CPU forms of a few layers.py operations (same values, same gradients).
+
+Paddle's CPU kernels for reflection padding, nearest upsampling, broadcast bias adds,
+one-output 3x3 convolutions, depthwise 3x3 mean filters and strided-slice backwards are
+several times slower than what the same maths costs when written differently. Each
+function here is the CPU twin of a plain function in ``layers.py``, named in its
+docstring; ``tests/test_cpu_kernels.py`` checks every pair for equal values and
+gradients. Figures: BENCHMARKS.md ("Training step").
+
+One switch decides: :func:`active` is true only in dynamic mode, for tensors on the CPU,
+while :data:`ENABLED` is set (default). On a GPU, in static graphs (export) and with the
+switch off, layers.py runs its plain Paddle ops. Nothing here is used directly by the
+rest of the toolkit: layers.py dispatches.
+"""
+import contextlib
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+from paddle.autograd import PyLayer
+
+ENABLED = True  # the single switch (tests turn it off with :func:`disabled`)
+
+_INDEX_CACHE = {}
+_KERNEL_CACHE = {}
+
+
+def active(x):
+    """Whether the CPU kernels run for tensor ``x``."""
+    return ENABLED and paddle.in_dynamic_mode() and x.place.is_cpu_place()
+
+
+@contextlib.contextmanager
+def disabled():
+    """Run a block with the plain layers.py ops only (tests, comparisons)."""
+    global ENABLED
+    old, ENABLED = ENABLED, False
+    try:
+        yield
+    finally:
+        ENABLED = old
+
+
+# ----------------------------------------------------------------------------- padding / upsampling
+
+
+def _gather_plane(x, index, out_h, out_w):
+    b, c, h, w = x.shape
+    out = paddle.gather(x.reshape([b * c, h * w]), index, axis=1)
+    return out.reshape([b, c, out_h, out_w])
+
+
+def _flat_index(key, rows, cols, width, place):
+    idx = _INDEX_CACHE.get(key)
+    if idx is None:
+        flat = (rows[:, None] * width + cols[None, :]).reshape(-1).astype("int64")
+        idx = paddle.to_tensor(flat, place=place)
+        _INDEX_CACHE[key] = idx
+    return idx
+
+
+def reflection_pad1(x):
+    """Twin of ``layers.reflection_pad1``: one gather of cached flat indices (Paddle's
+    reflect-mode pad3d is slow on CPU, forward and backward). Needs H, W >= 2."""
+    _, _, h, w = x.shape
+    rows = np.concatenate([[1], np.arange(h), [h - 2]])
+    cols = np.concatenate([[1], np.arange(w), [w - 2]])
+    idx = _flat_index(("pad", h, w, str(x.place)), rows, cols, w, x.place)
+    return _gather_plane(x, idx, h + 2, w + 2)
+
+
+def upsample(x):
+    """Twin of ``layers.upsample`` (nearest x2): expand + reshape instead of interpolate."""
+    b, c, h, w = x.shape
+    x = x.reshape([b, c, h, 1, w, 1]).expand([b, c, h, 2, w, 2])
+    return x.reshape([b, c, 2 * h, 2 * w])
+
+
+def upsample_pad1(x):
+    """Twin of ``layers.upsample_pad1`` (nearest x2, then reflection pad 1) in one gather."""
+    _, _, h, w = x.shape
+    rows = np.arange(2 * h) // 2
+    cols = np.arange(2 * w) // 2
+    rows = np.concatenate([[rows[1]], rows, [rows[-2]]])
+    cols = np.concatenate([[cols[1]], cols, [cols[-2]]])
+    idx = _flat_index(("up", h, w, str(x.place)), rows, cols, w, x.place)
+    return _gather_plane(x, idx, 2 * h + 2, 2 * w + 2)
+
+
+# ----------------------------------------------------------------------------- convolution
+
+
+def add_channel_bias(y, bias):
+    """``y + bias.reshape([1, C, 1, 1])`` as a (B*C, H*W) + (B*C, 1) add: Paddle's CPU add
+    broadcasts a [1, C, 1, 1] operand through a slow generic path. Twin of the bias add in
+    ``layers.Conv3x3``'s plain path (the convolution's own bias)."""
+    b, c, h, w = y.shape
+    bias = bias.reshape([1, c]).expand([b, c]).reshape([b * c, 1])
+    return (y.reshape([b * c, h * w]) + bias).reshape([b, c, h, w])
+
+
+class _ShiftSum3x3(PyLayer):
+    """(B, 9, H+2, W+2) -> (B, 1, H, W): sum over taps t = 3*kh + kw of
+    y[:, t, kh:kh+H, kw:kw+W]."""
+
+    @staticmethod
+    def forward(ctx, y):
+        h, w = y.shape[2] - 2, y.shape[3] - 2
+        out = None
+        for t in range(9):
+            kh, kw = divmod(t, 3)
+            s = y[:, t:t + 1, kh:kh + h, kw:kw + w]
+            out = s if out is None else out + s
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        h, w = grad.shape[2], grad.shape[3]
+        gp = F.pad(grad, [2, 2, 2, 2])
+        return paddle.concat([gp[:, :, 2 - kh:4 - kh + h, 2 - kw:4 - kw + w]
+                              for kh, kw in (divmod(t, 3) for t in range(9))], axis=1)
+
+
+class _TapsAs1x1(PyLayer):
+    """3x3 kernel (1, C, 3, 3) -> the (9, C, 1, 1) kernel of its taps, t = 3*kh + kw. A
+    PyLayer so that the weight gradient is contiguous (a transpose's backward returns a
+    strided view, which collective all-reduce rejects)."""
+
+    @staticmethod
+    def forward(ctx, w):
+        c = w.shape[1]
+        return w.reshape([c, 9]).transpose([1, 0]).contiguous().reshape([9, c, 1, 1])
+
+    @staticmethod
+    def backward(ctx, grad):
+        c = grad.shape[1]
+        return grad.reshape([9, c]).transpose([1, 0]).contiguous().reshape([1, c, 3, 3])
+
+
+def conv3x3(x, weight, bias):
+    """Twin of ``layers.Conv3x3``'s plain convolution of an already padded ``x`` ('valid'
+    3x3, stride 1). One output channel (the disparity heads): a 1x1 convolution to the 9
+    taps plus a shifted sum, since Paddle's im2col convolution costs nearly as much for one
+    output as for sixteen. Either way the bias is added by :func:`add_channel_bias`."""
+    if weight.shape[0] == 1:
+        y = _ShiftSum3x3.apply(F.conv2d(x, _TapsAs1x1.apply(weight)))
+    else:
+        y = F.conv2d(x, weight)
+    return y if bias is None else add_channel_bias(y, bias)
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+class _BoxFilter3(PyLayer):
+    """Depthwise 3x3 'valid' correlation with a constant symmetric kernel; its backward is
+    the same correlation of the gradient with zero padding 2 (the adjoint for a symmetric
+    kernel), ~3x cheaper than Paddle's depthwise-convolution backward on CPU."""
+
+    @staticmethod
+    def forward(ctx, x, kernel):
+        ctx.kernel = kernel
+        return F.conv2d(x, kernel, groups=kernel.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad):
+        k = ctx.kernel
+        return F.conv2d(grad, k, padding=2, groups=k.shape[0])
+
+
+def mean_filter3(padded):
+    """Twin of ``layers.mean_filter3``: the 3x3 mean of every channel of an already padded
+    NCHW tensor as one depthwise convolution with weights 1/9."""
+    c = padded.shape[1]
+    key = (c, str(padded.dtype), str(padded.place))
+    k = _KERNEL_CACHE.get(key)
+    if k is None:
+        k = paddle.full([c, 1, 3, 3], 1.0 / 9.0, dtype=padded.dtype)
+        _KERNEL_CACHE[key] = k
+    if padded.stop_gradient:
+        return F.conv2d(padded, k, groups=c)
+    return _BoxFilter3.apply(padded, k)
+
+
+class _NeighbourDiff(PyLayer):
+    """x[..., :-1] - x[..., 1:] along ``axis``; backward by two concats (Paddle's CPU slice
+    backward fills a full-size zero tensor per slice)."""
+
+    @staticmethod
+    def forward(ctx, x, axis):
+        ctx.axis = axis
+        n = x.shape[axis]
+        return paddle.slice(x, [axis], [0], [n - 1]) - paddle.slice(x, [axis], [1], [n])
+
+    @staticmethod
+    def backward(ctx, grad):
+        axis = ctx.axis
+        zero = paddle.zeros_like(paddle.slice(grad, [axis], [0], [1]))
+        return paddle.concat([grad, zero], axis) - paddle.concat([zero, grad], axis)
+
+
+def neighbour_diff(x, axis):
+    """Twin of ``layers.neighbour_diff``: x[..., i] - x[..., i + 1] along ``axis`` (2 or 3)."""
+    if x.stop_gradient:
+        n = x.shape[axis]
+        return paddle.slice(x, [axis], [0], [n - 1]) - paddle.slice(x, [axis], [1], [n])
+    return _NeighbourDiff.apply(x, axis)
