@@ -1,31 +1,26 @@
-"""Precompute fused SGM depth hints for KITTI raw (SPEC section 5, Watson et al. 2019).
+"""Precompute fused SGM depth hints for KITTI raw (Watson et al. 2019; docs/METHOD.md, section 5).
 
 For every ``<folder> <frame>`` named in a split file, both images of the stereo pair
 (left ``image_02`` and right ``image_03``) get a hint::
 
     <save_path>/<folder>/image_0{2,3}/<frame:010d>.npy    float32 (1, H, W), 0 = no hint
 
-Per pair: both images are decoded once (PIL) and resized once to W x H with PIL's
-Lanczos filter (the antialiased resize the SPEC prescribes and datasets/ uses for the
-training images, so hints are matched on the pixels the network sees).
-The 12 OpenCV SGBM matchers (blockSize {1,2,3} x numDisparities {64,96,128,160}) run on
-the RGB images for the left base, and on the horizontally flipped pair for the right
-base (result flipped back). Disparity d = SGBM / 16, depth = 0.58 W * 0.1 / d where
-d > 0, else 0. Fusion: the other image is warped into the base view with every
-candidate depth by ``layers.BackprojectDepth`` / ``layers.Project3D`` / ``layers.warp``
-(baseline T[0,3] = -0.1 for a left base, +0.1 for a right base), the photometric error
-is ``layers.compute_reprojection_loss`` (the training loss), invalid candidates get
-+1000, and each pixel keeps the candidate with the smallest error (0 where none is
-valid). So hints and training agree by construction.
+Per pair, both images are decoded once (PIL) and resized once to W x H with Lanczos (the
+antialiased resize datasets/ uses for the training images). The 12 OpenCV SGBM matchers
+(blockSize {1,2,3} x numDisparities {64,96,128,160}) run on the RGB pair for the left
+base and on the mirrored pair for the right base. Disparity d = SGBM / 16, depth =
+fx * 0.1 / d where d > 0, else 0 ("no match"). Fusion: the other image is warped into the
+base view with every candidate by ``layers.BackprojectDepth`` / ``layers.Project3D`` /
+``layers.warp`` (baseline -0.1 for a left base, +0.1 for a right base), scored by
+``layers.compute_reprojection_loss`` (the training loss), and each pixel keeps the
+candidate with the smallest error. "No match" competes like the others (its warp
+samples the other image's top-row corner pixel) and where it wins the hint is 0.
 
-Speed: a spawn process pool over image pairs (Paddle is only imported inside the
-workers), each worker limited to one thread for OpenCV, Paddle, OpenMP and MKL (N workers
-use N cores). OpenCV runs blockSize 2 exactly like 3 (its half-window is blockSize // 2),
-so 8 distinct matchers run and their results are copied to the 12 candidates. The fusion
-works on 16 x 64 pixel tiles (with a 1-pixel halo), all tiles of a row strip in one
-batch; a tile skips candidates that are invalid on all its pixels and scores candidates
-that are identical on it once (see HintComputer.fuse: same argmin as a whole-image pass
-up to float rounding ties).
+Speed: a spawn process pool over image pairs (Paddle is imported by the workers only),
+each worker on one thread (N workers use N cores). blockSize 2 and 3 are the same matcher
+in OpenCV, so 8 matchers run. The fusion works on small tiles and scores each distinct
+candidate of a tile once (:meth:`HintComputer.fuse`); :meth:`HintComputer.fuse_reference`
+is the plain whole-image version it is tested against.
 
 Safety: existing valid outputs are skipped (header + size check; a truncated or wrong
 shaped file is recomputed) unless ``--overwrite_saved_depths``; outputs are written to a
@@ -51,21 +46,18 @@ REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from camera import KITTI_K, STEREO_SCALE_FACTOR, scale_intrinsics  # noqa: E402
+from camera import KITTI_K, NETWORK_BASELINE, scale_intrinsics  # noqa: E402
 from runtime import limit_threads  # noqa: E402
-from utils import MAX_DEPTH, MIN_DEPTH, ToolkitError, atomic_save_npy, readlines  # noqa: E402
+from utils import ToolkitError, atomic_save_npy, readlines  # noqa: E402
 
 DEFAULT_FILENAMES = os.path.join("splits", "eigen_full", "all_files.txt")
 BLOCK_SIZES = (1, 2, 3)
 NUM_DISPARITIES = (64, 96, 128, 160)
 MATCHERS = tuple((b, n) for b in BLOCK_SIZES for n in NUM_DISPARITIES)
-BASELINE = 0.1           # stereo baseline in the network's units (SPEC 1)
 SIDE_DIRS = {"l": "image_02", "r": "image_03"}
 STAGES = ("decode", "resize", "sgbm", "fuse", "save")
 STRIP_ROWS = 16   # fusion tile height (kept rows; +1-row halo each side)
 TILE_COLS = 64    # fusion tile width (kept columns; +1-column halo each side)
-KILL_AFTER_ENV = "DEPTH_HINTS_KILL_AFTER"  # test hook: SIGKILL self after K images written
-
 
 # ----------------------------------------------------------------------------- files
 
@@ -173,7 +165,7 @@ def _tiles(total, size):
 
 
 def make_matchers():
-    """The 12 SGBM matchers of SPEC 5, in MATCHERS order."""
+    """The 12 SGBM matchers (docs/METHOD.md, section 5), in MATCHERS order."""
     import cv2
     return [cv2.StereoSGBM_create(minDisparity=0, numDisparities=n, blockSize=b,
                                   P1=36, P2=288, preFilterCap=63, uniquenessRatio=10,
@@ -181,75 +173,81 @@ def make_matchers():
             for b, n in MATCHERS]
 
 
-def intrinsics(height, width):
-    """KITTI's normalised intrinsics scaled to ``width`` x ``height`` (4x4 float64)."""
-    return scale_intrinsics(KITTI_K, width, height)
+def disparity_to_depth(disp, focal):
+    """Pixel disparity -> depth ``focal * 0.1 / d`` where d > 0, else 0 (no match).
 
-
-def disparity_to_depth(disp, width):
-    """Pixel disparity -> depth fx * 0.1 / d (fx = 0.58 width), 0 where d <= 0."""
+    ``focal`` is fx in pixels (0.58 W for KITTI's intrinsics)."""
     disp = np.asarray(disp, dtype=np.float32)
     depth = np.zeros_like(disp)
-    np.divide(np.float32(0.58 * width * BASELINE), disp, out=depth, where=disp > 0)
+    np.divide(np.float32(focal * NETWORK_BASELINE), disp, out=depth, where=disp > 0)
     return depth
 
 
-class HintComputer:
-    """SGBM candidates and their fusion for one image size (one per worker process)."""
+def select(cands, pe):
+    """Per pixel, the candidate depth with the smallest error: (N,H,W), (N,H,W) -> (H,W).
+    A winning candidate with depth 0 ("no match") gives 0, i.e. no hint."""
+    idx = np.argmin(pe, axis=0)
+    return np.take_along_axis(cands, idx[None], 0)[0].astype(np.float32)
 
-    def __init__(self, height, width, strip_rows=STRIP_ROWS, tile_cols=TILE_COLS):
+
+class HintComputer:
+    """SGBM candidates and their fusion for one image size (one per worker process).
+
+    ``K``: normalised 4x4 intrinsics (row 0 divided by the width, row 1 by the height;
+    default :data:`camera.KITTI_K`). Its fx sets the disparity-to-depth conversion, so a
+    candidate's warp moves each pixel by exactly its disparity.
+    """
+
+    def __init__(self, height, width, K=None, strip_rows=STRIP_ROWS, tile_cols=TILE_COLS):
         import paddle
         import layers
         self.paddle, self.layers = paddle, layers
-        self.height, self.width, self.strip_rows = height, width, strip_rows
+        self.height, self.width = height, width
+        self.K_full = scale_intrinsics(KITTI_K if K is None else K, width, height)
+        self.focal = float(self.K_full[0, 0])
         self.matchers = make_matchers()
-        keys = [((b // 2) * 2 + 1, nd) for b, nd in MATCHERS]  # OpenCV's effective window
-        first = {}
-        for k, key in enumerate(keys):
-            first.setdefault(key, k)
-        self.unique = [self.matchers[k] for k in sorted(set(first.values()))]
-        order = sorted(set(first.values()))
-        self.unique_index = np.array([order.index(first[key]) for key in keys])
-        # fusion tiles: kept strip_rows x tile_cols pixels inside equal-sized crops
-        self.tile_cols = tile_cols
+        # OpenCV's half-window is blockSize // 2, so blockSize 2 runs exactly like 3: run
+        # each distinct (window, numDisparities) once and copy it to its candidates.
+        keys = [((b // 2) * 2 + 1, nd) for b, nd in MATCHERS]
+        firsts = sorted({keys.index(key) for key in keys})
+        self.unique = [self.matchers[k] for k in firsts]
+        self.unique_index = np.array([firsts.index(keys.index(key)) for key in keys])
         self.row_tiles = list(_tiles(height, strip_rows))
         self.col_tiles = list(_tiles(width, tile_cols))
         hs = self.row_tiles[0][3] - self.row_tiles[0][2]
         ws = self.col_tiles[0][3] - self.col_tiles[0][2]
         self.crop_shape = (hs, ws)
-        self.K_full = intrinsics(height, width)
-        # projection straight to whole-image grid coordinates from a (hs, ws) crop:
-        # Project3D divides by (ws-1, hs-1), so scale K's rows by (ws-1)/(W-1), (hs-1)/(H-1)
+        # A crop's grid in whole-image units: Project3D divides x by ws-1 and y by hs-1,
+        # so K's rows are scaled by (ws-1)/(W-1) and (hs-1)/(H-1).
         scale = np.diag([(ws - 1) / max(width - 1, 1), (hs - 1) / max(height - 1, 1), 1, 1])
         self.K_proj = (scale @ self.K_full).astype(np.float32)
         self._inv_K_crop = {}
         self.T = {}
         for sign in (-1, 1):
-            T = np.eye(4, dtype=np.float32)
-            T[0, 3] = sign * BASELINE
-            self.T[sign] = T
+            self.T[sign] = np.eye(4, dtype=np.float32)
+            self.T[sign][0, 3] = sign * NETWORK_BASELINE
         self.backproject = layers.BackprojectDepth(1, hs, ws)
         self.project = layers.Project3D(1, hs, ws)
+        self._whole = None  # whole-image layers of fuse_reference, made on first use
 
     def inv_K_crop(self, r0, c0):
-        """Pseudo-inverse of the intrinsics of the crop starting at row r0, column c0."""
-        key = (r0, c0)
-        if key not in self._inv_K_crop:
+        """Inverse intrinsics of the crop starting at row r0, column c0 (the whole image's
+        camera with its principal point shifted by the crop offset)."""
+        if (r0, c0) not in self._inv_K_crop:
             K = self.K_full.copy()
             K[0, 2] -= c0
             K[1, 2] -= r0
-            self._inv_K_crop[key] = np.linalg.pinv(K).astype(np.float32)
-        return self._inv_K_crop[key]
+            self._inv_K_crop[(r0, c0)] = np.linalg.pinv(K).astype(np.float32)
+        return self._inv_K_crop[(r0, c0)]
 
     def candidates(self, left, right, side):
         """(12, H, W) float32 candidate depths for base ``side`` from uint8 RGB images.
 
-        Matchers that OpenCV runs identically (blockSize 2 and 3: both use a 3x3 window,
-        since OpenCV takes blockSize // 2 as the half-window) run once and are copied.
-        """
+        SGBM matches for its left input, so a right base mirrors the pair and mirrors the
+        result back."""
         if side == "l":
             base, other = left, right
-        else:  # SGBM matches for its left input: mirror the pair, mirror the result back
+        else:
             base = np.ascontiguousarray(right[:, ::-1])
             other = np.ascontiguousarray(left[:, ::-1])
         disp = np.empty((len(self.unique), self.height, self.width), np.float32)
@@ -258,157 +256,94 @@ class HintComputer:
         disp *= 1.0 / 16.0
         if side == "r":
             disp = disp[:, :, ::-1]
-        return np.ascontiguousarray(disparity_to_depth(disp, self.width)[self.unique_index])
+        return np.ascontiguousarray(disparity_to_depth(disp, self.focal)[self.unique_index])
+
+    def _setup(self, base, other, side, baseline_sign):
+        sign = baseline_sign or (-1 if side == "l" else 1)
+        to_t = self.paddle.to_tensor
+        return (sign, base.transpose(2, 0, 1).astype(np.float32) / 255.0,
+                to_t(other.transpose(2, 0, 1)[None].astype(np.float32) / 255.0))
 
     def fuse(self, base, other, cands, side, baseline_sign=None):
-        """Per-pixel minimum-photometric-error choice among ``cands`` (SPEC 5).
+        """Per pixel, the candidate of ``cands`` with the smallest photometric error.
 
         ``base``/``other``: uint8 RGB (H, W, 3) of the base side and the other side;
-        ``cands`` (N, H, W) depths. ``baseline_sign`` overrides the SPEC sign (-1 for a
-        left base, +1 for a right base); tests use it to show a wrong sign is worse.
-        Returns ``(hint (H, W) float32, pe (N, H, W) float32)``: pe is the photometric
-        error + 1000 where the candidate is invalid (1001 in tiles where it is invalid
-        everywhere and so was not scored).
+        ``cands`` (N, H, W) depths, 0 = no match. ``baseline_sign`` overrides the sign
+        (-1 for a left base, +1 for a right base); tests use it to show a wrong sign is
+        worse. Returns ``(hint (H, W), pe (N, H, W))``, both float32.
 
-        Work is done per tile: ``strip_rows`` x ``tile_cols`` kept pixels inside a crop
-        with a 1-pixel halo, all tiles of a row strip in one batch. For each tile,
-        candidates invalid on all its pixels are skipped and candidates identical on
-        the crop are scored once. The crop is a camera of its own (principal point
-        shifted by the crop offset), so BackprojectDepth / Project3D on the crop give
-        the whole image's sampling grid (Project3D's K is scaled to whole-image grid
-        units), warp samples the whole other image, and compute_reprojection_loss on the
-        crop equals the whole-image error at the kept pixels (it depends on the 3x3
-        neighbourhood only; the crop's reflection padding reaches halo pixels only).
-        Valid errors are <= 1 < 1000 and equal maps have equal errors, so the argmin
-        is the whole-image argmin (up to float rounding of the grid).
+        Every candidate competes, "no match" included (Watson et al. 2019; docs/METHOD.md,
+        section 5): a depth-0 pixel back-projects to the camera centre, Project3D sends it
+        to x = +-inf, y = 0, and the border-padded warp samples the other image's top-row
+        corner pixel. Its error is computed like any other and where it wins the hint is 0.
+
+        Same result as :meth:`fuse_reference`, faster. The image is cut into
+        ``strip_rows`` x ``tile_cols`` tiles, each inside a crop with a 1-pixel halo, and
+        all tiles of a row strip go through the layers in one batch. Candidates that are
+        equal on a crop are scored once; as every "no match" pixel warps to the same
+        constant colour, the candidates that have no match on a whole crop are all one
+        job there. The crop is a camera of its own (principal point shifted by the crop
+        offset, Project3D's K scaled to whole-image grid units), so the layers give the
+        whole image's grid on the crop and warp samples the whole other image. The error
+        depends on the 3x3 neighbourhood only and the crop's reflection padding reaches
+        halo pixels only, so the kept pixels get the whole-image error (to float
+        rounding) and hence the same argmin, except at float-rounding ties.
         """
         paddle, layers = self.paddle, self.layers
-        n, H, W = cands.shape
-        if baseline_sign is None:
-            baseline_sign = -1 if side == "l" else 1
+        n = cands.shape[0]
+        sign, base_f, other_t = self._setup(base, other, side, baseline_sign)
         hs, ws = self.crop_shape
-        K_proj, T = self.K_proj, self.T[baseline_sign]
-        base_f = base.transpose(2, 0, 1).astype(np.float32) / 255.0
-        other_t = paddle.to_tensor(other.transpose(2, 0, 1)[None].astype(np.float32) / 255.0)
-        valid = cands > 0
-        pe = np.full((n, H, W), 1.0, np.float32)  # becomes 1001 where never scored
+        pe = np.empty(cands.shape, np.float32)
         for y0, y1, r0, r1 in self.row_tiles:
             jobs, depths, inv_Ks, targets = [], [], [], []
-            live_cols = valid[:, y0:y1].any(axis=1)  # (N, W): valid somewhere in the strip
             for x0, x1, c0, c1 in self.col_tiles:
-                live = np.flatnonzero(live_cols[:, x0:x1].any(axis=1))
-                if not live.size:
-                    continue  # candidates invalid on the whole tile are never chosen there
-                crops = cands[live, r0:r1, c0:c1]
+                crops = cands[:, r0:r1, c0:c1]
                 groups = {}  # crop bytes -> candidates equal on the crop (exact comparison)
-                for i, k in enumerate(live):
-                    groups.setdefault(crops[i].tobytes(), (i, []))[1].append(k)
-                for i, ks in groups.values():
+                for k in range(n):
+                    groups.setdefault(crops[k].tobytes(), []).append(k)
+                for ks in groups.values():
                     jobs.append((x0, x1, c0, ks))
-                    depths.append(crops[i])
+                    depths.append(crops[ks[0]])
                     inv_Ks.append(self.inv_K_crop(r0, c0))
                     targets.append(base_f[:, r0:r1, c0:c1])
-            if not jobs:
-                continue
             m = len(jobs)
             points = self.backproject(paddle.to_tensor(np.stack(depths)[:, None]),
                                       paddle.to_tensor(np.stack(inv_Ks)))
-            grid = self.project(points, paddle.to_tensor(np.repeat(K_proj[None], m, 0)),
-                                paddle.to_tensor(np.repeat(T[None], m, 0)))
+            grid = self.project(points, paddle.to_tensor(np.repeat(self.K_proj[None], m, 0)),
+                                paddle.to_tensor(np.repeat(self.T[sign][None], m, 0)))
+            # one warp call for the whole strip: the m grids stacked as one tall grid
             warped = layers.warp(other_t, grid.reshape([1, m * hs, ws, 2]))
             warped = warped.reshape([3, m, hs, ws]).transpose([1, 0, 2, 3])
             err = layers.compute_reprojection_loss(warped, paddle.to_tensor(np.stack(targets)))
             err = err.numpy()[:, 0]
             for e, (x0, x1, c0, ks) in zip(err, jobs):
                 pe[ks, y0:y1, x0:x1] = e[y0 - r0:y1 - r0, x0 - c0:x1 - c0]
-        pe += 1000.0 * ~valid
-        idx = np.argmin(pe, axis=0)
-        hint = np.take_along_axis(cands, idx[None], 0)[0]
-        return hint.astype(np.float32), pe
+        return select(cands, pe), pe
+
+    def fuse_reference(self, base, other, cands, side, baseline_sign=None):
+        """The same fusion written plainly: all candidates warped over the whole image in
+        one batch (slow and memory-hungry at full size; tests and bench/ compare
+        :meth:`fuse` with it). Returns ``(hint (H, W), pe (N, H, W))``."""
+        paddle, layers = self.paddle, self.layers
+        n, H, W = cands.shape
+        sign, base_f, other_t = self._setup(base, other, side, baseline_sign)
+        if self._whole is None:
+            self._whole = (layers.BackprojectDepth(1, H, W), layers.Project3D(1, H, W))
+
+        def rep(a):
+            return paddle.to_tensor(np.repeat(np.asarray(a, np.float32)[None], n, 0))
+
+        points = self._whole[0](paddle.to_tensor(cands[:, None]), rep(np.linalg.pinv(self.K_full)))
+        grid = self._whole[1](points, rep(self.K_full), rep(self.T[sign]))
+        warped = layers.warp(other_t.expand([n, 3, H, W]), grid)
+        pe = layers.compute_reprojection_loss(warped, rep(base_f)).numpy()[:, 0]
+        return select(cands, pe), pe
 
     def hint(self, left, right, side):
         """Fused (H, W) hint for ``side`` of a resized uint8 RGB pair."""
         cands = self.candidates(left, right, side)
         base, other = (left, right) if side == "l" else (right, left)
         return self.fuse(base, other, cands, side)[0]
-
-
-# ----------------------------------------------------------------------------- accuracy
-
-
-METRICS = ("abs_rel", "a1", "coverage", "abs_rel_common", "a1_common")
-
-
-def _error_sums(pred, gt, mask):
-    """[pixels, sum |gt - p| / gt, pixels with max(gt/p, p/gt) < 1.25] over ``mask``
-    (predictions clipped to the SPEC 6 range)."""
-    p = np.clip(pred[mask].astype(np.float64), MIN_DEPTH, MAX_DEPTH)
-    g = gt[mask].astype(np.float64)
-    ratio = np.maximum(g / p, p / g)
-    return [mask.sum(), np.sum(np.abs(g - p) / g), np.sum(ratio < 1.25)]
-
-
-def hint_accuracy(data_path, pairs, height, width, ext=".jpg", scale=STEREO_SCALE_FACTOR,
-                  hc=None, wrong_sign=False):
-    """Accuracy of each single SGBM matcher and of the fused hints against true depth.
-
-    ``pairs``: (folder, frame) list; true depth is read from the synthetic data's
-    ``<folder>/true_depth/image_0{2,3}/<frame:010d>.npy`` (metres, 0 = none) and resized
-    to the hint size with nearest neighbour; hints are multiplied by ``scale`` (5.4:
-    network baseline 0.1 vs KITTI's 0.54 m). Pixels count when MIN_DEPTH < true depth
-    < MAX_DEPTH (SPEC 6); hints are clipped to that range. Sums are pooled over both
-    sides of all pairs. ``wrong_sign`` fuses with the baseline sign flipped (tests).
-
-    Returns ``{name: metrics}`` for ``"b{block}_n{numdisp}"`` of each matcher,
-    ``"mean_single"`` (mean of the 12 matchers' metrics) and ``"fused"``. Metrics:
-    ``abs_rel`` and ``a1`` (fraction with max ratio < 1.25) on the pixels where that
-    hint is valid, ``coverage`` (fraction of the counted pixels with a valid hint), and
-    ``abs_rel_common`` / ``a1_common`` on the pixels where all 12 matchers are valid, so
-    that every row is scored on the same pixels.
-    """
-    import cv2
-    hc = hc or HintComputer(height, width)
-    names = [f"b{b}_n{n}" for b, n in MATCHERS] + ["fused"]
-    own = np.zeros((len(names), 3))
-    common = np.zeros((len(names), 3))
-    n_counted = 0
-    for folder, frame in pairs:
-        arr = {s: resize_image(decode_image(image_path(data_path, folder, frame, s, ext)),
-                               width, height) for s in ("l", "r")}
-        for s in ("l", "r"):
-            gt = np.load(os.path.join(data_path, folder, "true_depth", SIDE_DIRS[s],
-                                      f"{frame:010d}.npy")).astype(np.float32)
-            gt = cv2.resize(gt, (width, height), interpolation=cv2.INTER_NEAREST)
-            counted = (gt > MIN_DEPTH) & (gt < MAX_DEPTH)
-            n_counted += counted.sum()
-            cands = hc.candidates(arr["l"], arr["r"], s)
-            base, other = (arr["l"], arr["r"]) if s == "l" else (arr["r"], arr["l"])
-            sign = None
-            if wrong_sign:
-                sign = 1 if s == "l" else -1
-            fused = hc.fuse(base, other, cands, s, baseline_sign=sign)[0]
-            all_valid = counted & (cands > 0).all(0)
-            for k, d in enumerate(list(cands) + [fused]):
-                own[k] += _error_sums(d * scale, gt, counted & (d > 0))
-                common[k] += _error_sums(d * scale, gt, all_valid)
-    table = {}
-    for name, (n, rel, good), (nc, relc, goodc) in zip(names, own, common):
-        table[name] = {"abs_rel": rel / max(n, 1), "a1": good / max(n, 1),
-                       "coverage": n / max(n_counted, 1),
-                       "abs_rel_common": relc / max(nc, 1), "a1_common": goodc / max(nc, 1)}
-    singles = [table[k] for k in names[:-1]]
-    table["mean_single"] = {m: float(np.mean([t[m] for t in singles])) for m in METRICS}
-    table["fused"] = table.pop("fused")
-    return table
-
-
-def format_accuracy_table(table):
-    """Markdown table of :func:`hint_accuracy`'s result."""
-    lines = ["| hints | abs_rel | a1 | coverage | abs_rel (common px) | a1 (common px) |",
-             "|---|---|---|---|---|---|"]
-    for name, m in table.items():
-        lines.append(f"| {name} | " + " | ".join(f"{m[k]:.4f}" for k in METRICS) + " |")
-    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- workers
@@ -430,7 +365,7 @@ def _init_worker(cfg):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER["cfg"] = cfg
-    _WORKER["hc"] = HintComputer(cfg["height"], cfg["width"])
+    _WORKER["hc"] = HintComputer(cfg["height"], cfg["width"], cfg.get("K"))
 
 
 class _Clock:
@@ -490,7 +425,7 @@ def _process_pair(task):
 
 def build_parser():
     p = argparse.ArgumentParser(
-        description="Precompute fused SGM depth hints (Depth Hints, SPEC section 5).")
+        description="Precompute fused SGM depth hints (Watson et al. 2019).")
     p.add_argument("--data_path", required=True, help="KITTI raw root folder")
     p.add_argument("--filenames", default=None,
                    help=f"split file of '<folder> <frame> <side>' lines "
@@ -605,7 +540,6 @@ def run(args, out=sys.stdout, err=sys.stderr):
           f"{args.width}x{args.height} with {num_workers} worker(s) -> {save_path}", file=out)
     cfg = {"data_path": args.data_path, "save_path": save_path, "height": args.height,
            "width": args.width, "ext": ext}
-    kill_after = int(os.environ.get(KILL_AFTER_ENV, "0") or 0)
     bad_files = set()
     t0 = time.perf_counter()
     bar = tqdm(total=n_images, unit="img", dynamic_ncols=True, smoothing=0.1, file=err)
@@ -625,8 +559,6 @@ def run(args, out=sys.stdout, err=sys.stderr):
                 bar.write(f"error: {path}: {reason} (skipped {res['folder']} {res['frame']} "
                           f"side {','.join(sides)})", file=err)
             bar.update(res["images"])
-            if kill_after and summary["written"] >= kill_after:
-                os.kill(os.getpid(), signal.SIGKILL)  # test hook: die like a killed job
     finally:
         bar.close()
     summary["seconds"] = time.perf_counter() - t0
