@@ -26,7 +26,7 @@ import sys
 from collections import namedtuple
 
 PADDLE_INDEX = "https://www.paddlepaddle.org.cn/packages/stable/{}/"
-VERSION_SPEC = ">=3.0,<4"
+VERSION_RANGE = ">=3.0,<4"
 BUILDS = {
     "cpu": ("paddlepaddle", None),
     "cu118": ("paddlepaddle-gpu", PADDLE_INDEX.format("cu118")),
@@ -70,7 +70,7 @@ def describe(present):
 
 def install_command(build):
     package, index = BUILDS[build]
-    cmd = ["install", package + VERSION_SPEC]
+    cmd = ["install", package + VERSION_RANGE]
     if index:
         cmd += ["-i", index]
     return cmd
