@@ -16,7 +16,7 @@ Monodepth2, its predictions are written as KITTI-benchmark 16-bit PNGs (depth * 
 evaluated by ``evaluate_pose.py``.
 
 The pieces are importable: :func:`compute_eval_mask`, :func:`batch_post_process_disparity`,
-:func:`evaluate_predictions`, :func:`load_depth_model`, :func:`predict_disparities`.
+:func:`evaluate_predictions`, :func:`predict_disparities` (models load through checkpoint.py).
 """
 import json
 import os
@@ -34,6 +34,8 @@ import numpy as np  # noqa: E402
 
 from layers import compute_depth_errors  # noqa: E402
 from camera import STEREO_SCALE_FACTOR  # noqa: E402
+from checkpoint import check_weights_folder, load_depth_model  # noqa: E402
+from options import explicit_num_layers  # noqa: E402
 from utils import MAX_DEPTH, MIN_DEPTH, ToolkitError, garg_crop_bounds, run_cli  # noqa: E402
 METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 DEPTH_SPLITS = ("eigen", "eigen_benchmark", "benchmark")
@@ -177,65 +179,6 @@ def format_metrics_table(metrics):
 # ----------------------------------------------------------------------------- model parts
 
 
-def check_weights_folder(folder, names=("encoder.pdparams", "depth.pdparams")):
-    """Return the expanded folder; ToolkitError if it or one of ``names`` is missing."""
-    if folder is None:
-        raise ToolkitError("no model given (--load_weights_folder): point it at a "
-                           "models/weights_<epoch> folder, or evaluate a saved file with "
-                           "--ext_disp_to_eval")
-    folder = os.path.expanduser(folder)
-    if not os.path.isdir(folder):
-        raise ToolkitError(f"weights folder not found (--load_weights_folder {folder}): "
-                           "point it at a models/weights_<epoch> folder")
-    for name in names:
-        if not os.path.isfile(os.path.join(folder, name)):
-            raise ToolkitError(f"{name} missing ({os.path.join(folder, name)}): the weights "
-                               f"folder must hold {', '.join(names)} (see weights/README.md)")
-    return folder
-
-
-def load_depth_model(weights_folder, num_layers=None):
-    """Build ResnetEncoder + DepthDecoder from ``encoder.pdparams`` / ``depth.pdparams``.
-
-    The ResNet depth is inferred from the checkpoint (``num_layers`` is the fallback).
-    Returns ``(encoder, decoder, meta)`` in eval mode; ``meta`` holds the recorded
-    ``height``, ``width``, ``use_stereo`` and the ``num_layers`` used.
-    """
-    import networks
-    folder = check_weights_folder(weights_folder)
-    enc_path = os.path.join(folder, "encoder.pdparams")
-    enc_state = networks.load_weights_file(enc_path, "encoder.pdparams")
-    meta = {}
-    for key in ("height", "width"):
-        if key not in enc_state:
-            raise ToolkitError(f"encoder.pdparams does not record the training {key} ({enc_path}): "
-                               "use weights saved by train.py or tools/convert_torch_weights.py")
-        val = enc_state[key]
-        meta[key] = int(val.item() if hasattr(val, "item") else val)
-        if meta[key] <= 0 or meta[key] % 32 != 0:
-            raise ToolkitError(f"recorded {key} {meta[key]} is not a positive multiple of 32 "
-                               f"({enc_path}): the checkpoint is damaged or not a depth encoder")
-    use_stereo = enc_state.get("use_stereo", False)
-    meta["use_stereo"] = bool(use_stereo.item() if hasattr(use_stereo, "item") else use_stereo)
-    inferred = networks.infer_num_layers(enc_state)
-    layers_used = inferred or int(num_layers or 18)
-    if inferred and num_layers and int(num_layers) != inferred:
-        print(f"-> encoder.pdparams holds a ResNet-{inferred}; using it (not --num_layers {num_layers})")
-    meta["num_layers"] = layers_used
-
-    encoder = networks.ResnetEncoder(layers_used, False)
-    networks.load_state_dict_strict(encoder, enc_state, "encoder.pdparams")
-    dec_path = os.path.join(folder, "depth.pdparams")
-    dec_state = networks.load_weights_file(dec_path, "depth.pdparams")
-    # a decoder trained with --scales 0 holds fewer disparity convs than the default 4
-    num_scales = max(1, networks.num_decoder_scales(dec_state))
-    decoder = networks.DepthDecoder(encoder.num_ch_enc, scales=range(num_scales))
-    networks.load_state_dict_strict(decoder, dec_state, "depth.pdparams")
-    encoder.eval()
-    decoder.eval()
-    return encoder, decoder, meta
-
-
 def predict_disparities(encoder, decoder, dataloader, post_process=False,
                         min_depth=0.1, max_depth=100.0, progress=True):
     """Run the depth network over a DataLoader of items with ``("color", 0, 0)``.
@@ -291,7 +234,7 @@ def run_model(opt):
     if getattr(opt, "no_cuda", False):
         opt.device = "cpu"
     device = pick_device(getattr(opt, "device", "auto"))
-    encoder, decoder, meta = load_depth_model(opt.load_weights_folder, getattr(opt, "num_layers", 18))
+    encoder, decoder, meta = load_depth_model(opt.load_weights_folder, explicit_num_layers(opt))
     _, test_file = _split_file(opt)
     filenames = readlines(test_file)
     img_ext = ".png" if getattr(opt, "png", False) else ".jpg"
@@ -387,6 +330,9 @@ def validate_eval_options(opt):
                            f"poses with `python evaluate_pose.py --eval_split {opt.eval_split} "
                            "--load_weights_folder W --data_path <kitti_odometry>`")
     if opt.ext_disp_to_eval is None:
+        if opt.load_weights_folder is None:
+            raise ToolkitError("no model given (--load_weights_folder): point it at a models/weights_<epoch> "
+                               "folder, or evaluate a saved file with --ext_disp_to_eval")
         check_weights_folder(opt.load_weights_folder)
     if getattr(opt, "batch_size", 1) < 1:
         raise ToolkitError("batch size must be >= 1 (--batch_size): use a positive number")

@@ -100,23 +100,6 @@ def compute_snippet_ates(pred_poses, gt_local_poses, track_length=TRACK_LENGTH):
 # ----------------------------------------------------------------------------- model parts
 
 
-def load_pose_model(weights_folder, num_layers=None):
-    """Separate-ResNet pose encoder (2 images) + PoseDecoder from a weights folder."""
-    import networks
-    from evaluate_depth import check_weights_folder
-    folder = check_weights_folder(weights_folder, ("pose_encoder.pdparams", "pose.pdparams"))
-    enc_state = networks.load_weights_file(os.path.join(folder, "pose_encoder.pdparams"),
-                                           "pose_encoder.pdparams")
-    layers_used = networks.infer_num_layers(enc_state) or int(num_layers or 18)
-    encoder = networks.ResnetEncoder(layers_used, False, 2)
-    networks.load_state_dict_strict(encoder, enc_state, "pose_encoder.pdparams")
-    decoder = networks.PoseDecoder(encoder.num_ch_enc, 1, 2)
-    networks.load_state_dict_strict(decoder, os.path.join(folder, "pose.pdparams"), "pose.pdparams")
-    encoder.eval()
-    decoder.eval()
-    return encoder, decoder
-
-
 def recorded_size(weights_folder, height, width):
     """The training (height, width) recorded in encoder.pdparams when present, else the flags."""
     path = os.path.join(weights_folder, "encoder.pdparams")
@@ -155,7 +138,8 @@ def evaluate(opt):
         raise ToolkitError(f"pose evaluation needs an odometry split, got {opt.eval_split} "
                            "(--eval_split): use odom_9 or odom_10")
     seq = ODOM_SEQUENCES[opt.eval_split]
-    from evaluate_depth import check_weights_folder
+    from checkpoint import check_weights_folder, load_pose_model
+    from options import explicit_num_layers
     folder = check_weights_folder(opt.load_weights_folder, ("pose_encoder.pdparams", "pose.pdparams"))
     if not os.path.isdir(opt.data_path):
         raise ToolkitError(f"data path not found (--data_path {opt.data_path}): point it at the "
@@ -173,7 +157,7 @@ def evaluate(opt):
         opt.device = "cpu"
     device = pick_device(getattr(opt, "device", "auto"))
     height, width = recorded_size(folder, opt.height, opt.width)
-    encoder, decoder = load_pose_model(folder, getattr(opt, "num_layers", 18))
+    encoder, decoder = load_pose_model(folder, explicit_num_layers(opt))
     img_ext = ".png" if getattr(opt, "png", False) else ".jpg"
     dataset = datasets.KITTIOdomDataset(opt.data_path, filenames, height, width, [0, 1], 1,
                                         is_train=False, img_ext=img_ext)

@@ -35,24 +35,12 @@ def build_depth_net(weights_folder, num_layers=None):
     """
     import paddle.nn as nn
 
-    import networks
+    from checkpoint import load_depth_model
 
     if not os.path.isdir(weights_folder):
         raise ToolkitError(f"weights folder not found ({weights_folder}) (--load_weights_folder): "
                            "give a models/weights_N folder holding encoder.pdparams and depth.pdparams")
-    enc_state = networks.load_weights_file(os.path.join(weights_folder, "encoder.pdparams"),
-                                           "encoder.pdparams")
-    inferred = networks.infer_num_layers(enc_state)
-    layers = int(num_layers or inferred or 18)
-    meta = {k: enc_state.get(k) for k in ("height", "width", "use_stereo")}
-    meta["num_layers"] = layers
-    encoder = networks.ResnetEncoder(layers, False)
-    networks.load_state_dict_strict(encoder, enc_state, "encoder.pdparams")
-    dec_state = networks.load_weights_file(os.path.join(weights_folder, "depth.pdparams"),
-                                           "depth.pdparams")
-    decoder = networks.DepthDecoder(encoder.num_ch_enc,
-                                    scales=range(max(1, networks.num_decoder_scales(dec_state))))
-    networks.load_state_dict_strict(decoder, dec_state, "depth.pdparams")
+    encoder, decoder, meta = load_depth_model(weights_folder, num_layers)
     decoder.scales = [0]  # only the full-resolution disparity is computed and exported
 
     class _DepthNet(nn.Layer):

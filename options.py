@@ -4,11 +4,13 @@
 Monodepth2 and Depth-Hints command lines keeps its name and default; the toolkit adds
 `--device`, `--seed`, `--resume`, `--max_steps`, `--splits_dir` and `--metrics_out`.
 
-`validate_options(opt)` rejects invalid combinations and missing inputs with a one-line
-`utils.ToolkitError`; `train.py` calls it before building the trainer.
+`validate_options(opt)` rejects invalid combinations with a one-line `utils.ToolkitError`;
+`train.py` calls it, then `datasets.check_training_data(opt)`, before building the trainer.
 """
 import argparse
+import copy
 import os
+import sys
 
 FILE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -129,9 +131,23 @@ class MonodepthOptions:
                        help="if set, write the evaluation metrics to this JSON file")
 
     def parse(self, argv=None):
-        """Parse `argv` (default sys.argv[1:]) and return the Namespace."""
+        """Parse ``argv`` (default ``sys.argv[1:]``) and return the Namespace.
+
+        ``opt._given`` is the set of option names given on the command line (so that a
+        flag the user typed can be told from a default)."""
+        argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
         self.options = self.parser.parse_args(argv)
+        self.options._given = given_options(self.parser, argv)
         return self.options
+
+
+def given_options(parser, argv):
+    """Names (dests) of the options that ``argv`` sets explicitly."""
+    probe = copy.deepcopy(parser)
+    for action in probe._actions:
+        action.default = argparse.SUPPRESS
+        action.required = False
+    return set(vars(probe.parse_args(argv)))
 
 
 def _err(what, where, fix):
@@ -139,12 +155,15 @@ def _err(what, where, fix):
     return ToolkitError("{} ({}): {}".format(what, where, fix))
 
 
-def validate_options(opt, check_data=True):
-    """Reject invalid option combinations and missing inputs with one-line ToolkitErrors.
+def explicit_num_layers(opt):
+    """``opt.num_layers`` when given on the command line, else None (the weights decide)."""
+    return opt.num_layers if "num_layers" in getattr(opt, "_given", ()) else None
 
-    With `check_data`, also checks that the data path, split files and (with hints) the
-    hint files exist, via `datasets.check_split` on the train and val datasets.
-    """
+
+def validate_options(opt):
+    """Reject invalid option combinations and values with one-line ToolkitErrors.
+
+    Only the flags are checked here; ``datasets.check_training_data`` checks the data."""
     if opt.use_depth_hints and not opt.use_stereo:
         raise _err("depth hints need the stereo pair", "--use_depth_hints",
                    "add --use_stereo or drop --use_depth_hints")
@@ -176,45 +195,3 @@ def validate_options(opt, check_data=True):
     if opt.load_weights_folder is not None and not os.path.isdir(os.path.expanduser(opt.load_weights_folder)):
         raise _err("weights folder not found", "--load_weights_folder " + opt.load_weights_folder,
                    "point it at a models/weights_<epoch> folder")
-    if check_data:
-        check_training_data(opt)
-    if opt.weights_init != "scratch":  # ImageNet weights must exist locally (no download)
-        from networks.resnet_encoder import resolve_pretrained_path
-        resolve_pretrained_path(opt.num_layers, True if opt.weights_init == "pretrained" else opt.weights_init)
-
-
-def split_dir_of(opt):
-    """Folder holding train_files.txt / val_files.txt for `opt.split` (ToolkitError if missing)."""
-    import utils
-    try:
-        d = utils.resolve_split_dir(opt.split, getattr(opt, "splits_dir", None))
-    except FileNotFoundError as e:
-        raise _err("split not found: {}".format(e), "--split " + opt.split,
-                   "give a split name under splits/ (see --splits_dir) or a folder with train_files.txt")
-    for f in ("train_files.txt", "val_files.txt"):
-        if not os.path.isfile(os.path.join(d, f)):
-            raise _err("split file missing: " + os.path.join(d, f), "--split " + opt.split,
-                       "the split folder needs train_files.txt and val_files.txt")
-    return d
-
-
-def check_training_data(opt):
-    """Check data path, split files and (with hints) hint files; ToolkitError on the first problem."""
-    if not os.path.isdir(opt.data_path):
-        raise _err("data path not found: " + opt.data_path, "--data_path",
-                   "point --data_path at the KITTI raw folder")
-    if opt.use_depth_hints and opt.depth_hint_path is not None and not os.path.isdir(opt.depth_hint_path):
-        raise _err("depth hint path not found: " + opt.depth_hint_path, "--depth_hint_path",
-                   "run precompute_depth_hints.py or fix the path")
-    split_dir_of(opt)
-    if check_data_files_enabled(opt):
-        from trainer import build_dataset
-        import datasets
-        for which in ("train", "val"):
-            ds = build_dataset(opt, which, is_train=False)
-            datasets.check_split(ds)
-
-
-def check_data_files_enabled(opt):
-    """Whether per-file checks run (always; a hook so tests can switch it off)."""
-    return getattr(opt, "check_files", True)

@@ -107,14 +107,14 @@ def predict(encoder, decoder, image):
 def run(args):
     """Process every image; returns the list of written files."""
     import paddle.nn.functional as F
-    from evaluate_depth import load_depth_model
+    from checkpoint import load_depth_model
     from layers import disp_to_depth
     from runtime import pick_device
     from utils import atomic_save_npy, colormap_disp
 
     paths, default_out = list_images(args.image_path, args.ext)
     device = pick_device("cpu" if args.no_cuda else args.device)
-    encoder, decoder, meta = load_depth_model(args.model_path, args.num_layers)
+    encoder, decoder, meta = load_depth_model(args.model_path, args.num_layers, flag="--model_path")
     if args.pred_metric_depth and not meta["use_stereo"]:
         raise ToolkitError(
             f"metric depth needs a stereo-trained model, but {args.model_path}/encoder.pdparams "

@@ -13,16 +13,11 @@ untrained baseline for evaluate_depth.py.
 Bad options or missing inputs print one line `error: ...` on stderr and exit with code 2.
 """
 import sys
-import warnings
 
 from options import MonodepthOptions, validate_options
-from runtime import cpu_env_defaults
+from runtime import cpu_env_defaults, quiet_paddle_notices
 
-# Paddle notices that say nothing about this run: BatchNorm warns on every training forward
-# that it tracks running statistics (it always does), and importing paddle asks for ccache.
-warnings.filterwarnings("ignore", message="When training, we now always track")
-warnings.filterwarnings("ignore", message="No ccache found")
-
+quiet_paddle_notices()
 cpu_env_defaults()  # before paddle is imported
 
 
@@ -31,6 +26,8 @@ def main(argv=None):
     from utils import ToolkitError
     try:
         validate_options(opt)
+        import datasets
+        datasets.check_training_data(opt)
         from trainer import Trainer
         trainer = Trainer(opt)
         trainer.train()

@@ -1,10 +1,13 @@
-"""KITTI datasets with Monodepth2 / Depth Hints items (SPEC section 1), split-file parsing
-and the fast up-front file check used before training."""
-from .mono_dataset import (MonoDataset, ColorJitter, KITTI_K, parse_split_line, read_split_file,
+"""KITTI datasets with Monodepth2 / Depth Hints items (docs/METHOD.md, section 1), split-file
+parsing, the up-front file checks and the resumable sampling used in training."""
+from .mono_dataset import (MonoDataset, ColorJitter, parse_split_line, read_split_file,
                            load_depth_hint, pil_loader)
 from .kitti_dataset import KITTIDataset, KITTIRAWDataset, KITTIOdomDataset, KITTIDepthDataset
-from .check import check_split
+from .check import check_split, check_training_data
+from .sampling import (ResumableBatchSampler, SeededDataset, build_dataset, collate,
+                       split_dir_of)
 
 __all__ = ["MonoDataset", "KITTIDataset", "KITTIRAWDataset", "KITTIOdomDataset",
-           "KITTIDepthDataset", "check_split", "parse_split_line", "read_split_file",
-           "load_depth_hint", "pil_loader", "ColorJitter", "KITTI_K"]
+           "KITTIDepthDataset", "check_split", "check_training_data", "parse_split_line",
+           "read_split_file", "load_depth_hint", "pil_loader", "ColorJitter",
+           "ResumableBatchSampler", "SeededDataset", "build_dataset", "collate", "split_dir_of"]

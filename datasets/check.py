@@ -1,6 +1,6 @@
-"""Fast up-front check that every file a dataset will read exists (images for all frame ids
-and sides, depth hints when used, ground truth when loaded), so a missing file is reported
-in seconds instead of after hours of training."""
+"""Up-front checks of a run's data: every file a dataset will read exists (images for all
+frame ids and sides, depth hints when used, ground truth when loaded), so a missing file is
+reported in seconds instead of after hours of training."""
 import os
 
 from utils import ToolkitError
@@ -72,3 +72,17 @@ def check_split(dataset, max_listed=MAX_LISTED):
     raise ToolkitError(
         f"{total} file(s) missing for the split{src} ({counts}; first: {', '.join(first)}): "
         + "; ".join(fixes))
+
+
+def check_training_data(opt):
+    """Check data path, split files and every file of the train and val lists (ToolkitError)."""
+    from .sampling import build_dataset, split_dir_of
+    if not os.path.isdir(opt.data_path):
+        raise ToolkitError("data path not found: {} (--data_path): point --data_path at the KITTI raw "
+                           "folder".format(opt.data_path))
+    if opt.use_depth_hints and opt.depth_hint_path is not None and not os.path.isdir(opt.depth_hint_path):
+        raise ToolkitError("depth hint path not found: {} (--depth_hint_path): run precompute_depth_hints.py "
+                           "or fix the path".format(opt.depth_hint_path))
+    split_dir_of(opt)
+    for which in ("train", "val"):
+        check_split(build_dataset(opt, which, is_train=False))

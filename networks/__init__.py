@@ -1,5 +1,6 @@
-"""Networks of Monodepth2 / Depth Hints (SPEC section 2) and checkpoint loading helpers."""
+"""Networks of Monodepth2 / Depth Hints (docs/METHOD.md, section 2) and state-dict loading helpers."""
 from .depth_decoder import DepthDecoder
+from .depth_hints_model import DepthHintsModel, uses_pose_net
 from .pose_cnn import PoseCNN
 from .pose_decoder import PoseDecoder
 from .resnet_encoder import ResnetEncoder, ResNetMultiImageInput, resnet_multiimage_input
@@ -8,6 +9,6 @@ from .state_dict import (META_KEYS, infer_num_layers, load_state_dict_strict, lo
 
 __all__ = [
     "ResnetEncoder", "ResNetMultiImageInput", "resnet_multiimage_input", "DepthDecoder",
-    "PoseDecoder", "PoseCNN", "load_state_dict_strict", "load_weights_file",
+    "PoseDecoder", "PoseCNN", "DepthHintsModel", "uses_pose_net", "load_state_dict_strict", "load_weights_file",
     "infer_num_layers", "num_decoder_scales", "META_KEYS",
 ]

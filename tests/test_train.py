@@ -98,7 +98,7 @@ def ckpts(models_dir):
 
 def _load_ckpt(folder):
     import paddle
-    from trainer import STATE_FILE, load_trainer_state
+    from checkpoint import STATE_FILE, load_trainer_state
     out = {}
     for f in sorted(os.listdir(folder)):
         if f == STATE_FILE:
@@ -154,14 +154,15 @@ def test_interrupt_and_resume_matches_uninterrupted(synthetic_kitti, hints_dir, 
 def test_non_finite_loss_stops_naming_step(synthetic_kitti, hints_dir, tmp_path):
     from utils import ToolkitError
     tr = make_trainer(base_args(synthetic_kitti, hints_dir, tmp_path, "nan", extra=["--num_epochs", "3"]))
-    orig = tr.compute_losses
+    orig = tr.loss
 
     def poisoned(inputs, outputs):
         losses = orig(inputs, outputs)
         if tr.step == 6:
             losses["loss"] = losses["loss"] * float("nan")
         return losses
-    tr.compute_losses = poisoned
+    poisoned.warp_sources = orig.warp_sources
+    tr.loss = poisoned
     with pytest.raises(ToolkitError, match="non-finite loss .* at step 6"):
         tr.train()
     models = tmp_path / "nan" / "models"
@@ -187,7 +188,7 @@ def test_ctrl_c_saves_and_resume_finishes(synthetic_kitti, hints_dir, tmp_path):
     _, err = p.communicate(timeout=120)
     assert p.returncode == 130, err[-2000:]
     assert "Traceback" not in err, err[-2000:]
-    from trainer import load_trainer_state
+    from checkpoint import load_trainer_state
     st = load_trainer_state(str(tmp_path / "sig" / "models" / "weights_last" / "trainer_state.pdstate"))
     assert 5 <= st["step"] < 15 and st["step"] == 5 * st["epoch"] + st["batch_in_epoch"]
     r = run_cli(args + ["--resume"])
@@ -222,8 +223,8 @@ def _losses_with_depth(tr, inputs, depth0):
         hs, ws = opt.height // 2 ** s, opt.width // 2 ** s
         outputs[("disp", s)] = disp0 if s == 0 else F.interpolate(disp0, [hs, ws], mode="nearest")
     with paddle.no_grad():
-        tr.generate_images_pred(inputs, outputs)
-        losses = tr.compute_losses(inputs, outputs)
+        tr.loss.warp_sources(inputs, outputs)
+        losses = tr.loss(inputs, outputs)
     return {k: float(v) for k, v in losses.items()}
 
 
@@ -232,7 +233,7 @@ def test_known_answer_true_depth(synthetic_kitti, hints_dir, tmp_path):
     target far better (L1; SSIM has a high floor on the synthetic textures) than with a wrong depth, and the scale-0 hint term is ~0: checks
     stereo_T sign, K scaling, the hint warp and the loss wiring end to end."""
     import paddle
-    from trainer import build_dataset, collate
+    from datasets import build_dataset, collate
     tr = make_trainer(base_args(synthetic_kitti, hints_dir, tmp_path, "ka", h=96, w=320,
                                 extra=["--disparity_smoothness", "0", "--no_ssim"]))
     ds = build_dataset(tr.opt, "train", is_train=False)

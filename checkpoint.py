@@ -1,0 +1,278 @@
+"""Checkpoints: what a weights folder holds, how a training run is saved and resumed, and
+the one loader of trained models that every tool uses.
+
+A weights folder (``<log_dir>/<model_name>/models/weights_<epoch>/`` or ``weights_last/``)
+holds, as in Monodepth2:
+
+- ``encoder.pdparams`` (with the training ``height``, ``width`` and ``use_stereo``),
+  ``depth.pdparams``, and ``pose_encoder.pdparams`` / ``pose.pdparams`` /
+  ``predictive_mask.pdparams`` when the run had those networks;
+- ``adam.pdopt``: Adam's state under model-and-parameter names (``depth.decoder.0...``),
+  not Paddle's process-specific parameter names, so it loads in any process;
+- ``trainer_state.pdstate`` (train.py only): epoch, batch in epoch, step, scheduler,
+  RNG states and validation position, everything ``--resume`` needs.
+
+A folder is written as ``<name>.partial/`` and then renamed into place, so a crash leaves
+the old or the new checkpoint, never a mix.
+
+Loading follows one rule everywhere (evaluation, pose evaluation, test_simple, export,
+fine-tuning): the weights decide. The ResNet depth is read from the weights (a
+``--num_layers`` that names another depth is refused), the resolution and the stereo flag
+from ``encoder.pdparams``.
+"""
+import os
+import pickle
+import re
+import shutil
+
+import paddle
+
+import networks
+import utils
+from utils import ToolkitError
+
+STATE_FILE = "trainer_state.pdstate"
+ADAM_FILE = "adam.pdopt"
+META_KEYS = ("height", "width", "use_stereo")
+# options that fix the shapes and the networks: resuming with others cannot load
+RESUME_MUST_MATCH = ("height", "width", "num_layers", "frame_ids", "use_stereo", "scales",
+                     "pose_model_type", "pose_model_input", "predictive_mask")
+_ACC_RE = re.compile(r"^(.*)_(moment1|moment2|beta1_pow_acc|beta2_pow_acc|moment2_max)_(\d+)$")
+
+
+# ----------------------------------------------------------------------------- Adam names
+
+
+def _struct_names(models):
+    """{Paddle's unique parameter name: 'model.structured.name'} for all parameters."""
+    return {p.name: "{}.{}".format(mname, pname)
+            for mname, m in models.items() for pname, p in m.named_parameters()}
+
+
+def optimizer_state_to_struct(state, models):
+    """Rename Adam accumulators from Paddle's unique names to structured names (portable)."""
+    names = _struct_names(models)
+    out = {}
+    for k, v in state.items():
+        m = _ACC_RE.match(k)
+        if m and m.group(1) in names:
+            k = "{}::{}_{}".format(names[m.group(1)], m.group(2), m.group(3))
+        out[k] = v
+    return out
+
+
+def optimizer_state_from_struct(state, models):
+    """Inverse of :func:`optimizer_state_to_struct` for the models of this process."""
+    inv = {v: k for k, v in _struct_names(models).items()}
+    out = {}
+    for k, v in state.items():
+        if "::" in k:
+            sname, acc = k.split("::", 1)
+            if sname not in inv:
+                continue
+            k = "{}_{}".format(inv[sname], acc)
+        out[k] = v
+    return out
+
+
+# ----------------------------------------------------------------------------- saving
+
+
+def save_checkpoint(folder, models, optimizer=None, trainer_state=None, meta=None):
+    """Write ``models`` ({name: Layer}), Adam and the trainer state to ``folder`` as one unit.
+
+    ``meta`` ({height, width, use_stereo}) is stored in ``encoder.pdparams``. Returns the
+    folder."""
+    tmp = folder + ".partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    for name, model in models.items():
+        state = dict(model.state_dict())
+        if name == "encoder" and meta:
+            state.update({k: meta[k] for k in META_KEYS if k in meta})
+        utils.atomic_paddle_save(state, os.path.join(tmp, name + ".pdparams"))
+    if optimizer is not None:
+        utils.atomic_paddle_save(optimizer_state_to_struct(optimizer.state_dict(), models),
+                                 os.path.join(tmp, ADAM_FILE))
+    if trainer_state is not None:
+        utils.atomic_write_bytes(os.path.join(tmp, STATE_FILE), pickle.dumps(trainer_state))
+    old = folder + ".old"
+    if os.path.isdir(folder):
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+# ----------------------------------------------------------------------------- resuming
+
+
+def load_trainer_state(path):
+    """Read a ``trainer_state.pdstate`` file (a pickle written by :func:`save_checkpoint`)."""
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
+def _intact(folder):
+    """(trainer state, None) when every file of ``folder`` reads back, else (None, reason)."""
+    try:
+        state = load_trainer_state(os.path.join(folder, STATE_FILE))
+        step = int(state["step"])
+    except Exception as exc:  # truncated / not a pickle / wrong content
+        return None, "{} unreadable ({}: {})".format(STATE_FILE, type(exc).__name__, exc)
+    for name in sorted(os.listdir(folder)):
+        if name.endswith((".pdparams", ".pdopt")):
+            try:
+                paddle.load(os.path.join(folder, name))
+            except Exception as exc:
+                return None, "{} unreadable ({}: {})".format(name, type(exc).__name__, exc)
+    state["step"] = step
+    return state, None
+
+
+def find_resume_checkpoint(models_dir, log=print):
+    """The intact checkpoint folder under ``models_dir`` with the highest step, or None.
+
+    Folders whose files do not read back (a truncated trainer state or weights file) are
+    skipped, each with one line through ``log`` saying which and why."""
+    if not os.path.isdir(models_dir):
+        return None
+    found = []
+    for name in os.listdir(models_dir):
+        path = os.path.join(models_dir, name)
+        sfile = os.path.join(path, STATE_FILE)
+        if name.endswith((".partial", ".old")) or not os.path.isfile(sfile):
+            continue
+        found.append((os.path.getmtime(sfile), path))
+    candidates = []
+    for mtime, path in found:
+        state, reason = _intact(path)
+        if state is None:
+            log("skipping checkpoint {}: {}".format(path, reason))
+            continue
+        candidates.append(((state["step"], mtime), path))
+    return max(candidates)[1] if candidates else None
+
+
+def check_resume_options(saved, opt, folder):
+    """ToolkitError when ``opt`` differs from the checkpoint's in an option that fixes shapes."""
+    for k in RESUME_MUST_MATCH:
+        if k in saved and saved[k] != getattr(opt, k):
+            raise ToolkitError("cannot resume {} with a different --{} ({} there, {} now): use the same "
+                               "options or a new --model_name".format(folder, k, saved[k], getattr(opt, k)))
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def check_weights_folder(folder, names=("encoder.pdparams", "depth.pdparams"), flag="--load_weights_folder"):
+    """The expanded folder; ToolkitError naming ``flag`` if it or one of ``names`` is missing."""
+    if folder is None:
+        raise ToolkitError("no model given ({}): point it at a models/weights_<epoch> folder".format(flag))
+    folder = os.path.expanduser(folder)
+    if not os.path.isdir(folder):
+        raise ToolkitError(f"weights folder not found ({flag} {folder}): point it at a "
+                           "models/weights_<epoch> folder")
+    for name in names:
+        if not os.path.isfile(os.path.join(folder, name)):
+            raise ToolkitError(f"{name} missing ({os.path.join(folder, name)}): the weights "
+                               f"folder ({flag}) must hold {', '.join(names)} (see weights/README.md)")
+    return folder
+
+
+def resnet_depth(state, num_layers, path):
+    """The ResNet depth the weights in ``state`` hold; ``num_layers`` (None = not asked for)
+    must agree with it. Unrecognisable weights fall back to ``num_layers`` or 18."""
+    inferred = networks.infer_num_layers(state)
+    if inferred and num_layers and int(num_layers) != inferred:
+        raise ToolkitError(f"{os.path.basename(path)} holds a ResNet-{inferred}, not the ResNet-{num_layers} "
+                           f"asked for ({path}, --num_layers): drop --num_layers (the weights decide) "
+                           f"or load matching weights")
+    return inferred or int(num_layers or 18)
+
+
+def read_meta(state, path):
+    """``{"height", "width", "use_stereo"}`` recorded in an encoder state dict."""
+    meta = {}
+    for key in ("height", "width"):
+        if key not in state:
+            raise ToolkitError(f"encoder.pdparams does not record the training {key} ({path}): "
+                               "use weights saved by train.py or tools/convert_torch_weights.py")
+        val = state[key]
+        meta[key] = int(val.item() if hasattr(val, "item") else val)
+        if meta[key] <= 0 or meta[key] % 32 != 0:
+            raise ToolkitError(f"recorded {key} {meta[key]} is not a positive multiple of 32 "
+                               f"({path}): the checkpoint is damaged or not a depth encoder")
+    stereo = state.get("use_stereo", False)
+    meta["use_stereo"] = bool(stereo.item() if hasattr(stereo, "item") else stereo)
+    return meta
+
+
+def load_depth_model(folder, num_layers=None, flag="--load_weights_folder"):
+    """ResnetEncoder + DepthDecoder of a weights folder, in eval mode.
+
+    Returns ``(encoder, decoder, meta)``; ``meta`` holds the recorded ``height``, ``width``,
+    ``use_stereo`` and the ``num_layers`` of the weights."""
+    folder = check_weights_folder(folder, flag=flag)
+    enc_path = os.path.join(folder, "encoder.pdparams")
+    enc_state = networks.load_weights_file(enc_path, "encoder.pdparams")
+    meta = read_meta(enc_state, enc_path)
+    meta["num_layers"] = resnet_depth(enc_state, num_layers, enc_path)
+    encoder = networks.ResnetEncoder(meta["num_layers"], False)
+    networks.load_state_dict_strict(encoder, enc_state, "encoder.pdparams")
+    dec_state = networks.load_weights_file(os.path.join(folder, "depth.pdparams"), "depth.pdparams")
+    # a decoder trained with --scales 0 holds fewer disparity convs than the default 4
+    decoder = networks.DepthDecoder(encoder.num_ch_enc, scales=range(max(1, networks.num_decoder_scales(dec_state))))
+    networks.load_state_dict_strict(decoder, dec_state, "depth.pdparams")
+    encoder.eval()
+    decoder.eval()
+    return encoder, decoder, meta
+
+
+def load_pose_model(folder, num_layers=None, flag="--load_weights_folder"):
+    """Separate-ResNet pose encoder (2 images) + PoseDecoder of a weights folder, in eval mode."""
+    folder = check_weights_folder(folder, ("pose_encoder.pdparams", "pose.pdparams"), flag)
+    path = os.path.join(folder, "pose_encoder.pdparams")
+    enc_state = networks.load_weights_file(path, "pose_encoder.pdparams")
+    encoder = networks.ResnetEncoder(resnet_depth(enc_state, num_layers, path), False, 2)
+    networks.load_state_dict_strict(encoder, enc_state, "pose_encoder.pdparams")
+    decoder = networks.PoseDecoder(encoder.num_ch_enc, 1, 2)
+    networks.load_state_dict_strict(decoder, os.path.join(folder, "pose.pdparams"), "pose.pdparams")
+    encoder.eval()
+    decoder.eval()
+    return encoder, decoder
+
+
+def load_weights_into(models, folder, names, num_layers=None, log=print):
+    """Load ``<folder>/<name>.pdparams`` into ``models[name]`` for each of ``names`` that the
+    run has (fine-tuning from --load_weights_folder, and resuming). Returns the names loaded."""
+    folder = check_weights_folder(folder, names=())
+    loaded = []
+    for name in names:
+        if name not in models:
+            continue
+        path = os.path.join(folder, name + ".pdparams")
+        if not os.path.isfile(path):
+            raise ToolkitError("missing weights file ({}): check --load_weights_folder / "
+                               "--models_to_load".format(path))
+        state = networks.load_weights_file(path, name + ".pdparams")
+        if name in ("encoder", "pose_encoder"):
+            resnet_depth(state, num_layers, path)
+        networks.load_state_dict_strict(models[name], state, path)
+        loaded.append(name)
+        if log:
+            log("Loaded {} weights from {}".format(name, path))
+    return loaded
+
+
+def load_adam(optimizer, folder, models, scheduler_state):
+    """Load ``adam.pdopt`` (when present) into ``optimizer``; the learning-rate schedule stays
+    ``scheduler_state`` (this run's, or the resumed one's). Returns whether a file was loaded."""
+    path = os.path.join(folder, ADAM_FILE)
+    if not os.path.isfile(path):
+        return False
+    state = optimizer_state_from_struct(paddle.load(path), models)
+    state["LR_Scheduler"] = scheduler_state
+    optimizer.set_state_dict(state)
+    return True

@@ -1,0 +1,110 @@
+"""From options to batches: the training/validation datasets of a run, and the sampling
+that makes a resumed run see exactly the batches an uninterrupted one would."""
+import os
+import random
+
+import numpy as np
+import paddle
+
+from utils import ToolkitError, resolve_split_dir
+
+from .kitti_dataset import KITTIDepthDataset, KITTIOdomDataset, KITTIRAWDataset
+from .mono_dataset import read_split_file
+
+DATASETS = {"kitti": KITTIRAWDataset, "kitti_odom": KITTIOdomDataset, "kitti_depth": KITTIDepthDataset}
+
+
+def split_dir_of(opt):
+    """Folder holding train_files.txt / val_files.txt for ``opt.split`` (ToolkitError if missing)."""
+    try:
+        d = resolve_split_dir(opt.split, getattr(opt, "splits_dir", None))
+    except FileNotFoundError as e:
+        raise ToolkitError("split not found: {} (--split {}): give a split name under splits/ (see "
+                           "--splits_dir) or a folder with train_files.txt".format(e, opt.split)) from None
+    for f in ("train_files.txt", "val_files.txt"):
+        if not os.path.isfile(os.path.join(d, f)):
+            raise ToolkitError("split file missing: {} (--split {}): the split folder needs train_files.txt "
+                               "and val_files.txt".format(os.path.join(d, f), opt.split))
+    return d
+
+
+def build_dataset(opt, which, is_train):
+    """Dataset for the ``which`` ('train' or 'val') list of ``opt.split``."""
+    if opt.dataset not in DATASETS:
+        raise ToolkitError("dataset '{}' cannot be trained on (--dataset): use kitti, kitti_odom "
+                           "or kitti_depth".format(opt.dataset))
+    split_file = os.path.join(split_dir_of(opt), "{}_files.txt".format(which))
+    filenames = read_split_file(split_file)
+    if not filenames:
+        raise ToolkitError("split list is empty ({}_files.txt of --split {}): add samples".format(which, opt.split))
+    frame_ids = list(opt.frame_ids) + (["s"] if opt.use_stereo and "s" not in opt.frame_ids else [])
+    return DATASETS[opt.dataset](opt.data_path, filenames, opt.height, opt.width, frame_ids, len(opt.scales),
+                                 is_train=is_train, img_ext=".png" if opt.png else ".jpg",
+                                 use_depth_hints=opt.use_depth_hints, depth_hint_path=opt.depth_hint_path,
+                                 split_file=split_file)
+
+
+class SeededDataset(paddle.io.Dataset):
+    """Wraps a dataset so that key ``epoch * N + i`` is item i drawn with RNGs seeded by
+    (seed, epoch, i): augmentation is a pure function of the sample, whatever worker
+    process loads it, so a resumed run sees exactly the same batches."""
+
+    def __init__(self, dataset, seed):
+        self.dataset = dataset
+        self.seed = int(seed)
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        n = len(self.dataset)
+        epoch, idx = divmod(int(key), n)
+        s = (self.seed * 1000003 + epoch * 7919 + idx) % (2 ** 32)
+        random.seed(s)
+        np.random.seed(s)
+        item = self.dataset[idx]
+        return {k: (v.numpy() if hasattr(v, "numpy") else np.asarray(v)) for k, v in item.items()}
+
+
+class ResumableBatchSampler(paddle.io.DistributedBatchSampler):
+    """DistributedBatchSampler with a seeded per-epoch permutation and a start batch.
+
+    Yields lists of keys ``epoch * N + index`` for :class:`SeededDataset`. Every rank takes
+    its strided share of the (padded) permutation, as DistributedBatchSampler does.
+    """
+
+    def __init__(self, dataset, batch_size, seed, shuffle=True, drop_last=True):
+        super().__init__(dataset, batch_size, shuffle=shuffle, drop_last=drop_last)
+        self.seed = int(seed)
+        self.start_batch = 0
+
+    def set_epoch(self, epoch, start_batch=0):
+        self.epoch = int(epoch)
+        self.start_batch = int(start_batch)
+
+    def _indices(self):
+        n = len(self.dataset)
+        idx = np.arange(n)
+        if self.shuffle:
+            np.random.RandomState((self.seed * 9973 + self.epoch) % (2 ** 32)).shuffle(idx)
+        total = int(np.ceil(n / self.nranks)) * self.nranks
+        idx = np.concatenate([idx, idx[:total - n]]) if total > n else idx
+        return idx[self.local_rank:total:self.nranks]
+
+    def __iter__(self):
+        idx = self._indices()
+        n = len(self.dataset)
+        nb = len(idx) // self.batch_size if self.drop_last else int(np.ceil(len(idx) / self.batch_size))
+        for b in range(self.start_batch, nb):
+            yield [int(self.epoch * n + i) for i in idx[b * self.batch_size:(b + 1) * self.batch_size]]
+
+    def __len__(self):
+        per_rank = int(np.ceil(len(self.dataset) / self.nranks))
+        if self.drop_last:
+            return per_rank // self.batch_size
+        return int(np.ceil(per_rank / self.batch_size))
+
+
+def collate(samples):
+    """Stack a list of sample dicts of numpy arrays into a dict of batched numpy arrays."""
+    return {k: np.stack([s[k] for s in samples], 0) for k in samples[0]}
