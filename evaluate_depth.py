@@ -1,4 +1,4 @@
-"""Evaluate a trained depth model (or a saved predictions file) on a KITTI split (SPEC section 6).
+"""Evaluate a trained depth model (or a saved predictions file) on a KITTI split (docs/METHOD.md, section 6).
 
     python evaluate_depth.py --load_weights_folder W --data_path P --eval_stereo
     python evaluate_depth.py --ext_disp_to_eval disps_eigen_split.npy --eval_mono
@@ -99,7 +99,7 @@ def _opt_get(opt, overrides, name, default):
 
 
 def evaluate_predictions(pred_disps, gt_depths, opt=None, **overrides):
-    """Score scaled disparities (N, h, w) against N ground-truth depth maps (SPEC 6).
+    """Score scaled disparities (N, h, w) against N ground-truth depth maps (docs/METHOD.md, section 6).
 
     Settings come from ``opt`` (an options Namespace) and/or keyword overrides:
     ``eval_split`` ("eigen"), ``eval_stereo`` (False), ``disable_median_scaling`` (False),

@@ -1,4 +1,4 @@
-"""Evaluate the pose network on KITTI odometry sequence 09 or 10 (SPEC section 6, Monodepth2).
+"""Evaluate the pose network on KITTI odometry sequence 09 or 10 (docs/METHOD.md, section 6, Monodepth2).
 
     python evaluate_pose.py --eval_split odom_9 --load_weights_folder W --data_path <kitti_odom>
 

@@ -1,4 +1,4 @@
-"""Export the Eigen test ground truth once to ``<splits_dir>/<split>/gt_depths.npz`` (SPEC 6).
+"""Export the Eigen test ground truth once to ``<splits_dir>/<split>/gt_depths.npz`` (docs/METHOD.md, section 6).
 
 - ``--split eigen``: the LiDAR scan projected into camera 2 (``generate_depth_map`` with
   ``vel_depth=True``, i.e. depth = LiDAR x), at the calibration's image size.

@@ -1,4 +1,4 @@
-"""KITTI calibration parsing, LiDAR loading and LiDAR -> camera depth maps (SPEC section 6).
+"""KITTI calibration parsing, LiDAR loading and LiDAR -> camera depth maps (docs/METHOD.md, section 6).
 
 ``generate_depth_map`` follows the KITTI devkit / Monodepth2 semantics exactly: points in
 front of the LiDAR (x >= 0) are projected with ``P_rect_0{cam} @ R_rect_00 @ [R|T]_velo_to_cam``,

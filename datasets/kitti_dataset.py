@@ -1,5 +1,5 @@
 """KITTI datasets: raw (Eigen splits), odometry sequences, and the depth benchmark's improved
-ground truth (SPEC section 1). Paths and depth handling follow Monodepth2."""
+ground truth (docs/METHOD.md, section 1). Paths and depth handling follow Monodepth2."""
 import os
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Monodepth2-style monocular/stereo dataset base class (SPEC section 1).
+"""Monodepth2-style monocular/stereo dataset base class (docs/METHOD.md, section 1).
 
 An item is a dict of float32 numpy arrays with the Monodepth2 keys:
 
@@ -207,7 +207,7 @@ def load_depth_hint(path, height, width, do_flip):
 
 
 class MonoDataset(paddle.io.Dataset):
-    """Base class of the KITTI datasets (SPEC section 1); subclasses give the paths.
+    """Base class of the KITTI datasets (docs/METHOD.md, section 1); subclasses give the paths.
 
     Args: ``data_path``; ``filenames`` (split lines ``<folder> <frame> <l|r>``);
     ``height``, ``width`` (multiples of 32); ``frame_idxs`` (e.g. [0, -1, 1, "s"]);

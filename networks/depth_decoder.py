@@ -1,4 +1,4 @@
-"""Monodepth2 depth decoder (SPEC section 2).
+"""Monodepth2 depth decoder (docs/METHOD.md, section 2).
 
 All convolutions live in one LayerList ``decoder`` in Monodepth2's construction order:
 upconv(4,0), upconv(4,1), upconv(3,0), ..., upconv(0,1), then dispconv(s) for s in scales

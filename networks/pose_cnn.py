@@ -1,4 +1,4 @@
-"""Monodepth2's alternative pose network (SPEC section 2): ``net.0..6`` + ``pose_conv``."""
+"""Monodepth2's alternative pose network (docs/METHOD.md, section 2): ``net.0..6`` + ``pose_conv``."""
 import paddle.nn as nn
 import paddle.nn.functional as F
 

@@ -1,4 +1,4 @@
-"""Monodepth2 pose decoder (SPEC section 2): ``net.0`` squeeze, ``net.1..3`` pose convs."""
+"""Monodepth2 pose decoder (docs/METHOD.md, section 2): ``net.0`` squeeze, ``net.1..3`` pose convs."""
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F

@@ -1,7 +1,7 @@
 """tools/convert_torch_weights.py round trip (skipped without PyTorch).
 
 A Monodepth2-style PyTorch depth net and pose net are built here in plain torch from the
-SPEC's description with Monodepth2's parameter names, randomly initialised (BatchNorm
+the description in docs/METHOD.md (section 2) with Monodepth2's parameter names, randomly initialised (BatchNorm
 statistics too), saved as encoder.pth/depth.pth/pose_encoder.pth/pose.pth, converted and
 loaded into this toolkit's networks; both must compute the same outputs in eval mode.
 """

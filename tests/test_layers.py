@@ -1,4 +1,4 @@
-"""Known-answer tests for layers.py (geometry, losses, metrics; SPEC sections 2-4, 6)."""
+"""Known-answer tests for layers.py (geometry, losses, metrics; docs/METHOD.md, sections 2-4 and 6)."""
 import math
 
 import numpy as np

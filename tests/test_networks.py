@@ -1,4 +1,4 @@
-"""Networks (SPEC section 2): parameter names/shapes that let Monodepth2 checkpoints load,
+"""Networks (docs/METHOD.md, section 2): parameter names/shapes that let Monodepth2 checkpoints load,
 output shapes, multi-image conv1 tiling, pose heads, strict loading errors, and one
 ResNet18 depth-net forward + backward at 192x640 on CPU."""
 import numpy as np

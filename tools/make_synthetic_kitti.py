@@ -2,7 +2,7 @@
 
 Every machine can build this data set in seconds, so the tests and the demo have real
 stereo + temporal sequences, LiDAR, calibration, improved ground truth and split files in
-exactly the KITTI raw layout (SPEC section 1)::
+exactly the KITTI raw layout (docs/METHOD.md, section 1)::
 
     <out>/<date>/calib_cam_to_cam.txt, calib_velo_to_cam.txt
     <out>/<date>/<date>_drive_<NNNN>_sync/image_0{2,3}/data/<frame:010d>.jpg|png
@@ -17,11 +17,11 @@ a road with markings, sidewalks, buildings (boxes with windows) on both sides, p
 (boxes), thin poles (vertical cylinders) and sign plates, and a building row closing the
 street far ahead. The rig only translates (forward 0.8-1.0 m per frame, a slight lateral
 sway), no rotation. Intrinsics fx = 0.58 W, fy = 1.92 H, cx = 0.5 W, cy = 0.5 H (so the
-SPEC's normalised K is exact), baseline 0.54 m (camera 3 is 0.54 m right of camera 2).
+the normalised K of docs/METHOD.md is exact), baseline 0.54 m (camera 3 is 0.54 m right of camera 2).
 
 Pixel convention: pixel (u, v) is the ray through K^-1 [u, v, 1] (pixel centres at integer
-coordinates, as in the SPEC's back-projection). The true depth stored for it is the z of
-the first surface hit. ``generate_depth_map`` (SPEC section 6, Monodepth2/KITTI) stores a
+coordinates, as in the back-projection of docs/METHOD.md, section 3). The true depth stored for it is the z of
+the first surface hit. ``generate_depth_map`` (docs/METHOD.md, section 6, Monodepth2/KITTI) stores a
 LiDAR point projected to (u', v') at pixel (round(u') - 1, round(v') - 1), so the calibration
 written here has the principal point shifted by +1 px (cx + 1, cy + 1) in ``P_rect_0{2,3}``:
 exported ground truth then lands exactly on the pixel whose true depth it is. The LiDAR
