@@ -122,8 +122,8 @@ def read_true_depth(data_path, folder, frame, side, width, height):
 
 def load_pair(data_path, folder, frame, width, height, ext=".jpg"):
     """``{"l": left, "r": right}`` uint8 RGB images resized as the precompute does."""
-    return {s: P.resize_image(P.decode_image(P.image_path(data_path, folder, frame, s, ext)),
-                              width, height) for s in ("l", "r")}
+    return {s: P.load_image(P.image_path(data_path, folder, frame, s, ext), width, height)
+            for s in ("l", "r")}
 
 
 def _error_sums(pred, gt, mask):
