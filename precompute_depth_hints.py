@@ -343,10 +343,10 @@ def build_parser():
     p.add_argument("--data_path", required=True, help="KITTI raw root folder")
     p.add_argument("--filenames", default=None, help=f"split file of '<folder> <frame> "
                    f"<side>' lines (default: <repo>/{DEFAULT_FILENAMES})")
-    p.add_argument("--save_path", default=None, help="default <data_path>/depth_hints")
+    p.add_argument("--save_path", default=None, help="output (default <data_path>/depth_hints)")
     p.add_argument("--height", type=int, default=320, help="hint height")
     p.add_argument("--width", type=int, default=1024, help="hint width")
-    p.add_argument("--overwrite_saved_depths", action="store_true", help="recompute hints")
+    p.add_argument("--overwrite_saved_depths", action="store_true", help="recompute existing hints")
     p.add_argument("--num_workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--png", action="store_true", help="images are .png instead of .jpg")
     return p

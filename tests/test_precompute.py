@@ -435,3 +435,13 @@ def test_png_input_and_overwrite(tmp_path):
     proc = _cli(info["out_dir"], files, str(tmp_path / "h2"))  # no .jpg at all: clear error
     err = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and "--png" in err[-1] and "no input images" in err[-1]
+
+
+def test_parent_process_does_not_import_paddle():
+    """Only the workers import Paddle (the parent of a spawn pool stays light)."""
+    code = ("import sys; import precompute_depth_hints as P; P.build_parser(); "
+            "P.plan([('d/x_sync', 1)], '/nonexistent', 96, 320, False); "
+            "print('paddle' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
