@@ -35,3 +35,78 @@ def scale_intrinsics(K, width, height, dtype=np.float64):
     K[0, :] *= width
     K[1, :] *= height
     return K
+
+
+# ----------------------------------------------------------------------------- your own camera
+
+INTRINSICS_FILE = "intrinsics.txt"
+
+
+def normalised_K(fx, fy, cx, cy):
+    """4x4 normalised intrinsics from fx/W, fy/H, cx/W, cy/H."""
+    K = np.eye(4, dtype=np.float32)
+    K[0, 0], K[1, 1], K[0, 2], K[1, 2] = fx, fy, cx, cy
+    return K
+
+
+def _parse_four(values, where):
+    from utils import ToolkitError
+    try:
+        nums = [float(v) for v in values]
+    except ValueError:
+        nums = []
+    if len(nums) != 4 or not all(np.isfinite(nums)) or nums[0] <= 0 or nums[1] <= 0:
+        raise ToolkitError("intrinsics must be four numbers fx fy cx cy normalised by the image size, e.g. "
+                           "0.58 1.92 0.5 0.5 for KITTI ({}): divide fx and cx by the width, fy and cy by "
+                           "the height".format(where))
+    return normalised_K(*nums)
+
+
+def read_intrinsics_file(path):
+    """Normalised K from a text file holding ``fx fy cx cy`` (normalised; '#' starts a comment)."""
+    from utils import ToolkitError
+    try:
+        with open(path) as f:
+            text = " ".join(line.split("#", 1)[0] for line in f)
+    except OSError as exc:
+        raise ToolkitError("cannot read intrinsics file ({}): {}".format(path, exc)) from None
+    return _parse_four(text.replace(",", " ").split(), path)
+
+
+def intrinsics_from_option(values):
+    """``--intrinsics`` (four numbers, or one path to a file of them) -> normalised K; None -> None."""
+    if values is None:
+        return None
+    import os
+    if len(values) == 1 and os.path.isfile(values[0]):
+        return read_intrinsics_file(values[0])
+    if len(values) == 1:
+        from utils import ToolkitError
+        raise ToolkitError("intrinsics file not found (--intrinsics {}): give four numbers fx fy cx cy "
+                           "(normalised) or an existing file".format(values[0]))
+    return _parse_four(values, "--intrinsics " + " ".join(values))
+
+
+class IntrinsicsLookup:
+    """Normalised K per split folder: ``<data_path>/<folder>/intrinsics.txt``, else
+    ``<data_path>/<first part of folder>/intrinsics.txt`` (a KITTI date folder), else
+    ``default`` (the ``--intrinsics`` value, or KITTI's)."""
+
+    def __init__(self, data_path, default=None):
+        self.data_path = data_path
+        self.default = KITTI_K if default is None else np.asarray(default, np.float32)
+        self._cache = {}
+
+    def __call__(self, folder):
+        import os
+        K = self._cache.get(folder)
+        if K is None:
+            K = self.default
+            parts = str(folder).replace("\\", "/").split("/")
+            for sub in ("/".join(parts), parts[0]):
+                path = os.path.join(self.data_path, sub, INTRINSICS_FILE)
+                if os.path.isfile(path):
+                    K = read_intrinsics_file(path)
+                    break
+            self._cache[folder] = K
+        return K

@@ -29,11 +29,11 @@ import paddle
 
 import networks
 import utils
+from camera import KITTI_BASELINE_M, KITTI_K
 from utils import ToolkitError
 
 STATE_FILE = "trainer_state.pdstate"
 ADAM_FILE = "adam.pdopt"
-META_KEYS = ("height", "width", "use_stereo")
 # options that fix the shapes and the networks: resuming with others cannot load
 RESUME_MUST_MATCH = ("height", "width", "num_layers", "frame_ids", "use_stereo", "scales",
                      "pose_model_type", "pose_model_input", "predictive_mask")
@@ -81,15 +81,15 @@ def optimizer_state_from_struct(state, models):
 def save_checkpoint(folder, models, optimizer=None, trainer_state=None, meta=None):
     """Write ``models`` ({name: Layer}), Adam and the trainer state to ``folder`` as one unit.
 
-    ``meta`` ({height, width, use_stereo}) is stored in ``encoder.pdparams``. Returns the
-    folder."""
+    ``meta`` ({height, width, use_stereo, intrinsics, stereo_baseline}) is stored in
+    ``encoder.pdparams``. Returns the folder."""
     tmp = folder + ".partial"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     for name, model in models.items():
         state = dict(model.state_dict())
         if name == "encoder" and meta:
-            state.update({k: meta[k] for k in META_KEYS if k in meta})
+            state.update({k: meta[k] for k in networks.META_KEYS if k in meta})
         utils.atomic_paddle_save(state, os.path.join(tmp, name + ".pdparams"))
     if optimizer is not None:
         utils.atomic_paddle_save(optimizer_state_to_struct(optimizer.state_dict(), models),
@@ -193,7 +193,9 @@ def resnet_depth(state, num_layers, path):
 
 
 def read_meta(state, path):
-    """``{"height", "width", "use_stereo"}`` recorded in an encoder state dict."""
+    """``{"height", "width", "use_stereo", "intrinsics", "stereo_baseline"}`` recorded in an
+    encoder state dict (checkpoints without the last two, e.g. converted Monodepth2 ones,
+    were trained on KITTI: its intrinsics and 0.54 m)."""
     meta = {}
     for key in ("height", "width"):
         if key not in state:
@@ -206,6 +208,9 @@ def read_meta(state, path):
                                f"({path}): the checkpoint is damaged or not a depth encoder")
     stereo = state.get("use_stereo", False)
     meta["use_stereo"] = bool(stereo.item() if hasattr(stereo, "item") else stereo)
+    K = KITTI_K
+    meta["intrinsics"] = [float(v) for v in state.get("intrinsics", (K[0, 0], K[1, 1], K[0, 2], K[1, 2]))]
+    meta["stereo_baseline"] = float(state.get("stereo_baseline", KITTI_BASELINE_M))
     return meta
 
 

@@ -192,7 +192,7 @@ def predict_disparities(encoder, decoder, dataloader, post_process=False,
     from layers import disp_to_depth
 
     out = []
-    total = len(dataloader) if hasattr(dataloader, "__len__") else None
+    total = len(dataloader)
     with paddle.no_grad():
         for data in tqdm(dataloader, total=total, desc="predict", unit="batch",
                          disable=not progress, dynamic_ncols=True):
@@ -216,7 +216,7 @@ def predict_disparities(encoder, decoder, dataloader, post_process=False,
 
 def _split_file(opt):
     from utils import resolve_split_dir
-    split_dir = resolve_split_dir(opt.eval_split, getattr(opt, "splits_dir", None))
+    split_dir = resolve_split_dir(opt.eval_split, opt.splits_dir)
     path = os.path.join(split_dir, "test_files.txt")
     if not os.path.isfile(path):
         raise ToolkitError(f"test_files.txt missing ({path}): the evaluation split folder "
@@ -231,29 +231,28 @@ def run_model(opt):
     from runtime import pick_device
     from utils import readlines
 
-    if getattr(opt, "no_cuda", False):
+    if opt.no_cuda:
         opt.device = "cpu"
-    device = pick_device(getattr(opt, "device", "auto"))
+    device = pick_device(opt.device)
     encoder, decoder, meta = load_depth_model(opt.load_weights_folder, explicit_num_layers(opt))
     _, test_file = _split_file(opt)
     filenames = readlines(test_file)
-    img_ext = ".png" if getattr(opt, "png", False) else ".jpg"
+    img_ext = ".png" if opt.png else ".jpg"
     dataset = datasets.KITTIRAWDataset(opt.data_path, filenames, meta["height"], meta["width"],
                                        [0], 1, is_train=False, img_ext=img_ext)
     # ground truth comes from gt_depths.npz: skip the per-item LiDAR projection
     dataset.load_depth = False
-    if hasattr(datasets, "check_split"):
-        datasets.check_split(dataset)
-    num_workers = max(0, min(int(getattr(opt, "num_workers", 0)), os.cpu_count() or 1))
-    loader = paddle.io.DataLoader(dataset, batch_size=int(getattr(opt, "batch_size", 16)),
+    datasets.check_split(dataset)
+    num_workers = max(0, min(int(opt.num_workers), os.cpu_count() or 1))
+    loader = paddle.io.DataLoader(dataset, batch_size=int(opt.batch_size),
                                   shuffle=False, num_workers=num_workers, drop_last=False)
     print("-> Loaded weights from {} ({}x{}, ResNet-{}, {}) on {}".format(
         opt.load_weights_folder, meta["width"], meta["height"], meta["num_layers"],
         "stereo-trained" if meta["use_stereo"] else "mono-trained", device))
     print("-> Computing predictions with size {}x{}".format(meta["width"], meta["height"]))
     preds = predict_disparities(encoder, decoder, loader, post_process=opt.post_process,
-                                min_depth=getattr(opt, "min_depth", 0.1),
-                                max_depth=getattr(opt, "max_depth", 100.0))
+                                min_depth=opt.min_depth,
+                                max_depth=opt.max_depth)
     return preds, meta
 
 
@@ -295,7 +294,7 @@ def load_gt_depths(split, splits_dir=None):
 
 def out_dir_for(opt):
     """Where predictions go: --eval_out_dir, else the weights folder, else beside the .npy."""
-    if getattr(opt, "eval_out_dir", None):
+    if opt.eval_out_dir:
         return os.path.expanduser(opt.eval_out_dir)
     if opt.load_weights_folder:
         return os.path.expanduser(opt.load_weights_folder)
@@ -334,7 +333,7 @@ def validate_eval_options(opt):
             raise ToolkitError("no model given (--load_weights_folder): point it at a models/weights_<epoch> "
                                "folder, or evaluate a saved file with --ext_disp_to_eval")
         check_weights_folder(opt.load_weights_folder)
-    if getattr(opt, "batch_size", 1) < 1:
+    if opt.batch_size < 1:
         raise ToolkitError("batch size must be >= 1 (--batch_size): use a positive number")
 
 
@@ -357,7 +356,7 @@ def evaluate(opt):
         atomic_save_npy(path, pred_disps)
         print("-> Saved predicted disparities to {}".format(path))
 
-    if getattr(opt, "no_eval", False):
+    if opt.no_eval:
         print("-> Evaluation disabled. Done.")
         return None
     if opt.eval_split == "benchmark":
@@ -367,7 +366,7 @@ def evaluate(opt):
         print("-> No ground truth is available for the KITTI benchmark, so not evaluating. Done.")
         return None
 
-    gt_depths = load_gt_depths(opt.eval_split, getattr(opt, "splits_dir", None))
+    gt_depths = load_gt_depths(opt.eval_split, opt.splits_dir)
     print("-> Evaluating")
     if opt.eval_stereo:
         print("   Stereo evaluation - disabling median scaling, scaling by {}".format(STEREO_SCALE_FACTOR))
@@ -381,7 +380,7 @@ def evaluate(opt):
     result["post_process"] = bool(opt.post_process)
     result["weights_folder"] = opt.load_weights_folder
     result["ext_disp_to_eval"] = opt.ext_disp_to_eval
-    if getattr(opt, "metrics_out", None):
+    if opt.metrics_out:
         from utils import atomic_write_text
         summary = {k: v for k, v in result.items() if k not in ("per_image", "ratios")}
         atomic_write_text(os.path.expanduser(opt.metrics_out), json.dumps(summary, indent=2) + "\n")
@@ -393,7 +392,7 @@ def evaluate(opt):
 def main(argv=None):
     """CLI entry: parse MonodepthOptions, evaluate; ToolkitError -> one line, exit 2."""
     from options import MonodepthOptions
-    return run_cli(evaluate, MonodepthOptions().parse(argv))
+    return run_cli(lambda: evaluate(MonodepthOptions().parse(argv)))
 
 
 if __name__ == "__main__":

@@ -145,7 +145,7 @@ def evaluate(opt):
         raise ToolkitError(f"data path not found (--data_path {opt.data_path}): point it at the "
                            "KITTI odometry folder holding sequences/ and poses/")
     gt_global = load_gt_poses(os.path.join(opt.data_path, "poses", "{:02d}.txt".format(seq)))
-    split_file = os.path.join(resolve_split_dir("odom", getattr(opt, "splits_dir", None)),
+    split_file = os.path.join(resolve_split_dir("odom", opt.splits_dir),
                               "test_files_{:02d}.txt".format(seq))
     filenames = readlines(split_file)
     if len(filenames) != len(gt_global) - 1:
@@ -153,17 +153,16 @@ def evaluate(opt):
             f"{split_file} lists {len(filenames)} frames but poses/{seq:02d}.txt has "
             f"{len(gt_global)} poses ({split_file}): the split must list every frame but the last")
 
-    if getattr(opt, "no_cuda", False):
+    if opt.no_cuda:
         opt.device = "cpu"
-    device = pick_device(getattr(opt, "device", "auto"))
+    device = pick_device(opt.device)
     height, width = recorded_size(folder, opt.height, opt.width)
     encoder, decoder = load_pose_model(folder, explicit_num_layers(opt))
-    img_ext = ".png" if getattr(opt, "png", False) else ".jpg"
+    img_ext = ".png" if opt.png else ".jpg"
     dataset = datasets.KITTIOdomDataset(opt.data_path, filenames, height, width, [0, 1], 1,
                                         is_train=False, img_ext=img_ext)
-    if hasattr(datasets, "check_split"):
-        datasets.check_split(dataset)
-    num_workers = max(0, min(int(getattr(opt, "num_workers", 0)), os.cpu_count() or 1))
+    datasets.check_split(dataset)
+    num_workers = max(0, min(int(opt.num_workers), os.cpu_count() or 1))
     loader = paddle.io.DataLoader(dataset, batch_size=int(opt.batch_size), shuffle=False,
                                   num_workers=num_workers, drop_last=False)
     print("-> Predicting poses for sequence {:02d} ({} pairs, {}x{}) on {}".format(
@@ -172,13 +171,13 @@ def evaluate(opt):
 
     ates = compute_snippet_ates(pred_poses, global_to_local(gt_global))
     print("\n   Trajectory error: {:0.3f}, std: {:0.3f}\n".format(np.mean(ates), np.std(ates)))
-    out_dir = os.path.expanduser(getattr(opt, "eval_out_dir", None) or folder)
+    out_dir = os.path.expanduser(opt.eval_out_dir or folder)
     save_path = os.path.join(out_dir, "poses.npy")
     atomic_save_npy(save_path, pred_poses)
     print("-> Predictions saved to", save_path)
     result = {"eval_split": opt.eval_split, "sequence": seq, "num_snippets": int(len(ates)),
               "ate_mean": float(np.mean(ates)), "ate_std": float(np.std(ates))}
-    if getattr(opt, "metrics_out", None):
+    if opt.metrics_out:
         atomic_write_text(os.path.expanduser(opt.metrics_out), json.dumps(result, indent=2) + "\n")
     return result
 
@@ -187,7 +186,7 @@ def main(argv=None):
     """CLI entry: parse MonodepthOptions (--eval_split odom_9|odom_10 required), evaluate;
     ToolkitError -> one line on stderr, exit 2."""
     from options import MonodepthOptions
-    return run_cli(evaluate, MonodepthOptions().parse(argv))
+    return run_cli(lambda: evaluate(MonodepthOptions().parse(argv)))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,11 @@
 
 `MonodepthOptions().parse(argv=None)` returns an `argparse.Namespace`. Every option of the
 Monodepth2 and Depth-Hints command lines keeps its name and default; the toolkit adds
-`--device`, `--seed`, `--resume`, `--max_steps`, `--splits_dir` and `--metrics_out`.
+`--config`, `--device`, `--seed`, `--resume`, `--overwrite`, `--check_data`, `--max_steps`,
+`--splits_dir`, `--intrinsics`, `--stereo_baseline` and `--metrics_out`.
+
+`--config FILE` reads options from a YAML or JSON file whose keys are the option names
+(`opt.json` of a run is one); flags given on the command line win over the file.
 
 `validate_options(opt)` rejects invalid combinations with a one-line `utils.ToolkitError`;
 `train.py` calls it, then `datasets.check_training_data(opt)`, before building the trainer.
@@ -19,8 +23,11 @@ class MonodepthOptions:
     """Argument parser holding every training and evaluation option."""
 
     def __init__(self):
-        p = argparse.ArgumentParser(description="Depth Hints / Monodepth2 options (PaddlePaddle)")
+        p = _Parser(description="Depth Hints / Monodepth2 options (PaddlePaddle)")
         self.parser = p
+        p.add_argument("--config", type=str, default=None,
+                       help="YAML or JSON file of options (keys are option names, e.g. a run's opt.json); "
+                            "flags on the command line win")
 
         # PATHS
         p.add_argument("--data_path", type=str, default=os.path.join(FILE_DIR, "kitti_data"),
@@ -63,6 +70,13 @@ class MonodepthOptions:
         p.add_argument("--batch_size", type=int, default=12, help="batch size")
         p.add_argument("--learning_rate", type=float, default=1e-4, help="learning rate")
         p.add_argument("--num_epochs", type=int, default=20, help="number of epochs")
+        p.add_argument("--intrinsics", nargs="+", type=str, default=None, metavar="FX_FY_CX_CY_OR_FILE",
+                       help="camera intrinsics normalised by the image size as in Monodepth2's K "
+                            "(fx/W fy/H cx/W cy/H; KITTI: 0.58 1.92 0.5 0.5) or a file holding them; "
+                            "an intrinsics.txt in a drive or date folder overrides it there")
+        p.add_argument("--stereo_baseline", type=float, default=None,
+                       help="stereo baseline of the camera rig in metres, for metric depth "
+                            "(default: KITTI's 0.54)")
         p.add_argument("--scheduler_step_size", type=int, default=15, help="step size of the scheduler")
         p.add_argument("--max_steps", type=int, default=None,
                        help="stop after this many optimisation steps in total (smoke runs, benchmarks)")
@@ -94,6 +108,12 @@ class MonodepthOptions:
         p.add_argument("--load_weights_folder", type=str, default=None, help="name of model to load")
         p.add_argument("--models_to_load", nargs="+", type=str,
                        default=["encoder", "depth", "pose_encoder", "pose"], help="models to load")
+        p.add_argument("--overwrite", action="store_true",
+                       help="start again in a --log_dir/--model_name that already holds checkpoints "
+                            "(they are replaced as the new run saves)")
+        p.add_argument("--check_data", type=str, default="quick", choices=["quick", "full"],
+                       help="before training: quick = every file exists and every hint's .npy header is "
+                            "right; full = also decode every image and hint (slow, certain)")
         p.add_argument("--resume", action="store_true",
                        help="continue from the newest checkpoint in <log_dir>/<model_name>/models "
                             "(optimizer, scheduler, epoch, step and RNG state)")
@@ -133,12 +153,95 @@ class MonodepthOptions:
     def parse(self, argv=None):
         """Parse ``argv`` (default ``sys.argv[1:]``) and return the Namespace.
 
-        ``opt._given`` is the set of option names given on the command line (so that a
-        flag the user typed can be told from a default)."""
+        With ``--config FILE`` the file's options come first and the command line's flags
+        override them. ``opt._given`` is the set of option names given on the command line
+        (so that a flag the user typed can be told from a default)."""
         argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
-        self.options = self.parser.parse_args(argv)
-        self.options._given = given_options(self.parser, argv)
-        return self.options
+        given = given_options(self.parser, argv)
+        opt = self.parser.parse_args(argv)
+        if opt.config:
+            opt = self.parser.parse_args(config_to_argv(self.parser, opt.config) + argv)
+        opt._given = given
+        opt._argv = argv
+        self.options = opt
+        return opt
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that can turn its errors into ToolkitErrors (for config files)."""
+
+    raise_errors = False
+
+    def error(self, message):
+        if self.raise_errors:
+            from utils import ToolkitError
+            raise ToolkitError(message)
+        super().error(message)
+
+
+def load_config(path):
+    """The options dict of a YAML or JSON file (ToolkitError naming the file on any problem)."""
+    import json
+    from utils import ToolkitError
+    if not os.path.isfile(path):
+        raise ToolkitError("config file not found (--config {}): give a YAML or JSON file".format(path))
+    with open(path) as f:
+        text = f.read()
+    try:
+        if path.endswith(".json"):
+            data = json.loads(text)
+        else:
+            import yaml
+            data = yaml.safe_load(text)
+    except Exception as exc:
+        raise ToolkitError("cannot parse config file (--config {}): {}".format(
+            path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ToolkitError("config file must map option names to values (--config {})".format(path))
+    return data
+
+
+def config_to_argv(parser, path):
+    """Turn a config file into command-line tokens for ``parser`` (so argparse checks types)."""
+    from utils import ToolkitError
+    data = load_config(path)
+    actions = {a.dest: a for a in parser._actions if a.option_strings}
+    argv = []
+    for key, value in data.items():
+        if key == "config" or key.startswith("_"):
+            continue
+        if key not in actions:
+            raise ToolkitError("unknown option '{}' in config file (--config {}): use the option names of "
+                               "`python train.py --help` (without the leading --)".format(key, path))
+        action = actions[key]
+        flag = action.option_strings[0]
+        if value is None:
+            continue
+        if isinstance(action, argparse._StoreTrueAction):
+            if not isinstance(value, bool):
+                raise ToolkitError("option '{}' is a switch: use true or false (--config {})".format(key, path))
+            if value:
+                argv.append(flag)
+            continue
+        values = value if isinstance(value, list) else [value]
+        if action.nargs not in ("+", "*") and isinstance(value, list):
+            raise ToolkitError("option '{}' takes one value, got a list (--config {})".format(key, path))
+        argv += [flag] + [str(v) for v in values]
+    probe = copy.deepcopy(parser)
+    probe.raise_errors = True
+    try:
+        probe.parse_args(argv)
+    except Exception as exc:
+        raise ToolkitError("bad value in config file (--config {}): {}".format(path, exc)) from None
+    return argv
+
+
+def to_json(opt):
+    """The options of a run as JSON text (``opt.json``), itself a valid ``--config`` file."""
+    import json
+    return json.dumps({k: v for k, v in vars(opt).items() if not k.startswith("_")}, indent=2, default=str)
 
 
 def given_options(parser, argv):
@@ -189,6 +292,24 @@ def validate_options(opt):
         raise _err("need 0 < min_depth < max_depth", "--min_depth/--max_depth", "fix the depth range")
     if opt.batch_size < 1:
         raise _err("batch size must be >= 1", "--batch_size", "use a positive batch size")
+    for name in ("num_epochs", "scheduler_step_size", "log_frequency", "save_frequency"):
+        if getattr(opt, name) < 1:
+            raise _err("{} must be >= 1, got {}".format(name, getattr(opt, name)), "--" + name,
+                       "use a positive number")
+    if opt.max_steps is not None and opt.max_steps < 0:
+        raise _err("max_steps must be >= 0", "--max_steps", "use 0 or more (0 saves the initial weights)")
+    if opt.num_workers < 0:
+        raise _err("num_workers must be >= 0", "--num_workers", "use 0 (load in the main process) or more")
+    if opt.learning_rate <= 0:
+        raise _err("learning rate must be positive", "--learning_rate", "use e.g. 1e-4")
+    if opt.resume and opt.overwrite:
+        raise _err("--resume continues a run, --overwrite starts it again", "--resume/--overwrite",
+                   "give one of them")
+    if opt.stereo_baseline is not None and opt.stereo_baseline <= 0:
+        raise _err("stereo baseline must be positive metres", "--stereo_baseline", "use e.g. 0.54")
+    if opt.intrinsics is not None:
+        import camera
+        camera.intrinsics_from_option(opt.intrinsics)
     if opt.weights_init not in ("pretrained", "scratch") and not os.path.exists(opt.weights_init):
         raise _err("backbone weights not found", "--weights_init " + opt.weights_init,
                    "use scratch, pretrained, or an existing .pdparams file/folder")

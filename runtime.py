@@ -101,13 +101,14 @@ def environment_summary(device):
     import paddle
     info = {"device": device, "paddle": paddle.__version__, "cuda": None, "cudnn": None,
             "threads": None}
+    if paddle.device.is_compiled_with_cuda():
+        info["cuda"] = paddle.version.cuda()
+        info["cudnn"] = paddle.version.cudnn()
     if device == "gpu":
         try:
             info["device_name"] = paddle.device.cuda.get_device_name()
         except Exception:  # pragma: no cover - GPU only
             info["device_name"] = "GPU"
-        info["cuda"] = paddle.version.cuda()
-        info["cudnn"] = paddle.version.cudnn()
     else:
         name = platform.processor() or platform.machine()
         try:

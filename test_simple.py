@@ -11,7 +11,13 @@ the image, or into ``--output_dir``):
   95th-percentile normalisation (``utils.colormap_disp``);
 * ``<name>_disp.npy``: the scaled disparity (``disp_to_depth(disp, 0.1, 100)[0]``) at network
   resolution, shape (1, 1, H, W) as in Monodepth2; or, with ``--pred_metric_depth`` (only
-  for stereo-trained models), ``<name>_depth.npy`` = 5.4 * depth in metres, same shape.
+  for stereo-trained models), ``<name>_depth.npy``, depth in metres, same shape.
+
+Metric depth = network depth x (stereo baseline in metres / 0.1) x (fx of these images /
+fx of the training camera), both fx normalised by the image width. The baseline and the
+training camera are recorded in the checkpoint (KITTI's 0.54 m and fx 0.58 when absent);
+``--stereo_baseline`` overrides the baseline and ``--intrinsics`` gives these images'
+camera (default: the training camera's, i.e. a ratio of 1).
 
 Runs on the GPU when Paddle sees one (``--device auto``), else on the CPU.
 """
@@ -30,7 +36,7 @@ cpu_env_defaults()  # MKL/OpenMP settings, before paddle is imported
 
 import numpy as np  # noqa: E402
 
-from camera import STEREO_SCALE_FACTOR  # noqa: E402
+import camera  # noqa: E402
 from utils import ToolkitError, run_cli  # noqa: E402
 OUTPUT_SUFFIXES = ("_disp", "_depth")
 
@@ -44,6 +50,12 @@ def parse_args(argv=None):
     p.add_argument("--ext", type=str, default="jpg", help="image extension to look for in a folder")
     p.add_argument("--pred_metric_depth", action="store_true",
                    help="save metric depth (5.4 * depth) instead of disparity; stereo-trained models only")
+    p.add_argument("--stereo_baseline", type=float, default=None,
+                   help="stereo baseline of the training rig in metres (default: the checkpoint's, "
+                        "else KITTI's 0.54)")
+    p.add_argument("--intrinsics", nargs="+", type=str, default=None, metavar="FX_FY_CX_CY_OR_FILE",
+                   help="normalised intrinsics of these images' camera (fx/W fy/H cx/W cy/H) or a file "
+                        "of them, for --pred_metric_depth (default: the training camera's)")
     p.add_argument("--output_dir", type=str, default=None,
                    help="where to write the outputs (default: next to the images)")
     p.add_argument("--device", type=str, default="auto", choices=["auto", "cpu", "gpu"],
@@ -104,6 +116,18 @@ def predict(encoder, decoder, image):
         return decoder(encoder(paddle.to_tensor(image)))[("disp", 0)]
 
 
+def metric_depth_scale(meta, stereo_baseline=None, intrinsics=None):
+    """Factor from network depth to metres (see the module docstring)."""
+    if stereo_baseline is not None and stereo_baseline <= 0:
+        raise ToolkitError(f"stereo baseline must be positive metres (--stereo_baseline {stereo_baseline}): "
+                           "use e.g. 0.54")
+    baseline = meta["stereo_baseline"] if stereo_baseline is None else stereo_baseline
+    fx_train = meta["intrinsics"][0]
+    K = camera.intrinsics_from_option(intrinsics)
+    fx_images = fx_train if K is None else float(K[0, 0])
+    return camera.stereo_scale_factor(baseline) * fx_images / fx_train
+
+
 def run(args):
     """Process every image; returns the list of written files."""
     import paddle.nn.functional as F
@@ -120,6 +144,7 @@ def run(args):
             f"metric depth needs a stereo-trained model, but {args.model_path}/encoder.pdparams "
             "records use_stereo=False (--pred_metric_depth): drop the flag (mono models have "
             "no metric scale) or use a model trained with --use_stereo")
+    metric_scale = metric_depth_scale(meta, args.stereo_baseline, args.intrinsics)
     out_dir = args.output_dir or default_out
     os.makedirs(out_dir, exist_ok=True)
     print("-> Model {} ({}x{}) on {}; {} image(s) -> {}".format(
@@ -136,7 +161,7 @@ def run(args):
         scaled_disp, depth = disp_to_depth(disp, 0.1, 100)
         if args.pred_metric_depth:
             npy = os.path.join(out_dir, "{}_depth.npy".format(name))
-            atomic_save_npy(npy, (STEREO_SCALE_FACTOR * depth).numpy().astype(np.float32))
+            atomic_save_npy(npy, (metric_scale * depth).numpy().astype(np.float32))
         else:
             npy = os.path.join(out_dir, "{}_disp.npy".format(name))
             atomic_save_npy(npy, scaled_disp.numpy().astype(np.float32))

@@ -22,9 +22,9 @@ cpu_env_defaults()  # before paddle is imported
 
 
 def main(argv=None):
-    opt = MonodepthOptions().parse(argv)
     from utils import ToolkitError
     try:
+        opt = MonodepthOptions().parse(argv)
         validate_options(opt)
         import datasets
         datasets.check_training_data(opt)

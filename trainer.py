@@ -8,7 +8,6 @@ Checkpoints (checkpoint.py) go to ``<log_dir>/<model_name>/models/``: ``weights_
 per ``--save_frequency`` and at the end, ``weights_last/`` when training stops mid-epoch
 (Ctrl-C, SIGTERM, ``--max_steps``); ``--resume`` continues the newest intact one.
 """
-import json
 import os
 import random
 import shlex
@@ -20,10 +19,12 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
+import camera
 import checkpoint
 import datasets
 import layers
 import networks
+import options
 import runtime
 import utils
 from losses import DepthHintsLoss
@@ -108,9 +109,10 @@ class Trainer:
     def log_summary(self):
         """The start-up summary: where and what this run trains, and the exact command."""
         env = runtime.environment_summary(self.device)
-        cuda = "" if env["cuda"] is None else ", CUDA {}, cuDNN {}".format(env["cuda"], env["cudnn"])
+        cuda = (", no CUDA (CPU build of Paddle)" if env["cuda"] is None
+                else ", CUDA {}, cuDNN {}".format(env["cuda"], env["cudnn"]))
         lines = [
-            "command: {}".format(" ".join(shlex.quote(a) for a in [sys.executable] + sys.argv)),
+            "command: python train.py {}".format(shlex.join(getattr(self.opt, "_argv", sys.argv[1:]))),
             "device: {} ({}), {} process(es); Paddle {}{}".format(
                 env["device"], env["device_name"], self.world_size, env["paddle"], cuda),
             "data: {} training samples, {} validation samples from {}".format(
@@ -312,8 +314,7 @@ class Trainer:
 
     def save_opts(self):
         """Write opt.json (all options) to the log folder and models/, atomically."""
-        d = {k: v for k, v in vars(self.opt).items() if not k.startswith("_")}
-        text = json.dumps(d, indent=2, default=str)
+        text = options.to_json(self.opt)
         utils.atomic_write_text(os.path.join(self.log_path, "opt.json"), text)
         utils.atomic_write_text(os.path.join(self.models_dir, "opt.json"), text)  # where Monodepth2 keeps it
 
@@ -329,7 +330,11 @@ class Trainer:
         """Save models, Adam and trainer state to models/<name>/ (main process only)."""
         if not self.is_main:
             return None
-        meta = {"height": self.opt.height, "width": self.opt.width, "use_stereo": bool(self.opt.use_stereo)}
+        K = camera.intrinsics_from_option(self.opt.intrinsics)
+        K = camera.KITTI_K if K is None else K
+        meta = {"height": self.opt.height, "width": self.opt.width, "use_stereo": bool(self.opt.use_stereo),
+                "intrinsics": [float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])],
+                "stereo_baseline": float(self.opt.stereo_baseline or camera.KITTI_BASELINE_M)}
         path = checkpoint.save_checkpoint(os.path.join(self.models_dir, name), dict(self.models.items()),
                                           self.optimizer, self.trainer_state(), meta)
         self.log.line("step {}: checkpoint {}".format(self.step, path))

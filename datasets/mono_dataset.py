@@ -213,7 +213,8 @@ class MonoDataset(paddle.io.Dataset):
     ``height``, ``width`` (multiples of 32); ``frame_idxs`` (e.g. [0, -1, 1, "s"]);
     ``num_scales``; ``is_train`` (enables flips and colour jitter); ``img_ext`` ('.jpg'
     or '.png'); ``use_depth_hints``; ``depth_hint_path`` (default ``<data_path>/depth_hints``);
-    ``split_file`` (optional, only named in error messages).
+    ``split_file`` (optional, only named in error messages); ``intrinsics``: a normalised 4x4
+    K, or a callable folder -> K such as ``camera.IntrinsicsLookup`` (default: KITTI's).
     """
 
     K = KITTI_K
@@ -222,7 +223,7 @@ class MonoDataset(paddle.io.Dataset):
 
     def __init__(self, data_path, filenames, height, width, frame_idxs, num_scales,
                  is_train=False, img_ext=".jpg", use_depth_hints=False, depth_hint_path=None,
-                 split_file=None):
+                 split_file=None, intrinsics=None):
         super().__init__()
         if height % 32 or width % 32 or height <= 0 or width <= 0:
             raise ToolkitError(f"image size {height}x{width} (--height/--width): both must be "
@@ -238,6 +239,7 @@ class MonoDataset(paddle.io.Dataset):
         self.depth_hint_path = (os.fspath(depth_hint_path) if depth_hint_path
                                 else os.path.join(self.data_path, "depth_hints"))
         self.split_file = split_file
+        self.intrinsics = intrinsics
         for f in self.frame_idxs:
             if f != "s" and not isinstance(f, (int, np.integer)):
                 raise ToolkitError(f"bad frame id {f!r} (--frame_ids): use integers and 's'")
@@ -285,9 +287,19 @@ class MonoDataset(paddle.io.Dataset):
                 out[i] = (folder, frame_index + int(i), side)
         return out
 
-    def scaled_K(self, scale):
-        """(K, inv_K) float32 for ``scale`` (rows 0/1 times width/height // 2**scale)."""
-        K = self.K.copy()
+    def normalised_K(self, folder, do_flip=False):
+        """The normalised K of ``folder``'s camera; mirrored images mirror the principal point
+        (cx -> 1 - cx; KITTI's 0.5 stays)."""
+        K = self.intrinsics(folder) if callable(self.intrinsics) else self.intrinsics
+        K = np.array(self.K if K is None else K, dtype=np.float32)
+        if do_flip:
+            K[0, 2] = 1.0 - K[0, 2]
+        return K
+
+    def scaled_K(self, scale, K=None):
+        """(K, inv_K) float32 for ``scale`` (rows 0/1 of the normalised ``K``, default the
+        dataset's, times width/height // 2**scale)."""
+        K = np.array(self.K if K is None else K, dtype=np.float32)
         K[0, :] *= self.width // (2 ** scale)
         K[1, :] *= self.height // (2 ** scale)
         return K, np.linalg.pinv(K).astype(np.float32)
@@ -314,8 +326,9 @@ class MonoDataset(paddle.io.Dataset):
                 inputs[("color", i, s)] = img
                 inputs[("color_aug", i, s)] = jitter(img) if jitter else img.copy()
 
+        K = self.normalised_K(folder, do_flip)
         for s in range(self.num_scales):
-            inputs[("K", s)], inputs[("inv_K", s)] = self.scaled_K(s)
+            inputs[("K", s)], inputs[("inv_K", s)] = self.scaled_K(s, K)
 
         if self.load_depth:
             depth_gt = self.get_depth(folder, frame_index, side, do_flip)

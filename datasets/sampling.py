@@ -6,6 +6,7 @@ import random
 import numpy as np
 import paddle
 
+from camera import IntrinsicsLookup, intrinsics_from_option
 from utils import ToolkitError, resolve_split_dir
 
 from .kitti_dataset import KITTIDepthDataset, KITTIOdomDataset, KITTIRAWDataset
@@ -38,10 +39,11 @@ def build_dataset(opt, which, is_train):
     if not filenames:
         raise ToolkitError("split list is empty ({}_files.txt of --split {}): add samples".format(which, opt.split))
     frame_ids = list(opt.frame_ids) + (["s"] if opt.use_stereo and "s" not in opt.frame_ids else [])
+    intrinsics = IntrinsicsLookup(opt.data_path, intrinsics_from_option(opt.intrinsics))
     return DATASETS[opt.dataset](opt.data_path, filenames, opt.height, opt.width, frame_ids, len(opt.scales),
                                  is_train=is_train, img_ext=".png" if opt.png else ".jpg",
                                  use_depth_hints=opt.use_depth_hints, depth_hint_path=opt.depth_hint_path,
-                                 split_file=split_file)
+                                 split_file=split_file, intrinsics=intrinsics)
 
 
 class SeededDataset(paddle.io.Dataset):

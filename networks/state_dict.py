@@ -13,8 +13,9 @@ import paddle
 
 from utils import ToolkitError
 
-# Non-tensor entries Monodepth2 / Depth Hints store beside the encoder's parameters.
-META_KEYS = ("height", "width", "use_stereo")
+# Non-tensor entries stored beside the encoder's parameters: Monodepth2's training size and
+# stereo flag, and this toolkit's camera (normalised fx fy cx cy) and stereo baseline (metres).
+META_KEYS = ("height", "width", "use_stereo", "intrinsics", "stereo_baseline")
 
 _MAX_LISTED = 6
 

@@ -86,5 +86,7 @@ def test_no_import_cycle():
 
 
 def test_options_only_parses():
-    """options.py needs no other module of the toolkit but utils (for its error type)."""
-    assert import_graph()["options"] <= {"utils"}
+    """options.py needs no other module of the toolkit but utils (its error type) and camera
+    (which checks --intrinsics; no Paddle)."""
+    assert import_graph()["options"] <= {"utils", "camera"}
+    assert import_graph()["camera"] <= {"utils"}

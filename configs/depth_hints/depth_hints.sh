@@ -3,8 +3,8 @@
 #
 #   bash configs/depth_hints/depth_hints.sh demo                 # fresh machine -> trained + evaluated model
 #   bash configs/depth_hints/depth_hints.sh hints    [options]   # precompute fused SGM hints (1024x320)
-#   bash configs/depth_hints/depth_hints.sh pretrain [options]   # 640x192 stereo + hints (paper recipe)
-#   bash configs/depth_hints/depth_hints.sh finetune [options]   # 1024x320 from the pretrain weights, lr 5e-5
+#   bash configs/depth_hints/depth_hints.sh pretrain [options]   # 640x192 + hints (recipe <recipe>_640x192.yaml)
+#   bash configs/depth_hints/depth_hints.sh finetune [options]   # 1024x320 from the pretrain weights (<recipe>_1024x320.yaml)
 #   bash configs/depth_hints/depth_hints.sh eval     [options]   # both resolutions, stereo and mono evaluation
 #
 # Options (each also readable from the environment variable in capitals):
@@ -12,6 +12,7 @@
 #   --hint_path P    depth hints folder                   (HINT_PATH, default <data_path>/depth_hints)
 #   --log_dir P      where models and logs go             (LOG_DIR,   default ./logs)
 #   --gpu ID         GPU id; "cpu" forces CPU             (GPU,       default 0; CPU used when no GPU)
+#   --recipe R       s (stereo, the paper's S rows) or ms (mono + stereo)   (RECIPE, default s)
 #   --num_layers N   ResNet depth (18 or 50)              (NUM_LAYERS, default 18)
 #   --num_workers N  data-loading / precompute workers    (NUM_WORKERS, default: number of cores)
 #   --out P          demo output folder                   (OUT, default ./demo_out)
@@ -26,6 +27,7 @@ HINT_PATH="${HINT_PATH:-}"
 LOG_DIR="${LOG_DIR:-$ROOT/logs}"
 GPU="${GPU:-0}"
 NUM_LAYERS="${NUM_LAYERS:-18}"
+RECIPE="${RECIPE:-s}"
 NUM_WORKERS="${NUM_WORKERS:-$(nproc 2>/dev/null || echo 2)}"
 OUT="${OUT:-$ROOT/demo_out}"
 EXTRA=()
@@ -36,6 +38,7 @@ while [ $# -gt 0 ]; do
     --log_dir) LOG_DIR="$2"; shift 2 ;;
     --gpu) GPU="$2"; shift 2 ;;
     --num_layers) NUM_LAYERS="$2"; shift 2 ;;
+    --recipe) RECIPE="$2"; shift 2 ;;
     --num_workers) NUM_WORKERS="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --) shift; EXTRA=("$@"); break ;;
@@ -44,6 +47,11 @@ while [ $# -gt 0 ]; do
   esac
 done
 HINT_PATH="${HINT_PATH:-$DATA_PATH/depth_hints}"
+case "$RECIPE" in
+  s|ms) ;;
+  *) echo "error: unknown recipe '$RECIPE' (--recipe): use s or ms" >&2; exit 2 ;;
+esac
+CFG="$ROOT/configs/depth_hints"
 
 if [ "$GPU" = "cpu" ]; then DEVICE=cpu; else DEVICE=auto; export CUDA_VISIBLE_DEVICES="$GPU"; fi
 PY="$ROOT/.venv/bin/python"
@@ -56,8 +64,8 @@ need_data() {
 }
 source "$ROOT/tools/lib.sh"  # last_weights
 
-PRE_NAME="depth_hints_s_r${NUM_LAYERS}_640x192"
-FT_NAME="depth_hints_s_r${NUM_LAYERS}_1024x320"
+PRE_NAME="depth_hints_${RECIPE}_r${NUM_LAYERS}_640x192"
+FT_NAME="depth_hints_${RECIPE}_r${NUM_LAYERS}_1024x320"
 
 case "$cmd" in
   hints)
@@ -70,10 +78,8 @@ case "$cmd" in
   pretrain)
     setup; need_data
     cd "$ROOT"
-    "$PY" train.py --data_path "$DATA_PATH" --log_dir "$LOG_DIR" --model_name "$PRE_NAME" \
-      --use_depth_hints --depth_hint_path "$HINT_PATH" --frame_ids 0 --use_stereo \
-      --split eigen_full --scheduler_step_size 5 --disparity_smoothness 0 \
-      --num_layers "$NUM_LAYERS" --height 192 --width 640 --batch_size 12 --num_epochs 20 \
+    "$PY" train.py --config "$CFG/${RECIPE}_640x192.yaml" --data_path "$DATA_PATH" --log_dir "$LOG_DIR" \
+      --model_name "$PRE_NAME" --depth_hint_path "$HINT_PATH" --num_layers "$NUM_LAYERS" \
       --num_workers "$NUM_WORKERS" --device "$DEVICE" "${EXTRA[@]}"
     ;;
   finetune)
@@ -81,12 +87,9 @@ case "$cmd" in
     cd "$ROOT"
     W="$(last_weights "$LOG_DIR/$PRE_NAME")"
     [ -n "$W" ] || { echo "error: no pretrain weights under $LOG_DIR/$PRE_NAME/models: run 'depth_hints.sh pretrain' first" >&2; exit 2; }
-    "$PY" train.py --data_path "$DATA_PATH" --log_dir "$LOG_DIR" --model_name "$FT_NAME" \
-      --use_depth_hints --depth_hint_path "$HINT_PATH" --frame_ids 0 --use_stereo \
-      --split eigen_full --scheduler_step_size 5 --disparity_smoothness 0 \
-      --num_layers "$NUM_LAYERS" --height 320 --width 1024 --batch_size 12 --num_epochs 5 \
-      --learning_rate 5e-5 --load_weights_folder "$W" --models_to_load encoder depth \
-      --num_workers "$NUM_WORKERS" --device "$DEVICE" "${EXTRA[@]}"
+    "$PY" train.py --config "$CFG/${RECIPE}_1024x320.yaml" --data_path "$DATA_PATH" --log_dir "$LOG_DIR" \
+      --model_name "$FT_NAME" --depth_hint_path "$HINT_PATH" --num_layers "$NUM_LAYERS" \
+      --load_weights_folder "$W" --num_workers "$NUM_WORKERS" --device "$DEVICE" "${EXTRA[@]}"
     ;;
   eval)
     setup; need_data
@@ -105,7 +108,7 @@ case "$cmd" in
     exec bash "$ROOT/tools/demo.sh" --out "$OUT" --num_workers "$NUM_WORKERS" "${EXTRA[@]}"
     ;;
   help|*)
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
     [ "$cmd" = help ] || { echo "error: unknown sub-command '$cmd'" >&2; exit 2; }
     ;;
 esac
