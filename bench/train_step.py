@@ -46,7 +46,7 @@ def make_opt(height, width, batch, mode, hints, num_layers=18, data_path=None, s
 
 
 def random_batch(opt, frame_ids, seed=0):
-    """A batch dict of numpy arrays with the data set's keys (SPEC 1 / ARCHITECTURE)."""
+    """A batch dict of numpy arrays with the data set's keys (docs/METHOD.md section 1, docs/ARCHITECTURE.md)."""
     rng = np.random.default_rng(seed)
     b, h, w = opt.batch_size, opt.height, opt.width
     batch = {}
@@ -90,9 +90,9 @@ def bench_one(height, width, batch, mode, hints, steps, warmup, profile=False, n
     from trainer import Trainer
     opt = make_opt(height, width, batch, mode, hints, num_layers, data_path, split)
     tr = Trainer(opt, build_data=data_path is not None)
-    tr.set_train()
+    tr.model.train()
     if data_path is None:
-        fixed = random_batch(opt, tr.frame_ids)
+        fixed = random_batch(opt, tr.loss.frame_ids)
         batches = iter(lambda: fixed, None)
     else:
         batches = loader_batches(tr)
@@ -135,23 +135,29 @@ def main(argv=None):
     p.add_argument("--split", default=None, help="split name or folder for --data_path")
     p.add_argument("--all", action="store_true", help="batch 4 and 12, S and MS, with and without hints")
     p.add_argument("--profile", action="store_true", help="paddle.profiler op table for the first config")
+    p.add_argument("--plain", action="store_true",
+                   help="switch cpu_kernels off (the plain layers.py ops, as on a GPU)")
     a = p.parse_args(argv)
+    if a.plain:
+        import cpu_kernels
+        cpu_kernels.ENABLED = False
     if a.all:
         a.batch, a.modes, a.hints = [4, 12], ["S", "MS"], [1, 0]
     if a.threads:
-        os.environ["OMP_NUM_THREADS"] = str(a.threads)  # read by trainer.set_cpu_threads
+        os.environ["OMP_NUM_THREADS"] = str(a.threads)  # read by runtime.set_cpu_threads
     print("| config | batch | s/step (median of {}) | images/s | CPU s/step | peak RSS (MB) |".format(a.steps))
     print("|---|---|---|---|---|---|")
     configs = [(m, h, b) for m in a.modes for h in a.hints for b in a.batch]
     for i, (mode, hints, b) in enumerate(configs):
-        name = "{} {}x{} R{}{}{}".format(mode, a.width, a.height, a.num_layers, " +hints" if hints else "",
-                                         " +loader" if a.data_path else "")
+        name = "{} {}x{} R{}{}{}{}".format(mode, a.width, a.height, a.num_layers, " +hints" if hints else "",
+                                           " +loader" if a.data_path else "", " plain ops" if a.plain else "")
         if len(configs) > 1:  # one process per configuration, so that peak RSS is its own
             cmd = [sys.executable, os.path.abspath(__file__), "--height", str(a.height), "--width", str(a.width),
                    "--batch", str(b), "--modes", mode, "--hints", str(hints), "--num_layers", str(a.num_layers),
                    "--steps", str(a.steps), "--warmup", str(a.warmup)]
             cmd += ["--profile"] if a.profile and i == 0 else []
             cmd += ["--threads", str(a.threads)] if a.threads else []
+            cmd += ["--plain"] if a.plain else []
             cmd += ["--data_path", a.data_path, "--split", a.split] if a.data_path else []
             out = subprocess.run(cmd, capture_output=True, text=True)
             rows = [l for l in out.stdout.splitlines() if l.startswith("| " + mode)]
