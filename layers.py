@@ -192,14 +192,27 @@ def reflection_pad1(x):
     ``cpu_kernels.reflection_pad1``."""
     if cpu_kernels.active(x):
         return cpu_kernels.reflection_pad1(x)
-    return F.pad(x, [1, 1, 1, 1], mode="reflect")
+    if paddle.in_dynamic_mode():
+        return F.pad(x, [1, 1, 1, 1], mode="reflect")
+    # Static graphs (export_model.py): the same values as mirrored rows, then columns
+    # (row 1 above row 0, row H-2 below row H-1). Paddle Inference's oneDNN pad3d takes
+    # longer than the 3x3 convolution it feeds; two concatenations take a fraction of it.
+    x = paddle.concat([x[:, :, 1:2], x, x[:, :, -2:-1]], axis=2)
+    return paddle.concat([x[:, :, :, 1:2], x, x[:, :, :, -2:-1]], axis=3)
 
 
 def upsample(x):
-    """Nearest-neighbour upsampling by 2 (NCHW). CPU twin: ``cpu_kernels.upsample``."""
+    """Nearest-neighbour upsampling by 2 (NCHW): out[..., 2i + a, 2j + b] = x[..., i, j] for
+    a, b in {0, 1}. CPU twin: ``cpu_kernels.upsample``."""
     if cpu_kernels.active(x):
         return cpu_kernels.upsample(x)
-    return F.interpolate(x, scale_factor=2, mode="nearest")
+    if paddle.in_dynamic_mode():
+        return F.interpolate(x, scale_factor=2, mode="nearest")
+    # Static graphs (export_model.py): every pixel repeated into a 2x2 block. interpolate
+    # stores its scale as an array of doubles, which Paddle Inference 3.3 cannot run with
+    # oneDNN, its default CPU config (PaddlePaddle/Paddle issue 79749).
+    blocks = x.unsqueeze([3, 5]).tile([1, 1, 1, 2, 1, 2])  # (B, C, H, 2, W, 2)
+    return blocks.flatten(4, 5).flatten(2, 3)
 
 
 def upsample_pad1(x):
