@@ -10,7 +10,9 @@ milliseconds, and the rate those CPU times give on otherwise idle cores. CPU tim
 less inflated than wall time when other jobs share the cores (not immune, though: on a
 busy machine it still grows, from shared caches and memory bandwidth). The rate is also
 given as a multiple of the published Depth Hints script's (PUBLISHED_RATE, measured on
-this 2-core machine at 1024 x 320).
+this 2-core machine at 1024 x 320). The SGBM yardstick printed at start and end (CPU ms of
+one fixed SGBM run) tells how fast the machine was: the same host has been measured
+about 2x slower at some times than at others, with nothing else running in this VM.
 With --accuracy it also prints the accuracy tables of bench/hint_accuracy.py (every
 single matcher and the fused hints against the synthetic true depth; the Middlebury
 motorcycle pair beside the published script's figures) and how far the tiled fusion is
@@ -50,6 +52,25 @@ def cpu_model():
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def sgbm_yardstick(repeats=5):
+    """CPU ms of one OpenCV SGBM run (blockSize 3, numDisparities 160, the matchers'
+    settings) on a fixed random 1024 x 320 RGB pair, one thread: a machine-speed yardstick
+    for comparing figures taken at different times (the same OpenCV code runs in the
+    published script and here, so it scales both alike)."""
+    import time
+    import cv2
+    cv2.setNumThreads(1)
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (320, 1024, 3), dtype=np.uint8)
+    b = np.ascontiguousarray(np.roll(a, -10, axis=1))
+    m = P.make_matchers()[P.MATCHERS.index((3, 160))]
+    m.compute(a, b)
+    t0 = time.process_time()
+    for _ in range(repeats):
+        m.compute(a, b)
+    return 1000 * (time.process_time() - t0) / repeats
 
 
 def ensure_data(path, frames):
@@ -120,7 +141,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     files = ensure_data(args.data, args.frames)
     print(f"machine: {os.cpu_count()} cores, {cpu_model()}; load average "
-          f"{os.getloadavg()[0]:.2f} at start")
+          f"{os.getloadavg()[0]:.2f} at start; SGBM yardstick {sgbm_yardstick():.0f} CPU ms "
+          f"(one b3/n160 matcher, 1024x320)")
     print(f"data: {args.frames} synthetic 1242x375 pairs ({2 * args.frames} images), "
           f"hints at {args.width}x{args.height}\n")
     print("| workers | images | wall s | images/s (end to end) | images/s (steady) | "
@@ -141,7 +163,8 @@ def main(argv=None):
           f"{PUBLISHED_RATE} images/s; CPU split: SGBM {100 * cpu['sgbm'] / total:.0f} %, "
           f"fusion {100 * cpu['fuse'] / total:.0f} %, load + save "
           f"{100 * (cpu['load'] + cpu['save']) / total:.0f} %")
-    print(f"\nload average at end {os.getloadavg()[0]:.2f}. Stage times are per image, summed "
+    print(f"\nload average at end {os.getloadavg()[0]:.2f}, SGBM yardstick "
+          f"{sgbm_yardstick():.0f} CPU ms. Stage times are per image, summed "
           f"over workers; CPU ms is the workers' process CPU time (hardly inflated by other load); "
           f"CPU-bound images/s = workers / CPU "
           f"seconds per image, the rate on otherwise idle cores.")
