@@ -71,10 +71,13 @@ def hint_path(save_path, folder, frame, side):
 
 def hint_is_valid(path, height, width):
     """True when ``path`` is a complete float32 (1, height, width) C-order .npy. Cheap: it
-    memory-maps the file (a file shorter than header + data fails to map)."""
+    reads the header only and compares the file size with header + data."""
+    fmt = np.lib.format
     try:
-        a = np.load(path, mmap_mode="r")
-        return a.shape == (1, height, width) and a.dtype == np.float32 and a.flags.c_contiguous
+        with open(path, "rb") as f:
+            shape, fortran, dtype = getattr(fmt, f"read_array_header_{fmt.read_magic(f)[0]}_0")(f)
+            return (shape == (1, height, width) and dtype == np.float32 and not fortran
+                    and os.fstat(f.fileno()).st_size == f.tell() + height * width * 4)
     except Exception:  # missing, truncated, not a .npy: recompute it
         return False
 
@@ -146,7 +149,6 @@ class HintComputer:
         import paddle
         import layers
         self.paddle, self.layers = paddle, layers
-        self.height, self.width = height, width
         self.K_full = scale_intrinsics(KITTI_K if K is None else K, width, height)
         self.focal = float(self.K_full[0, 0])
         self.matchers = make_matchers()
@@ -208,7 +210,6 @@ class HintComputer:
         whole-image grid units), so warp samples the whole other image; the error depends
         on the 3x3 neighbourhood, and reflection padding reaches only the halo."""
         paddle, layers = self.paddle, self.layers
-        n = cands.shape[0]
         sign, base_f, other_t = self._inputs(base, other, side, baseline_sign)
         hs, ws = self.crop_shape
         hint = np.empty(cands.shape[1:], np.float32)
@@ -218,7 +219,7 @@ class HintComputer:
             for x0, x1, c0, c1 in self.col_tiles:
                 crops = cands[:, r0:r1, c0:c1]
                 groups = {}  # crop bytes -> candidates equal on the crop (exact comparison)
-                for k in range(n):
+                for k in range(len(cands)):
                     groups.setdefault(crops[k].tobytes(), []).append(k)
                 tiles.append((x0, x1, c0, list(groups.values())))
                 depths += [crops[ks[0]] for ks in groups.values()]
@@ -279,8 +280,7 @@ def _init_worker(cfg):
         # this, Paddle's fatal-signal handler would dump a C++ "error" on pool.terminate()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _WORKER["cfg"] = cfg
-    _WORKER["hc"] = HintComputer(cfg["height"], cfg["width"], cfg.get("K"))
+    _WORKER.update(cfg=cfg, hc=HintComputer(cfg["height"], cfg["width"], cfg.get("K")))
 
 
 def _process_pair(task):
