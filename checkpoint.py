@@ -155,6 +155,70 @@ def find_resume_checkpoint(models_dir, log=print):
     return max(candidates)[1] if candidates else None
 
 
+def list_checkpoints(models_dir):
+    """Names of the folders under ``models_dir`` that hold a checkpoint (or part of one)."""
+    try:
+        names = sorted(os.listdir(models_dir))
+    except OSError:
+        return []
+    out = []
+    for name in names:
+        path = os.path.join(models_dir, name)
+        try:
+            if os.path.isdir(path) and any(f.endswith((".pdparams", ".pdopt", ".pdstate"))
+                                           for f in os.listdir(path)):
+                out.append(name)
+        except OSError:
+            continue
+    return out
+
+
+def check_models_dir(models_dir, resume, overwrite, load_weights_folder=None):
+    """Refuse (ToolkitError) to start a new run where one already saved checkpoints, unless
+    ``resume`` (continue it) or ``overwrite`` (start again) is asked for; and to overwrite
+    the folder that ``load_weights_folder`` is in."""
+    found = list_checkpoints(models_dir)
+    if overwrite and found and load_weights_folder:
+        inside = os.path.abspath(os.path.expanduser(load_weights_folder))
+        if os.path.commonpath([inside, os.path.abspath(models_dir)]) == os.path.abspath(models_dir):
+            raise ToolkitError("--overwrite would delete the weights to load ({}; --load_weights_folder): "
+                               "copy them elsewhere first, or train into another --model_name".format(inside))
+    if found and not resume and not overwrite:
+        shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+        raise ToolkitError("{} already holds checkpoints of a run ({}; --log_dir/--model_name): add "
+                           "--resume to continue it, --overwrite to start it again (its checkpoints are "
+                           "deleted), or choose another --model_name".format(models_dir, shown))
+
+
+def tidy_models_dir(models_dir, log=print, overwrite=False):
+    """Start-up housekeeping of a run's models folder (main process): finish a save that a
+    kill interrupted (a complete ``<name>.partial`` or the previous ``<name>.old`` becomes
+    ``<name>`` again when ``<name>`` is missing; leftovers are deleted), delete stale temp
+    files of the atomic writers, and with ``overwrite`` delete the earlier run's checkpoints."""
+    if not os.path.isdir(models_dir):
+        return
+    for suffix in (".partial", ".old"):  # a complete .partial is newer than .old
+        for name in sorted(os.listdir(models_dir)):
+            path = os.path.join(models_dir, name)
+            if not name.endswith(suffix) or not os.path.isdir(path):
+                continue
+            base = path[:-len(suffix)]
+            complete = suffix == ".old" or os.path.isfile(os.path.join(path, STATE_FILE))
+            if not os.path.exists(base) and complete:
+                os.replace(path, base)
+                log("recovered checkpoint {} from {} (a save was interrupted)".format(base, name))
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+    for path in utils.clean_stale_temp_files(models_dir):
+        log("removed stale temp file {}".format(path))
+    if overwrite:
+        found = list_checkpoints(models_dir)
+        for name in found:
+            shutil.rmtree(os.path.join(models_dir, name), ignore_errors=True)
+        if found:
+            log("--overwrite: deleted the earlier run's checkpoints in {} ({})".format(models_dir, ", ".join(found)))
+
+
 def check_resume_options(saved, opt, folder):
     """ToolkitError when ``opt`` differs from the checkpoint's in an option that fixes shapes."""
     for k in RESUME_MUST_MATCH:

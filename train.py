@@ -10,7 +10,10 @@ Multi-GPU (data parallel, only rank 0 logs and saves):
 `--max_steps 0` only saves the initial weights (`models/weights_last`), e.g. as an
 untrained baseline for evaluate_depth.py.
 
-Bad options or missing inputs print one line `error: ...` on stderr and exit with code 2.
+Bad options, missing or bad inputs (checked before training: `--check_data quick|full`), a
+run folder that already holds checkpoints (without `--resume` / `--overwrite`) and a sample
+that fails to load during training (after saving `weights_last`) print one line
+`error: ...` on stderr and exit with code 2.
 """
 import sys
 
@@ -26,9 +29,10 @@ def main(argv=None):
     try:
         opt = MonodepthOptions().parse(argv)
         validate_options(opt)
+        from trainer import Trainer, check_outputs
+        check_outputs(opt)  # the run folder, before the (possibly long) data check
         import datasets
         datasets.check_training_data(opt)
-        from trainer import Trainer
         trainer = Trainer(opt)
         trainer.train()
         if trainer.step == 0 and trainer.is_main and trainer.stopped_by_signal is None:

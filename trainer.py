@@ -6,7 +6,9 @@ each step runs the networks, warps and scores (the loss), and updates; every
 ``--log_frequency`` steps it logs (train_log.TrainLog) and validates on one batch.
 Checkpoints (checkpoint.py) go to ``<log_dir>/<model_name>/models/``: ``weights_<epoch>/``
 per ``--save_frequency`` and at the end, ``weights_last/`` when training stops mid-epoch
-(Ctrl-C, SIGTERM, ``--max_steps``); ``--resume`` continues the newest intact one.
+(Ctrl-C, SIGTERM, ``--max_steps``, a sample that fails to load); ``--resume`` continues the
+newest intact one. A folder with checkpoints is only trained into again with ``--resume`` or
+``--overwrite`` (:func:`check_outputs`).
 """
 import os
 import random
@@ -32,6 +34,15 @@ from train_log import TrainLog
 from utils import ToolkitError
 
 
+def check_outputs(opt):
+    """Before any work: the run folder can be written, and holds no earlier run's checkpoints
+    unless --resume or --overwrite says what to do with them (one-line ToolkitErrors)."""
+    log_path = utils.check_output_dir(os.path.join(os.path.expanduser(opt.log_dir), opt.model_name),
+                                      "--log_dir/--model_name")
+    checkpoint.check_models_dir(os.path.join(log_path, "models"), opt.resume, opt.overwrite,
+                                opt.load_weights_folder)
+
+
 class Trainer:
     """Trains depth (and pose) networks with the Monodepth2 + Depth Hints loss."""
 
@@ -40,6 +51,8 @@ class Trainer:
         self.opt = opt
         self.log_path = os.path.join(os.path.expanduser(opt.log_dir), opt.model_name)
         self.models_dir = os.path.join(self.log_path, "models")
+        if build_data:
+            check_outputs(opt)
         self.device = runtime.pick_device("cpu" if opt.no_cuda else opt.device)
         import paddle.distributed as dist
         self.world_size = dist.get_world_size()
@@ -63,10 +76,12 @@ class Trainer:
         self.optimizer = paddle.optimizer.Adam(learning_rate=self.scheduler, parameters=self.parameters_to_train)
 
         self.epoch = self.step = self.batch_in_epoch = 0
-        self.val_sampler = None
-        self.val_iter = None
+        self.val_batches = None
         self._stop_signal = None
         self.log = TrainLog(self.log_path, enabled=self.is_main and build_data)
+        if self.is_main and build_data:
+            checkpoint.tidy_models_dir(self.models_dir, log=self.log.line, overwrite=opt.overwrite)
+            utils.clean_stale_temp_files(self.log_path)
         if build_data:
             self._build_data()
 
@@ -105,6 +120,7 @@ class Trainer:
         self.val_sampler = datasets.ResumableBatchSampler(self.val_dataset, vbs, opt.seed + 1)
         self.val_loader = paddle.io.DataLoader(self.val_dataset, batch_sampler=self.val_sampler,
                                                num_workers=0, collate_fn=datasets.collate)
+        self.val_batches = datasets.PositionedBatches(self.val_loader, self.val_sampler)
 
     def log_summary(self):
         """The start-up summary: where and what this run trains, and the exact command."""
@@ -209,7 +225,12 @@ class Trainer:
         self.log.start(self.num_total_steps, self.step)
         try:
             while self.epoch < self.opt.num_epochs and not self._done():
-                self.run_epoch()
+                try:
+                    self.run_epoch()
+                except datasets.DataLoadError as exc:  # raised before a step: all steps are whole
+                    path = self.save_checkpoint()
+                    raise datasets.DataLoadError("{}; training stopped at step {} (saved to {}): fix the file, "
+                                                 "then continue with --resume".format(exc, self.step, path)) from None
                 if self._stop_signal is not None or self._done():
                     break
             if self._stop_signal is not None:
@@ -230,22 +251,22 @@ class Trainer:
         opt = self.opt
         self.model.train()
         self.train_sampler.set_epoch(self.epoch, self.batch_in_epoch)
-        for batch in self.train_loader:
+        for batch in datasets.checked_batches(self.train_loader, self.num_workers):
             t0 = time.time()
             inputs, outputs, losses, loss_value = self.train_step(batch)
             self.last_losses = losses
             images_per_s = inputs[("color", 0, 0)].shape[0] * self.world_size / max(time.time() - t0, 1e-9)
             self.step += 1
+            batch_in_epoch, self.batch_in_epoch = self.batch_in_epoch, self.batch_in_epoch + 1
             if self.is_main:
                 hint_won = float(losses[("hint_won", 0)]) if ("hint_won", 0) in losses else None
                 self.log.step(self.step, self.epoch, loss_value, images_per_s, hint_won,
                               write_line=self.step % opt.log_frequency == 0 or self.step == self.num_total_steps)
                 # Monodepth2's VisualDL schedule: often early on, then every 2000 steps
                 step0 = self.step - 1
-                if (self.batch_in_epoch % opt.log_frequency == 0 and step0 < 2000) or step0 % 2000 == 0:
+                if (batch_in_epoch % opt.log_frequency == 0 and step0 < 2000) or step0 % 2000 == 0:
                     self.log.visualdl("train", step0, inputs, outputs, losses, self.optimizer.get_lr())
                     self.val(step0)
-            self.batch_in_epoch += 1
             self.on_step_end()
             if self._stop_signal is not None or self._done():
                 return
@@ -275,14 +296,7 @@ class Trainer:
     def val(self, step=None):
         """Loss (and depth metrics when ground truth exists) on one validation batch."""
         self.model.eval()
-        if self.val_iter is None:
-            self.val_iter = iter(self.val_loader)
-        try:
-            batch = next(self.val_iter)
-        except StopIteration:
-            self.val_sampler.set_epoch(self.val_sampler.epoch + 1)
-            self.val_iter = iter(self.val_loader)
-            batch = next(self.val_iter)
+        batch = self.val_batches.next()
         with paddle.no_grad():
             inputs = self.to_tensors(batch)
             outputs, losses = self.process_batch(inputs, net=self.model)
@@ -323,7 +337,8 @@ class Trainer:
         return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
                 "scheduler": self.scheduler.state_dict(), "paddle_rng": paddle.get_rng_state(),
                 "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
-                "val_epoch": self.val_sampler.epoch if self.val_sampler else 0, "world_size": self.world_size,
+                "val_position": self.val_batches.position if self.val_batches else (0, 0),
+                "world_size": self.world_size,
                 "opt": {k: getattr(self.opt, k) for k in checkpoint.RESUME_MUST_MATCH + ("batch_size",)}}
 
     def save_checkpoint(self, name="weights_last"):
@@ -354,8 +369,8 @@ class Trainer:
         paddle.set_rng_state(st["paddle_rng"])
         np.random.set_state(st["numpy_rng"])
         random.setstate(st["python_rng"])
-        if self.val_sampler is not None:
-            self.val_sampler.epoch = st.get("val_epoch", 0)
+        if self.val_batches is not None:
+            self.val_batches.seek(*st.get("val_position", (st.get("val_epoch", 0), 0)))
         self.log.line("Resuming from {} at epoch {}, step {}".format(folder, self.epoch, self.step))
 
     def load_model(self, folder, names, quiet=False):

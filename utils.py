@@ -1,12 +1,17 @@
 """Small shared helpers: file lists, atomic writes, device pick, split folders, colour maps."""
 import io
 import os
+import re
 import sys
 import tempfile
+import time
 
 import numpy as np
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
+PROCESS_START = time.time()  # (about) when this process started: older temp files are stale
+# the temp files of the atomic writers below: .<name>.<mkstemp's 8 random characters>.tmp
+TEMP_FILE_RE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 
 
 def _current_umask():
@@ -20,7 +25,8 @@ _FILE_MODE = 0o666 & ~_current_umask()  # mode of a normally created file (mkste
 __all__ = [
     "ToolkitError", "MissingFileError", "run_cli", "readlines", "normalize_image",
     "atomic_write_bytes", "atomic_write_text", "atomic_save_npy", "atomic_save_npz",
-    "atomic_paddle_save", "resolve_split_dir", "colormap_disp",
+    "atomic_paddle_save", "clean_stale_temp_files", "check_output_dir", "check_output_file",
+    "resolve_split_dir", "colormap_disp",
     "MIN_DEPTH", "MAX_DEPTH", "GARG_CROP", "garg_crop_bounds",
 ]
 
@@ -141,6 +147,69 @@ def atomic_paddle_save(obj, path):
         f.write(buf.getvalue())
 
     return _atomic_write(path, write)
+
+
+def clean_stale_temp_files(folder, older_than=None):
+    """Delete the temp files of the atomic writers (``.<name>.<random>.tmp``) that a killed
+    process left in ``folder`` (not its subfolders): only names of that pattern, and only
+    files last modified before ``older_than`` (default: this process's start), so another
+    process's write in progress is left alone. Returns the deleted paths."""
+    older_than = PROCESS_START if older_than is None else older_than
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            if TEMP_FILE_RE.match(name) and os.path.isfile(path) and os.path.getmtime(path) < older_than:
+                os.remove(path)
+                removed.append(path)
+        except OSError:
+            pass
+    return removed
+
+
+# ----------------------------------------------------------------------------- output paths
+
+
+def check_output_dir(path, flag, create=False):
+    """The absolute ``path`` when it is, or can be created as, a writable folder; else a
+    one-line ToolkitError naming ``flag``. ``create`` makes the folder."""
+    given = path
+    path = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    existing = path
+    while not os.path.exists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ToolkitError(f"output folder cannot be created ({flag} {given}): {existing} is a file, "
+                           f"not a folder; choose another {flag}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ToolkitError(f"output folder not writable ({flag} {given}): no write permission in "
+                           f"{existing}; choose another {flag} or fix its permissions")
+    if create:
+        try:
+            os.makedirs(path, exist_ok=True)
+        except OSError as exc:
+            raise ToolkitError(f"output folder cannot be created ({flag} {given}): {exc.strerror or exc}; "
+                               f"choose another {flag}") from None
+    return path
+
+
+def check_output_file(path, flag):
+    """The absolute ``path`` when a file can be written there (its folder is or can be made,
+    it is not a folder, an existing file is writable); else a ToolkitError naming ``flag``."""
+    given = path
+    path = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    if os.path.isdir(path):
+        raise ToolkitError(f"output file is a folder ({flag} {given}): give a file name, e.g. "
+                           f"{os.path.join(given, 'metrics.json')}")
+    check_output_dir(os.path.dirname(path), flag)
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise ToolkitError(f"output file not writable ({flag} {given}): fix its permissions or choose "
+                           f"another {flag}")
+    return path
 
 
 # ----------------------------------------------------------------------------- misc

@@ -1,13 +1,15 @@
 """KITTI datasets with Monodepth2 / Depth Hints items (docs/METHOD.md, section 1), split-file
-parsing, the up-front file checks and the resumable sampling used in training."""
+parsing, the up-front file checks, the resumable sampling used in training and the safe
+loading that turns a bad sample into one line in the main thread (never a hang)."""
 from .mono_dataset import (MonoDataset, ColorJitter, parse_split_line, read_split_file,
                            load_depth_hint, pil_loader)
 from .kitti_dataset import KITTIDataset, KITTIRAWDataset, KITTIOdomDataset, KITTIDepthDataset
-from .check import check_split, check_training_data
-from .sampling import (ResumableBatchSampler, SeededDataset, build_dataset, collate,
-                       split_dir_of)
+from .check import check_contents, check_split, check_training_data
+from .sampling import (DataLoadError, PositionedBatches, ResumableBatchSampler, SafeDataset, SeededDataset,
+                       build_dataset, checked_batches, collate, split_dir_of)
 
 __all__ = ["MonoDataset", "KITTIDataset", "KITTIRAWDataset", "KITTIOdomDataset",
-           "KITTIDepthDataset", "check_split", "check_training_data", "parse_split_line",
-           "read_split_file", "load_depth_hint", "pil_loader", "ColorJitter",
-           "ResumableBatchSampler", "SeededDataset", "build_dataset", "collate", "split_dir_of"]
+           "KITTIDepthDataset", "check_contents", "check_split", "check_training_data",
+           "parse_split_line", "read_split_file", "load_depth_hint", "pil_loader", "ColorJitter",
+           "DataLoadError", "PositionedBatches", "ResumableBatchSampler", "SafeDataset", "SeededDataset",
+           "build_dataset", "checked_batches", "collate", "split_dir_of"]

@@ -1,11 +1,30 @@
-"""Up-front checks of a run's data: every file a dataset will read exists (images for all
-frame ids and sides, depth hints when used, ground truth when loaded), so a missing file is
-reported in seconds instead of after hours of training."""
+"""Up-front checks of a run's data, so that a bad file is reported in seconds instead of
+after hours of training.
+
+- :func:`check_split`: every file a dataset's items read exists (images for all frame ids
+  and sides, depth hints when used, ground truth when loaded); one directory listing per
+  folder. The evaluation tools use it.
+- :func:`check_contents`: what can be validated cheaply (``full=False``): every hint's
+  .npy header (shape (1, H, W), float dtype) and its size against the header, every image
+  non-empty and ending with its format's end marker (a JPEG without one is decoded to be
+  sure), ground-truth files non-empty. ``full=True`` decodes every image, hint and
+  ground-truth file instead (NaN hints, corrupt JPEG data).
+- :func:`check_training_data`: both, for train.py (``--check_data quick|full``).
+"""
 import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
 
 from utils import ToolkitError
 
 MAX_LISTED = 5
+TAIL_BYTES = 4096
+FIXES = {"image": "re-extract or re-convert the bad images",
+         "hint": "delete the bad hints and rerun precompute_depth_hints.py (it recomputes missing hints)",
+         "depth": "re-download the bad ground-truth files"}
 
 
 class _DirCache:
@@ -26,25 +45,30 @@ class _DirCache:
         return name in names
 
 
+def item_paths(dataset, idx):
+    """``[(kind, path)]`` of the files item ``idx`` reads; kind is 'image', 'hint' or 'depth'."""
+    folder, frame_index, side = dataset.lines[idx]
+    out = [("image", dataset.get_image_path(fo, fr, sd))
+           for fo, fr, sd in dataset.frame_sources(folder, frame_index, side).values()]
+    if dataset.use_depth_hints:
+        out.append(("hint", dataset.get_depth_hint_path(folder, frame_index, side)))
+    if dataset.load_depth and hasattr(dataset, "depth_paths"):
+        out += [("depth", p) for p in dataset.depth_paths(folder, frame_index, side)]
+    return out
+
+
 def split_paths(dataset):
-    """Yield ``(kind, path)`` for every file the dataset's items read; kind is 'image',
-    'hint' or 'depth'."""
-    for folder, frame_index, side in dataset.lines:
-        for fo, fr, sd in dataset.frame_sources(folder, frame_index, side).values():
-            yield "image", dataset.get_image_path(fo, fr, sd)
-        if dataset.use_depth_hints:
-            yield "hint", dataset.get_depth_hint_path(folder, frame_index, side)
-        if dataset.load_depth and hasattr(dataset, "depth_paths"):
-            for p in dataset.depth_paths(folder, frame_index, side):
-                yield "depth", p
+    """Yield ``(kind, path)`` for every file the dataset's items read."""
+    for idx in range(len(dataset.lines)):
+        yield from item_paths(dataset, idx)
 
 
 def check_split(dataset, max_listed=MAX_LISTED):
     """Raise :class:`ToolkitError` listing the first ``max_listed`` missing files (and how
     many are missing in all) if any file an item of ``dataset`` reads does not exist.
 
-    Only existence is checked (one directory listing per folder); hint contents are
-    validated when an item is loaded. Returns None when everything is there.
+    Only existence is checked (one directory listing per folder); :func:`check_contents`
+    looks inside the files. Returns None when everything is there.
     """
     cache = _DirCache()
     missing = {}
@@ -74,8 +98,187 @@ def check_split(dataset, max_listed=MAX_LISTED):
         + "; ".join(fixes))
 
 
+# ----------------------------------------------------------------------------- one file
+
+
+def _decode_image(path):
+    from PIL import Image
+    try:
+        with Image.open(path) as img:
+            img.convert("RGB")
+    except Exception as exc:  # noqa: BLE001 - PIL raises OSError, ValueError, SyntaxError...
+        first = (str(exc).splitlines() or [""])[0]
+        return "does not decode ({}: {})".format(type(exc).__name__, first)
+    return None
+
+
+def _check_image(path, full):
+    try:
+        size = os.path.getsize(path)
+        if size == 0:
+            return "empty file"
+        if full:
+            return _decode_image(path)
+        with open(path, "rb") as f:
+            head = f.read(8)
+            f.seek(max(0, size - TAIL_BYTES))
+            tail = f.read()
+    except OSError as exc:
+        return "cannot read ({})".format(exc.strerror or exc)
+    if head.startswith(b"\xff\xd8"):
+        ends = b"\xff\xd9" in tail
+    elif head.startswith(b"\x89PNG"):
+        ends = b"IEND" in tail
+    else:
+        return _decode_image(path)  # another format: decode it to be sure
+    if ends:
+        return None
+    # no end marker: truncated, or data appended after it; the decoder decides
+    reason = _decode_image(path)
+    return None if reason is None else "truncated or corrupt: " + reason
+
+
+def _hint_shape_reason(shape, dtype):
+    if len(shape) != 3 or shape[0] != 1 or min(shape[1:]) < 1:
+        return "shape {}, expected (1, H, W)".format(tuple(shape))
+    if dtype.kind != "f":
+        return "dtype {}, expected float".format(dtype)
+    return None
+
+
+def _check_hint_header(path):
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            else:  # a newer format version: numpy reads the header (and maps the data)
+                arr = np.load(path, mmap_mode="r", allow_pickle=False)
+                return _hint_shape_reason(arr.shape, arr.dtype)
+            offset = f.tell()
+    except Exception as exc:  # noqa: BLE001 - not a .npy, truncated header
+        first = (str(exc).splitlines() or [""])[0]
+        return "not a readable .npy file ({}: {})".format(type(exc).__name__, first)
+    reason = _hint_shape_reason(shape, dtype)
+    if reason is not None:
+        return reason
+    expected = offset + int(np.prod(shape)) * dtype.itemsize
+    if size < expected:
+        return "truncated: {} bytes, its header needs {}".format(size, expected)
+    return None
+
+
+def _check_hint(path, full, dataset):
+    reason = _check_hint_header(path)
+    if reason is not None or not full:
+        return reason
+    from .mono_dataset import load_depth_hint
+    try:
+        load_depth_hint(path, dataset.height, dataset.width, False)
+    except ToolkitError as exc:
+        msg = str(exc)
+        return "contains NaN or inf" if "NaN" in msg else msg.split("): ", 1)[-1].split(";")[0]
+    return None
+
+
+def _check_depth(path, full):
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        return "cannot read ({})".format(exc.strerror or exc)
+    if size == 0:
+        return "empty file"
+    if path.endswith(".bin"):
+        if size % 16:
+            return "truncated: {} bytes is not a whole number of LiDAR points (16 bytes each)".format(size)
+        return None
+    return _decode_image(path) if full else None
+
+
+def check_file(kind, path, dataset, full=False):
+    """Why ``path`` (a file of ``kind`` 'image', 'hint' or 'depth' read by ``dataset``) is
+    bad, or None when it looks right (``full``: it decodes)."""
+    if kind == "image":
+        return _check_image(path, full)
+    if kind == "hint":
+        return _check_hint(path, full, dataset)
+    return _check_depth(path, full)
+
+
+def find_bad_file(dataset, idx):
+    """One-line message naming the first file of item ``idx`` that does not decode, or None."""
+    if not hasattr(dataset, "lines"):
+        return None
+    for kind, path in item_paths(dataset, idx):
+        reason = check_file(kind, path, dataset, full=True) if os.path.exists(path) else "missing"
+        if reason is not None:
+            return "bad {} ({}): {}; {}".format(kind, path, reason, FIXES[kind])
+    return None
+
+
+# ----------------------------------------------------------------------------- whole lists
+
+
+def check_contents(datasets, full=False, workers=None, progress=None):
+    """Check inside every (existing) file the items of ``datasets`` read; returns the bad
+    ones as ``[(kind, path, reason)]`` in split order. ``full`` decodes every file and shows
+    a progress bar (``progress=None``: only on a terminal) and a closing rate line."""
+    if not isinstance(datasets, (list, tuple)):
+        datasets = [datasets]
+    jobs, seen = [], set()
+    for ds in datasets:
+        for kind, path in split_paths(ds):
+            if path not in seen:
+                seen.add(path)
+                jobs.append((kind, path, ds))
+    workers = workers or max(1, min(8, 2 * (os.cpu_count() or 1)))
+    t0 = time.time()
+    bar = None
+    if full:
+        from tqdm import tqdm
+        bar = tqdm(total=len(jobs), desc="check data", unit="file", dynamic_ncols=True,
+                   disable=(not sys.stderr.isatty()) if progress is None else not progress)
+    bad = []
+
+    def one(job):
+        kind, path, ds = job
+        return kind, path, check_file(kind, path, ds, full)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for kind, path, reason in pool.map(one, jobs, chunksize=16):
+            if reason is not None:
+                bad.append((kind, path, reason))
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+        dt = max(time.time() - t0, 1e-9)
+        n_img = sum(1 for j in jobs if j[0] == "image")
+        print("check data: {} images, {} hints, {} ground-truth files decoded in {:.1f}s ({:.0f} images/s); "
+              "{} bad".format(n_img, sum(1 for j in jobs if j[0] == "hint"),
+                              sum(1 for j in jobs if j[0] == "depth"), dt, n_img / dt, len(bad)))
+    return bad
+
+
+def bad_files_error(bad, full):
+    """The one-line ToolkitError for :func:`check_contents`' findings: all of them with
+    ``full``, else the first ``MAX_LISTED`` and the counts."""
+    kinds = [k for k in ("image", "hint", "depth") if any(b[0] == k for b in bad)]
+    counts = ", ".join("{} {}".format(sum(1 for b in bad if b[0] == k), k) for k in kinds)
+    listed = bad if full else bad[:MAX_LISTED]
+    items = "; ".join("{} ({})".format(path, reason) for _, path, reason in listed)
+    more = "" if len(listed) == len(bad) else "; and {} more".format(len(bad) - len(listed))
+    how = "--check_data full" if full else "--check_data quick; --check_data full also decodes every file"
+    return ToolkitError("{} bad file(s) in the training data ({}; {}): {}{}: {}".format(
+        len(bad), counts, how, items, more, "; ".join(FIXES[k] for k in kinds)))
+
+
 def check_training_data(opt):
-    """Check data path, split files and every file of the train and val lists (ToolkitError)."""
+    """Check data path, split files and every file of the train and val lists (ToolkitError):
+    they exist, and (``opt.check_data``) look right (quick) or decode (full)."""
     from .sampling import build_dataset, split_dir_of
     if not os.path.isdir(opt.data_path):
         raise ToolkitError("data path not found: {} (--data_path): point --data_path at the KITTI raw "
@@ -84,5 +287,10 @@ def check_training_data(opt):
         raise ToolkitError("depth hint path not found: {} (--depth_hint_path): run precompute_depth_hints.py "
                            "or fix the path".format(opt.depth_hint_path))
     split_dir_of(opt)
-    for which in ("train", "val"):
-        check_split(build_dataset(opt, which, is_train=False))
+    sets = [build_dataset(opt, which, is_train=False) for which in ("train", "val")]
+    for ds in sets:
+        check_split(ds)
+    full = getattr(opt, "check_data", "quick") == "full"
+    bad = check_contents(sets, full=full)
+    if bad:
+        raise bad_files_error(bad, full)

@@ -189,14 +189,15 @@ def load_depth_hint(path, height, width, do_flip):
         hint = np.load(path, allow_pickle=False)
     except Exception as e:  # truncated / corrupt files raise ValueError, EOFError, OSError...
         raise ToolkitError(f"unreadable depth hint ({path}): {type(e).__name__}: {e}; delete it "
-                           f"and rerun precompute_depth_hints.py") from None
+                           f"and rerun precompute_depth_hints.py (it recomputes missing hints)") from None
     if hint.ndim != 3 or hint.shape[0] != 1 or min(hint.shape[1:]) < 1 or hint.dtype.kind != "f":
         raise ToolkitError(f"bad depth hint ({path}): shape {hint.shape} dtype {hint.dtype}, expected "
-                           f"float (1, H, W); rerun precompute_depth_hints.py --overwrite_saved_depths")
+                           f"float (1, H, W); delete it and rerun precompute_depth_hints.py (it "
+                           f"recomputes missing hints)")
     hint = hint[0].astype(np.float32)
     if not np.isfinite(hint).all():
-        raise ToolkitError(f"bad depth hint ({path}): contains NaN or inf; rerun "
-                           f"precompute_depth_hints.py --overwrite_saved_depths")
+        raise ToolkitError(f"bad depth hint ({path}): contains NaN or inf; delete it and rerun "
+                           f"precompute_depth_hints.py (it recomputes missing hints)")
     if do_flip:
         hint = np.fliplr(hint)
     hint = cv2.resize(np.ascontiguousarray(hint), (width, height), interpolation=cv2.INTER_NEAREST)
@@ -304,17 +305,30 @@ class MonoDataset(paddle.io.Dataset):
         K[1, :] *= self.height // (2 ** scale)
         return K, np.linalg.pinv(K).astype(np.float32)
 
+    rng = random  # where augmentation is drawn from (get_item sets it per item)
+
     def sample_augmentation(self):
-        """Draw this sample's augmentation: ``(do_flip, jitter)`` where ``jitter`` is a
-        :class:`ColorJitter` or None. Only in training; each with probability 0.5."""
-        do_color_aug = self.is_train and random.random() > 0.5
-        do_flip = self.is_train and random.random() > 0.5
-        jitter = (ColorJitter.draw(random, self.brightness, self.contrast, self.saturation, self.hue)
+        """Draw this sample's augmentation with ``self.rng``: ``(do_flip, jitter)`` where
+        ``jitter`` is a :class:`ColorJitter` or None. Only in training; each with probability 0.5."""
+        rng = self.rng
+        do_color_aug = self.is_train and rng.random() > 0.5
+        do_flip = self.is_train and rng.random() > 0.5
+        jitter = (ColorJitter.draw(rng, self.brightness, self.contrast, self.saturation, self.hue)
                   if do_color_aug else None)
         return do_flip, jitter
 
     def __getitem__(self, index):
-        do_flip, jitter = self.sample_augmentation()
+        return self.get_item(index)
+
+    def get_item(self, index, rng=random):
+        """Item ``index`` with its augmentation drawn from ``rng`` (default: the global
+        ``random`` module, as Monodepth2; :class:`datasets.SeededDataset` passes its own
+        ``random.Random`` so that loading never touches the global state)."""
+        self.rng = rng
+        try:
+            do_flip, jitter = self.sample_augmentation()
+        finally:
+            self.__dict__.pop("rng", None)  # back to the class default (and picklable)
         folder, frame_index, side = self.lines[index]
         inputs = {}
 
