@@ -14,11 +14,9 @@ Paddle) run the pairs; valid outputs are skipped unless --overwrite_saved_depths
 are atomic (a killed run leaves no partial file); an unreadable input is reported in one
 line and counted, and the run exits with 1.
 
-Usage::
-
-    python precompute_depth_hints.py --data_path kitti_data [--filenames FILE]
-        [--save_path kitti_data/depth_hints] [--height 320 --width 1024]
-        [--overwrite_saved_depths] [--num_workers N] [--png]
+Usage: ``python precompute_depth_hints.py --data_path kitti_data [--filenames FILE]
+[--save_path P] [--height 320 --width 1024] [--overwrite_saved_depths] [--num_workers N]
+[--png] [--intrinsics fx fy cx cy]``.
 """
 import argparse
 import multiprocessing as mp
@@ -29,7 +27,7 @@ import time
 
 import numpy as np
 
-from camera import KITTI_K, NETWORK_BASELINE, scale_intrinsics
+from camera import KITTI_K, NETWORK_BASELINE, IntrinsicsLookup, intrinsics_from_option, scale_intrinsics
 from runtime import limit_threads, quiet_paddle_notices
 from utils import ToolkitError, atomic_save_npy, readlines, run_cli
 
@@ -280,14 +278,23 @@ def _init_worker(cfg):
         # this, Paddle's fatal-signal handler would dump a C++ "error" on pool.terminate()
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _WORKER.update(cfg=cfg, hc=HintComputer(cfg["height"], cfg["width"], cfg.get("K")))
+    _WORKER.update(cfg=cfg, camera=IntrinsicsLookup(cfg["data_path"], cfg["K"]), hcs={})
+
+
+def _hint_computer(folder):
+    """The worker's HintComputer for ``folder``'s camera (one per distinct K)."""
+    K = _WORKER["camera"](folder)
+    key = K.tobytes()
+    if key not in _WORKER["hcs"]:
+        _WORKER["hcs"][key] = HintComputer(_WORKER["cfg"]["height"], _WORKER["cfg"]["width"], K)
+    return _WORKER["hcs"][key]
 
 
 def _process_pair(task):
     """Compute and save the hints of one pair ``(folder, frame, sides)``; never raises. Returns
     ``written`` (sides), ``failed`` ([(path, reason, sides)]), ``images``, ``cpu_times``."""
     folder, frame, sides = task
-    cfg, hc = _WORKER["cfg"], _WORKER["hc"]
+    cfg, hc = _WORKER["cfg"], _hint_computer(folder)
     res = {"folder": folder, "frame": frame, "written": [], "failed": [], "images": len(sides),
            "cpu_times": dict.fromkeys(STAGES, 0.0)}
     last = [time.process_time()]
@@ -349,6 +356,9 @@ def build_parser():
     p.add_argument("--overwrite_saved_depths", action="store_true", help="recompute existing hints")
     p.add_argument("--num_workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--png", action="store_true", help="images are .png instead of .jpg")
+    p.add_argument("--intrinsics", nargs="+", default=None, metavar="FX_FY_CX_CY_OR_FILE",
+                   help="normalised camera intrinsics (fx/W fy/H cx/W cy/H) or a file of them (default "
+                        "KITTI's); an intrinsics.txt in a drive or date folder wins there")
     return p
 
 
@@ -389,6 +399,10 @@ def run(args, out=sys.stdout, err=sys.stderr):
         raise ToolkitError(f"data folder not found (--data_path {args.data_path}): "
                            f"point it at the KITTI raw root")
     pairs = read_pairs(filenames := resolve_filenames(args.filenames))
+    if not pairs:
+        raise ToolkitError(f"the split file lists no image pair ({filenames}): give a list of "
+                           f"'<folder> <frame> <side>' lines (--filenames)")
+    K = intrinsics_from_option(args.intrinsics)
     save_path = args.save_path or os.path.join(args.data_path, "depth_hints")
     num_workers = args.num_workers or os.cpu_count() or 1
     if num_workers < 1:
@@ -412,7 +426,7 @@ def run(args, out=sys.stdout, err=sys.stderr):
     print(f"computing {n_images} hints ({len(tasks)} pairs, {skipped} already done) at "
           f"{args.width}x{args.height} with {sm['workers']} worker(s) -> {save_path}", file=out)
     cfg = {"data_path": args.data_path, "save_path": save_path, "height": args.height,
-           "width": args.width, "ext": ext, "K": None}
+           "width": args.width, "ext": ext, "K": K}
     bad_files, t0 = set(), time.perf_counter()
     with tqdm(total=n_images, unit="img", dynamic_ncols=True, smoothing=0.1, file=err) as bar:
         for res in _iter_results(tasks, cfg, sm["workers"]):
