@@ -191,10 +191,11 @@ def predict_disparities(encoder, decoder, dataloader, post_process=False,
     from tqdm import tqdm
     from layers import disp_to_depth
 
+    from datasets import checked_batches
     out = []
     total = len(dataloader)
     with paddle.no_grad():
-        for data in tqdm(dataloader, total=total, desc="predict", unit="batch",
+        for data in tqdm(checked_batches(dataloader), total=total, desc="predict", unit="batch",
                          disable=not progress, dynamic_ncols=True):
             color = data[("color", 0, 0)]
             if not isinstance(color, paddle.Tensor):
@@ -242,10 +243,12 @@ def run_model(opt):
                                        [0], 1, is_train=False, img_ext=img_ext)
     # ground truth comes from gt_depths.npz: skip the per-item LiDAR projection
     dataset.load_depth = False
-    datasets.check_split(dataset)
+    datasets.check_eval_split(dataset)
     num_workers = max(0, min(int(opt.num_workers), os.cpu_count() or 1))
-    loader = paddle.io.DataLoader(dataset, batch_size=int(opt.batch_size),
-                                  shuffle=False, num_workers=num_workers, drop_last=False)
+    # SafeDataset + collate: an unreadable image is one line, never a hang in the reader thread
+    loader = paddle.io.DataLoader(datasets.SafeDataset(dataset), batch_size=int(opt.batch_size),
+                                  shuffle=False, num_workers=num_workers, drop_last=False,
+                                  collate_fn=datasets.collate)
     print("-> Loaded weights from {} ({}x{}, ResNet-{}, {}) on {}".format(
         opt.load_weights_folder, meta["width"], meta["height"], meta["num_layers"],
         "stereo-trained" if meta["use_stereo"] else "mono-trained", device))
@@ -319,7 +322,8 @@ def save_benchmark_predictions(pred_disps, save_dir):
 
 
 def validate_eval_options(opt):
-    """One-line ToolkitErrors for invalid evaluation flag combinations."""
+    """One-line ToolkitErrors for invalid evaluation flag combinations and output paths
+    that cannot be written (checked before any work)."""
     if int(bool(opt.eval_mono)) + int(bool(opt.eval_stereo)) != 1:
         raise ToolkitError("choose exactly one evaluation mode (--eval_mono / --eval_stereo): "
                            "--eval_mono for median-scaled mono models, --eval_stereo for "
@@ -335,12 +339,42 @@ def validate_eval_options(opt):
         check_weights_folder(opt.load_weights_folder)
     if opt.batch_size < 1:
         raise ToolkitError("batch size must be >= 1 (--batch_size): use a positive number")
+    from utils import check_output_dir, check_output_file
+    if opt.metrics_out and not opt.no_eval and opt.eval_split != "benchmark":
+        check_output_file(opt.metrics_out, "--metrics_out")
+    if opt.save_pred_disps or (opt.eval_split == "benchmark" and not opt.no_eval):
+        check_output_dir(out_dir_for(opt), "--eval_out_dir")
+
+
+def expected_count(opt):
+    """Number of test images of the split (the lines of its test_files.txt), or None when
+    the split folder has no list (evaluating saved predictions)."""
+    from utils import readlines
+    try:
+        _, path = _split_file(opt)
+    except ToolkitError:
+        return None
+    return len(readlines(path))
+
+
+def check_gt_count(gt_depths, n, opt, what="test images", where="test_files.txt"):
+    """ToolkitError when ``n`` (the predictions to come) differs from the ground truth."""
+    if n is not None and n != len(gt_depths):
+        raise ToolkitError(
+            f"{n} {what} but {len(gt_depths)} ground-truth maps (split {opt.eval_split}, {where}): predictions "
+            "and gt_depths.npz must come from the same split's test_files.txt; re-run export_gt_depth.py "
+            "or the prediction for that split")
 
 
 def evaluate(opt):
     """Evaluate per ``opt`` (MonodepthOptions namespace); returns the result dict or None
     (benchmark split / --no_eval: predictions are written, nothing is scored)."""
     validate_eval_options(opt)
+    gt_depths = None
+    if not opt.no_eval and opt.eval_split != "benchmark":  # ground truth first: fail before predicting
+        gt_depths = load_gt_depths(opt.eval_split, opt.splits_dir)
+        if opt.ext_disp_to_eval is None:
+            check_gt_count(gt_depths, expected_count(opt), opt)
     if opt.ext_disp_to_eval is None:
         pred_disps, meta = run_model(opt)
         if opt.eval_stereo and not meta["use_stereo"]:
@@ -349,6 +383,8 @@ def evaluate(opt):
     else:
         print("-> Loading predictions from {}".format(opt.ext_disp_to_eval))
         pred_disps = load_ext_disps(opt.ext_disp_to_eval)
+        if gt_depths is not None:
+            check_gt_count(gt_depths, len(pred_disps), opt, "predictions", "--ext_disp_to_eval")
 
     if opt.save_pred_disps:
         from utils import atomic_save_npy
@@ -366,7 +402,6 @@ def evaluate(opt):
         print("-> No ground truth is available for the KITTI benchmark, so not evaluating. Done.")
         return None
 
-    gt_depths = load_gt_depths(opt.eval_split, opt.splits_dir)
     print("-> Evaluating")
     if opt.eval_stereo:
         print("   Stereo evaluation - disabling median scaling, scaling by {}".format(STEREO_SCALE_FACTOR))

@@ -115,11 +115,12 @@ def predict_poses(encoder, decoder, dataloader, progress=True):
     """(N, 4, 4) transforms from frame 0 to frame 1 of every item (``color_aug`` at scale 0)."""
     import paddle
     from tqdm import tqdm
+    from datasets import checked_batches
     from layers import transformation_from_parameters
     out = []
     with paddle.no_grad():
-        for inputs in tqdm(dataloader, desc="poses", unit="batch", disable=not progress,
-                           dynamic_ncols=True):
+        for inputs in tqdm(checked_batches(dataloader), total=len(dataloader), desc="poses", unit="batch",
+                           disable=not progress, dynamic_ncols=True):
             pair = paddle.concat([paddle.to_tensor(inputs[("color_aug", i, 0)]).astype("float32")
                                   for i in (0, 1)], axis=1)
             axisangle, translation = decoder([encoder(pair)])
@@ -132,7 +133,8 @@ def evaluate(opt):
     import paddle
     import datasets
     from runtime import pick_device
-    from utils import atomic_save_npy, atomic_write_text, readlines, resolve_split_dir
+    from utils import (atomic_save_npy, atomic_write_text, check_output_dir, check_output_file, readlines,
+                       resolve_split_dir)
 
     if opt.eval_split not in ODOM_SEQUENCES:
         raise ToolkitError(f"pose evaluation needs an odometry split, got {opt.eval_split} "
@@ -141,6 +143,9 @@ def evaluate(opt):
     from checkpoint import check_weights_folder, load_pose_model
     from options import explicit_num_layers
     folder = check_weights_folder(opt.load_weights_folder, ("pose_encoder.pdparams", "pose.pdparams"))
+    out_dir = check_output_dir(opt.eval_out_dir or folder, "--eval_out_dir")  # outputs before any work
+    if opt.metrics_out:
+        check_output_file(opt.metrics_out, "--metrics_out")
     if not os.path.isdir(opt.data_path):
         raise ToolkitError(f"data path not found (--data_path {opt.data_path}): point it at the "
                            "KITTI odometry folder holding sequences/ and poses/")
@@ -161,17 +166,16 @@ def evaluate(opt):
     img_ext = ".png" if opt.png else ".jpg"
     dataset = datasets.KITTIOdomDataset(opt.data_path, filenames, height, width, [0, 1], 1,
                                         is_train=False, img_ext=img_ext)
-    datasets.check_split(dataset)
+    datasets.check_eval_split(dataset)
     num_workers = max(0, min(int(opt.num_workers), os.cpu_count() or 1))
-    loader = paddle.io.DataLoader(dataset, batch_size=int(opt.batch_size), shuffle=False,
-                                  num_workers=num_workers, drop_last=False)
+    loader = paddle.io.DataLoader(datasets.SafeDataset(dataset), batch_size=int(opt.batch_size), shuffle=False,
+                                  num_workers=num_workers, drop_last=False, collate_fn=datasets.collate)
     print("-> Predicting poses for sequence {:02d} ({} pairs, {}x{}) on {}".format(
         seq, len(filenames), width, height, device))
     pred_poses = predict_poses(encoder, decoder, loader)
 
     ates = compute_snippet_ates(pred_poses, global_to_local(gt_global))
     print("\n   Trajectory error: {:0.3f}, std: {:0.3f}\n".format(np.mean(ates), np.std(ates)))
-    out_dir = os.path.expanduser(opt.eval_out_dir or folder)
     save_path = os.path.join(out_dir, "poses.npy")
     atomic_save_npy(save_path, pred_poses)
     print("-> Predictions saved to", save_path)

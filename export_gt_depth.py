@@ -49,7 +49,14 @@ def load_gt(data_path, split, folder, frame):
     if split == "eigen":
         from kitti_utils import generate_depth_map
         calib_dir = os.path.join(data_path, folder.split("/")[0])
-        return generate_depth_map(calib_dir, path, 2, True).astype(np.float32)
+        try:
+            return generate_depth_map(calib_dir, path, 2, True).astype(np.float32)
+        except ToolkitError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a truncated scan or calibration file
+            first = (str(e).splitlines() or [""])[0]
+            raise ToolkitError(f"unreadable LiDAR scan or calibration ({path}, {calib_dir}): "
+                               f"{type(e).__name__}: {first}; re-download them") from None
     from PIL import Image
     try:
         with Image.open(path) as img:
@@ -68,6 +75,8 @@ def export_gt_depths(data_path, split, splits_dir=None, progress=True):
         raise ToolkitError(f"data folder not found ({data_path}) (--data_path): point it at the "
                            f"KITTI raw data")
     split_dir = utils.resolve_split_dir(split, splits_dir)
+    out = os.path.join(split_dir, "gt_depths.npz")
+    utils.check_output_file(out, "--splits_dir")  # before any work
     list_path = os.path.join(split_dir, "test_files.txt")
     lines = utils.readlines(list_path)
     if not lines:
@@ -94,7 +103,7 @@ def export_gt_depths(data_path, split, splits_dir=None, progress=True):
     gt = np.empty(len(items), dtype=object)
     for k, (folder, frame) in enumerate(items_it):
         gt[k] = load_gt(data_path, split, folder, frame)
-    out = os.path.join(split_dir, "gt_depths.npz")
+    utils.clean_stale_temp_files(split_dir)
     utils.atomic_save_npz(out, data=gt)
     return out
 

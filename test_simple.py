@@ -19,7 +19,9 @@ training camera are recorded in the checkpoint (KITTI's 0.54 m and fx 0.58 when 
 ``--stereo_baseline`` overrides the baseline and ``--intrinsics`` gives these images'
 camera (default: the training camera's, i.e. a ratio of 1).
 
-Runs on the GPU when Paddle sees one (``--device auto``), else on the CPU.
+Runs on the GPU when Paddle sees one (``--device auto``), else on the CPU. An image that
+cannot be read is reported in one line on stderr and skipped; the others are processed and
+the exit code is 1.
 """
 import argparse
 import glob
@@ -91,9 +93,12 @@ def load_image(path, width, height):
     """RGB image -> (original (w, h), (1, 3, height, width) float32 in [0, 1], Lanczos resize)."""
     from PIL import Image
     try:
-        img = Image.open(path).convert("RGB")
+        with Image.open(path) as f:
+            img = f.convert("RGB")
     except Exception as exc:
-        raise ToolkitError(f"cannot read image ({path}): {exc}") from exc
+        first = (str(exc).splitlines() or [""])[0]
+        raise ToolkitError(f"cannot read image ({path}): {type(exc).__name__}: {first}; re-save or "
+                           "remove it") from None
     orig = img.size
     img = img.resize((width, height), Image.LANCZOS)
     arr = np.asarray(img, dtype=np.float32).transpose(2, 0, 1)[None] / 255.0
@@ -128,15 +133,17 @@ def metric_depth_scale(meta, stereo_baseline=None, intrinsics=None):
     return camera.stereo_scale_factor(baseline) * fx_images / fx_train
 
 
-def run(args):
-    """Process every image; returns the list of written files."""
+def run(args, err=None):
+    """Process every image; returns ``(written files, unreadable images)``. An unreadable
+    image is reported on ``err`` in one line and skipped."""
     import paddle.nn.functional as F
     from checkpoint import load_depth_model
     from layers import disp_to_depth
     from runtime import pick_device
-    from utils import atomic_save_npy, colormap_disp
+    from utils import atomic_save_npy, check_output_dir, clean_stale_temp_files, colormap_disp
 
     paths, default_out = list_images(args.image_path, args.ext)
+    out_dir = check_output_dir(args.output_dir or default_out, "--output_dir")  # before any work
     device = pick_device("cpu" if args.no_cuda else args.device)
     encoder, decoder, meta = load_depth_model(args.model_path, args.num_layers, flag="--model_path")
     if args.pred_metric_depth and not meta["use_stereo"]:
@@ -145,15 +152,22 @@ def run(args):
             "records use_stereo=False (--pred_metric_depth): drop the flag (mono models have "
             "no metric scale) or use a model trained with --use_stereo")
     metric_scale = metric_depth_scale(meta, args.stereo_baseline, args.intrinsics)
-    out_dir = args.output_dir or default_out
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = check_output_dir(out_dir, "--output_dir", create=True)
+    clean_stale_temp_files(out_dir)
     print("-> Model {} ({}x{}) on {}; {} image(s) -> {}".format(
         args.model_path, meta["width"], meta["height"], device, len(paths), out_dir))
 
-    written = []
+    err = sys.stderr if err is None else err
+    written, failed = [], []
     from tqdm import tqdm
-    for path in tqdm(paths, desc="predict", unit="img", dynamic_ncols=True):
-        (orig_w, orig_h), image = load_image(path, meta["width"], meta["height"])
+    bar = tqdm(paths, desc="predict", unit="img", dynamic_ncols=True)
+    for path in bar:
+        try:
+            (orig_w, orig_h), image = load_image(path, meta["width"], meta["height"])
+        except ToolkitError as exc:
+            bar.write("error: {}; skipped".format(exc), file=err)
+            failed.append(path)
+            continue
         disp = predict(encoder, decoder, image)
         disp_resized = F.interpolate(disp, size=(orig_h, orig_w), mode="bilinear",
                                      align_corners=False)
@@ -169,11 +183,16 @@ def run(args):
         save_png(png, colormap_disp(disp_resized.numpy()[0, 0]))
         written += [png, npy]
     print("-> Done! Wrote {} files to {}".format(len(written), out_dir))
-    return written
+    if failed:
+        print("error: {} of {} image(s) could not be read (first: {}): fix or remove them".format(
+            len(failed), len(paths), failed[0]), file=err)
+    return written, failed
 
 
 def main(argv=None):
-    return run_cli(run, parse_args(argv))
+    """CLI: 0 when every image was processed, 1 when some could not be read, 2 on a usage error."""
+    args = parse_args(argv)
+    return run_cli(lambda: 1 if run(args)[1] else 0)
 
 
 if __name__ == "__main__":

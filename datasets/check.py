@@ -263,7 +263,7 @@ def check_contents(datasets, full=False, workers=None, progress=None):
     return bad
 
 
-def bad_files_error(bad, full):
+def bad_files_error(bad, full, what="the training data", how=None):
     """The one-line ToolkitError for :func:`check_contents`' findings: all of them with
     ``full``, else the first ``MAX_LISTED`` and the counts."""
     kinds = [k for k in ("image", "hint", "depth") if any(b[0] == k for b in bad)]
@@ -271,9 +271,18 @@ def bad_files_error(bad, full):
     listed = bad if full else bad[:MAX_LISTED]
     items = "; ".join("{} ({})".format(path, reason) for _, path, reason in listed)
     more = "" if len(listed) == len(bad) else "; and {} more".format(len(bad) - len(listed))
-    how = "--check_data full" if full else "--check_data quick; --check_data full also decodes every file"
-    return ToolkitError("{} bad file(s) in the training data ({}; {}): {}{}: {}".format(
-        len(bad), counts, how, items, more, "; ".join(FIXES[k] for k in kinds)))
+    if how is None:
+        how = "--check_data full" if full else "--check_data quick; --check_data full also decodes every file"
+    return ToolkitError("{} bad file(s) in {} ({}; {}): {}{}: {}".format(
+        len(bad), what, counts, how, items, more, "; ".join(FIXES[k] for k in kinds)))
+
+
+def check_eval_split(dataset):
+    """For the evaluation tools: every file exists and passes the quick content checks."""
+    check_split(dataset)
+    bad = check_contents(dataset)
+    if bad:
+        raise bad_files_error(bad, False, "the evaluation split", "checked before predicting")
 
 
 def check_training_data(opt):
