@@ -120,7 +120,7 @@ def check_contents(datasets, full=False, workers=None, progress=None):
         bar.close()
         dt = max(time.time() - t0, 1e-9)
         n_img = sum(1 for j in jobs if j[0] == "image")
-        print("check data: {} images, {} hints, {} ground-truth files decoded in {:.1f}s ({:.0f} images/s); "
+        print("check data: {} images, {} hints, {} ground-truth files checked in {:.1f}s ({:.0f} images/s); "
               "{} bad".format(n_img, sum(1 for j in jobs if j[0] == "hint"),
                               sum(1 for j in jobs if j[0] == "depth"), dt, n_img / dt, len(bad)))
     return bad
@@ -130,7 +130,8 @@ def bad_files_error(bad, full, what="the training data", how=None):
     """The one-line ToolkitError for :func:`check_contents`' findings: all of them with
     ``full``, else the first ``MAX_LISTED`` and the counts."""
     kinds = [k for k in ("image", "hint", "depth") if any(b[0] == k for b in bad)]
-    counts = ", ".join("{} {}".format(sum(1 for b in bad if b[0] == k), k) for k in kinds)
+    label = {"image": "image", "hint": "hint", "depth": "ground-truth"}
+    counts = ", ".join("{} {}".format(sum(1 for b in bad if b[0] == k), label[k]) for k in kinds)
     listed = bad if full else bad[:MAX_LISTED]
     items = "; ".join("{} ({})".format(path, reason) for _, path, reason in listed)
     more = "" if len(listed) == len(bad) else "; and {} more".format(len(bad) - len(listed))
