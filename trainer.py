@@ -229,8 +229,11 @@ class Trainer:
                     self.run_epoch()
                 except datasets.DataLoadError as exc:  # raised before a step: all steps are whole
                     path = self.save_checkpoint()
-                    raise datasets.DataLoadError("{}; training stopped at step {} (saved to {}): fix the file, "
-                                                 "then continue with --resume".format(exc, self.step, path)) from None
+                    raise datasets.DataLoadError("{}; training stopped at step {} (saved to {}): continue with "
+                                                 "--resume once fixed".format(exc, self.step, path)) from None
+                except (SystemError, OSError, RuntimeError) as exc:  # a loader worker died, maybe mid-step
+                    raise datasets.worker_died(exc, self.num_workers, "continue with --resume (from the last "
+                                               "checkpoint in {})".format(self.models_dir)) from None
                 if self._stop_signal is not None or self._done():
                     break
             if self._stop_signal is not None:

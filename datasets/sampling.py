@@ -245,6 +245,17 @@ def raise_if_load_error(batch):
     return batch
 
 
+def worker_died(exc, num_workers, then="run again"):
+    """The one-line DataLoadError for Paddle's error when a loader worker process dies (killed,
+    out of memory), which its SIGCHLD handler raises anywhere in the main thread; any other
+    exception is returned as it is (for the caller to raise)."""
+    line = next((ln.strip() for ln in str(exc).splitlines() if "DataLoader process" in ln), None)
+    if line is None:
+        return exc
+    return DataLoadError("a data loader worker process died ({}; --num_workers {}): lower --num_workers or "
+                         "free memory, then {}".format(line[:300], num_workers, then))
+
+
 def checked_batches(loader, num_workers=None):
     """Iterate ``loader`` (a DataLoader over a Safe/SeededDataset with :func:`collate`),
     raising a sample's load error as a one-line DataLoadError in this (the main) thread.
@@ -260,8 +271,8 @@ def checked_batches(loader, num_workers=None):
             raise
         except Exception as exc:  # noqa: BLE001 - Paddle's reader/worker failures
             first = (str(exc).strip().splitlines() or [""])[0]
-            raise DataLoadError("data loading failed ({}: {}; --num_workers {}): lower --num_workers or "
-                                "free memory, and run again".format(
+            raise DataLoadError("data loading failed, a loader worker may have died ({}: {}; --num_workers {}): "
+                                "lower --num_workers or free memory, and run again".format(
                                     type(exc).__name__, first[:300],
                                     "?" if num_workers is None else num_workers)) from None
         yield raise_if_load_error(batch)

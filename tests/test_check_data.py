@@ -166,3 +166,28 @@ def test_seeded_dataset_leaves_global_rng_alone_and_never_raises(run_data):
     os.remove(image(run_data, D1, 2, 2))
     with pytest.raises(datasets.DataLoadError, match="image not found"):
         datasets.sampling.raise_if_load_error(ds[2])
+
+
+def test_loader_failures_become_one_line():
+    """Paddle's errors when a loader worker process dies (read from the queue, or raised by its
+    SIGCHLD handler anywhere, even wrapped in a backward error) become one-line DataLoadErrors."""
+    import datasets
+
+    class Broken:
+        def __iter__(self):
+            yield {"x": np.ones(2)}
+            raise SystemError("(Fatal) Blocking queue is killed because the data reader raises an exception.\n"
+                              "  [Hint: ...]")
+
+    it = datasets.checked_batches(Broken(), 2)
+    assert "x" in next(it)
+    with pytest.raises(datasets.DataLoadError, match=r"loader worker may have died .*--num_workers 2\)") as e:
+        next(it)
+    assert "\n" not in str(e.value)
+    wrapped = OSError("(External) \n{\n  SystemError: (Fatal) DataLoader process (pid 7) exited is killed by "
+                      "signal: Killed. (at data_loader.cc:185)\n}")
+    err = datasets.worker_died(wrapped, 2, "continue with --resume")
+    assert isinstance(err, datasets.DataLoadError) and "\n" not in str(err)
+    assert "DataLoader process (pid 7) exited is killed" in str(err) and "--resume" in str(err)
+    other = RuntimeError("something else")
+    assert datasets.worker_died(other, 2) is other
