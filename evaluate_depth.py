@@ -339,11 +339,13 @@ def validate_eval_options(opt):
         check_weights_folder(opt.load_weights_folder)
     if opt.batch_size < 1:
         raise ToolkitError("batch size must be >= 1 (--batch_size): use a positive number")
-    from utils import check_output_dir, check_output_file
+    from utils import check_output_dir, check_output_file, clean_stale_temp_files
     if opt.metrics_out and not opt.no_eval and opt.eval_split != "benchmark":
         check_output_file(opt.metrics_out, "--metrics_out")
     if opt.save_pred_disps or (opt.eval_split == "benchmark" and not opt.no_eval):
-        check_output_dir(out_dir_for(opt), "--eval_out_dir")
+        out_dir = check_output_dir(out_dir_for(opt), "--eval_out_dir")
+        clean_stale_temp_files(out_dir)  # left by a killed earlier run
+        clean_stale_temp_files(os.path.join(out_dir, "benchmark_predictions"))
 
 
 def expected_count(opt):

@@ -133,8 +133,8 @@ def evaluate(opt):
     import paddle
     import datasets
     from runtime import pick_device
-    from utils import (atomic_save_npy, atomic_write_text, check_output_dir, check_output_file, readlines,
-                       resolve_split_dir)
+    from utils import (atomic_save_npy, atomic_write_text, check_output_dir, check_output_file,
+                       clean_stale_temp_files, readlines, resolve_split_dir)
 
     if opt.eval_split not in ODOM_SEQUENCES:
         raise ToolkitError(f"pose evaluation needs an odometry split, got {opt.eval_split} "
@@ -144,6 +144,7 @@ def evaluate(opt):
     from options import explicit_num_layers
     folder = check_weights_folder(opt.load_weights_folder, ("pose_encoder.pdparams", "pose.pdparams"))
     out_dir = check_output_dir(opt.eval_out_dir or folder, "--eval_out_dir")  # outputs before any work
+    clean_stale_temp_files(out_dir)  # left by a killed earlier run
     if opt.metrics_out:
         check_output_file(opt.metrics_out, "--metrics_out")
     if not os.path.isdir(opt.data_path):

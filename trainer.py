@@ -82,6 +82,8 @@ class Trainer:
         if self.is_main and build_data:
             checkpoint.tidy_models_dir(self.models_dir, log=self.log.line, overwrite=opt.overwrite)
             utils.clean_stale_temp_files(self.log_path)
+        if self.world_size > 1:
+            dist.barrier()  # the other ranks look for a checkpoint to resume after the tidy-up
         if build_data:
             self._build_data()
 
