@@ -1,47 +1,111 @@
 #!/usr/bin/env python
-"""Export a trained depth network as a Paddle static inference model.
+"""Export a trained depth network for deployment (Paddle Inference or ONNX Runtime).
 
-Saves encoder + decoder (disparity at scale 0) with ``paddle.jit.save`` for one fixed input
-size, by default the training resolution recorded in ``encoder.pdparams``:
+    python export_model.py --load_weights_folder W --output_path exported/depth
+    python export_model.py --load_weights_folder W --output_path exported/depth --output metric --format onnx
 
-    python export_model.py --load_weights_folder log/mono_model/models/weights_19 \\
-        --output_path exported/depth
+The exported model takes an RGB batch in [0, 1] (float32, NCHW, input name ``image``; the
+normalisation is inside) of any batch size and any height and width that are multiples of
+32 and at least 64, and returns one (batch, 1, height, width) map chosen with ``--output``
+(docs/METHOD.md, section 3):
 
-writes ``exported/depth.json`` (or ``.pdmodel`` on older Paddle) and
-``exported/depth.pdiparams``. The exported program takes an RGB batch in [0, 1], shape
-(batch_size, 3, height, width), float32, input name ``image``, and returns the sigmoid disparity
-(batch_size, 1, height, width); ``layers.disp_to_depth(disp, 0.1, 100)`` turns it into depth (times
-5.4 for metres with stereo-trained models). Load it with ``paddle.jit.load(output_path)`` or
-``paddle.inference``.
+* ``disp`` (default): the network's sigmoid disparity;
+* ``depth``: ``layers.disp_to_depth(disp, 0.1, 100)[1]``, the training depth range;
+* ``metric``: depth in metres, depth x the stereo scale (the training rig's baseline / 0.1,
+  5.4 for KITTI); only for stereo-trained models.
+
+``--format paddle`` (default) writes ``<output_path>.json`` + ``.pdiparams`` for Paddle
+Inference (``paddle.inference.Config`` + ``create_predictor``; the default CPU config, oneDNN
+on, runs it); ``--format onnx`` writes ``<output_path>.onnx`` through paddle2onnx (``pip
+install -r requirements-deploy.txt``). Both write ``<output_path>_export.json``: the input and
+size rules, the output and its scale, the checkpoint and the check below.
+
+Before anything is moved into place, the exported model runs in its runtime (Paddle
+Inference with its default config, or ONNX Runtime) at two batch sizes and sizes, and must
+equal the dynamic model to 1e-4 (``--no_check`` skips this). ``tools/infer_exported.py``
+runs an exported model on images.
 """
 import argparse
+import hashlib
+import json
 import os
+import re
 import shutil
+import subprocess
 import sys
 import tempfile
 
-from runtime import cpu_env_defaults  # noqa: E402
+from runtime import cpu_env_defaults, quiet_paddle_notices  # noqa: E402
 
 cpu_env_defaults()  # MKL/OpenMP settings, before paddle is imported
 
-from utils import ToolkitError, run_cli
+import numpy as np  # noqa: E402
+
+from utils import ToolkitError, atomic_write_text, run_cli  # noqa: E402
+
+OUTPUT_KINDS = ("disp", "depth", "metric")
+FORMATS = ("paddle", "onnx")
+MIN_DEPTH, MAX_DEPTH = 0.1, 100.0  # the training range (Monodepth2's defaults, docs/METHOD.md 3)
+SIZE_MULTIPLE = 32  # five stride-2 stages in the encoder
+MIN_SIZE = 64       # the deepest feature map (1/32) needs two pixels for its reflection padding
+INPUT_NAME = "image"
+INFO_SUFFIX = "_export.json"  # not "<prefix>.<x>.json": paddle.jit.load reads those as programs
+ONNX_OPSET = 13
+CHECK_TOL = 1e-4    # |exported - dynamic| <= CHECK_TOL * (1 + |dynamic|)
+CHECK_SECOND_SHAPE = (2, 3, 64, 96)  # besides (1, 3, height, width): another batch and size
+DEPLOY_REQUIREMENTS = "requirements-deploy.txt"
 
 
-def build_depth_net(weights_folder, num_layers=None):
+def check_size(height, width, flag="--height/--width"):
+    """ToolkitError unless height and width are multiples of 32 of at least 64."""
+    if (height % SIZE_MULTIPLE or width % SIZE_MULTIPLE or height < MIN_SIZE
+            or width < MIN_SIZE):
+        raise ToolkitError(f"input size {width}x{height} is not a multiple of {SIZE_MULTIPLE} "
+                           f"of at least {MIN_SIZE}x{MIN_SIZE} ({flag}): use e.g. 640x192 or "
+                           "1024x320")
+
+
+def _import_optional(name, flag):
+    try:
+        return __import__(name)
+    except ImportError as exc:
+        raise ToolkitError(f"{name} is not installed ({flag}): pip install -r "
+                           f"{DEPLOY_REQUIREMENTS}") from exc
+
+
+# ----------------------------------------------------------------------------- the network
+
+
+def build_depth_net(weights_folder, num_layers=None, output="disp", min_depth=MIN_DEPTH,
+                    max_depth=MAX_DEPTH):
     """Encoder + decoder from ``<folder>/{encoder,depth}.pdparams``; returns (layer, meta).
 
-    The layer maps (B,3,H,W) in [0,1] to the scale-0 disparity. ``meta`` holds the
-    ``height``/``width``/``use_stereo`` recorded in the encoder file and ``num_layers``.
+    The layer maps (B,3,H,W) in [0,1] to the ``output`` map (B,1,H,W). ``meta`` holds what
+    checkpoint.load_depth_model reads (``height``, ``width``, ``use_stereo``,
+    ``stereo_baseline``, ``num_layers``) and ``scale``, the factor applied to the depth
+    (1, or the stereo scale for ``metric``). ``metric`` on a mono-trained model is refused.
     """
+    import paddle
     import paddle.nn as nn
 
+    from camera import stereo_scale_factor
     from checkpoint import load_depth_model
+    from layers import disp_to_depth
 
-    if not os.path.isdir(weights_folder):
+    if output not in OUTPUT_KINDS:
+        raise ToolkitError(f"unknown output {output!r} (--output): use one of "
+                           f"{', '.join(OUTPUT_KINDS)}")
+    if not os.path.isdir(os.path.expanduser(weights_folder)):
         raise ToolkitError(f"weights folder not found ({weights_folder}) (--load_weights_folder): "
                            "give a models/weights_N folder holding encoder.pdparams and depth.pdparams")
     encoder, decoder, meta = load_depth_model(weights_folder, num_layers)
+    if output == "metric" and not meta["use_stereo"]:
+        raise ToolkitError(
+            f"metric depth needs a stereo-trained model, but {weights_folder}/encoder.pdparams "
+            "records use_stereo=False (--output metric): use --output depth (mono models have "
+            "no metric scale) or a model trained with --use_stereo")
     decoder.scales = [0]  # only the full-resolution disparity is computed and exported
+    meta["scale"] = stereo_scale_factor(meta["stereo_baseline"]) if output == "metric" else 1.0
 
     class _DepthNet(nn.Layer):
         def __init__(self):
@@ -50,40 +114,242 @@ def build_depth_net(weights_folder, num_layers=None):
             self.decoder = decoder
 
         def forward(self, image):
-            return self.decoder(self.encoder(image))[("disp", 0)]
+            disp = self.decoder(self.encoder(image))[("disp", 0)]
+            if output == "disp":
+                return disp
+            # depth = 1 / scaled disparity; reciprocal, since ``1.0 / x`` traces to a
+            # full_batch_size_like op that paddle2onnx 2.1 cannot convert
+            depth = paddle.reciprocal(disp_to_depth(disp, min_depth, max_depth)[0])
+            return depth * meta["scale"] if output == "metric" else depth
 
     net = _DepthNet()
     net.eval()
     return net, meta
 
 
-def export(weights_folder, output_path, height=None, width=None, num_layers=None, batch_size=1):
+# ----------------------------------------------------------------------------- runtimes
+
+
+def paddle_predictor(model_file, params_file, threads=None):
+    """A Paddle Inference predictor with the default CPU config (oneDNN on) and ``threads``
+    math-library threads (default: all cores; Paddle Inference's own default is 1)."""
+    import paddle.inference as paddle_infer
+    config = paddle_infer.Config(model_file, params_file)
+    config.disable_glog_info()
+    config.set_cpu_math_library_num_threads(int(threads or os.cpu_count() or 1))
+    return paddle_infer.create_predictor(config)
+
+
+def onnx_session(model_file, threads=None):
+    """An ONNX Runtime CPU session using ``threads`` intra-op threads (default: all cores)."""
+    ort = _import_optional("onnxruntime", "--format onnx")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(threads or os.cpu_count() or 1)
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(model_file, options, providers=["CPUExecutionProvider"])
+
+
+class ExportedRunner:
+    """Runs the exported files of ``prefix`` in their runtime: ``runner(images)`` maps a
+    (B,3,H,W) float32 numpy batch to the (B,1,H,W) output; ``output_name`` is the name of
+    the model's output."""
+
+    def __init__(self, prefix, fmt, threads=None):
+        self.fmt = fmt
+        if fmt == "onnx":
+            self._session = onnx_session(prefix + ".onnx", threads)
+            self._input_name = self._session.get_inputs()[0].name
+            self.output_name = self._session.get_outputs()[0].name
+        else:
+            self._predictor = paddle_predictor(prefix + ".json", prefix + ".pdiparams", threads)
+            self._input = self._predictor.get_input_handle(self._predictor.get_input_names()[0])
+            self.output_name = self._predictor.get_output_names()[0]
+            self._output = self._predictor.get_output_handle(self.output_name)
+
+    def __call__(self, images):
+        images = np.ascontiguousarray(images, np.float32)
+        if self.fmt == "onnx":
+            return self._session.run(None, {self._input_name: images})[0]
+        self._input.reshape(list(images.shape))
+        self._input.copy_from_cpu(images)
+        self._predictor.run()
+        return self._output.copy_to_cpu()
+
+
+# ----------------------------------------------------------------------------- ONNX
+
+
+def _to_onnx(prefix, onnx_path, output):
+    """Convert the Paddle program ``prefix.json/.pdiparams`` to ``onnx_path``; names the
+    output after its kind and the free dimensions ``batch``, ``height``, ``width``."""
+    paddle2onnx = _import_optional("paddle2onnx", "--format onnx")
+    onnx = _import_optional("onnx", "--format onnx")
+    version = getattr(paddle2onnx, "__version__", "?")
+    # in a child process: paddle2onnx aborts its process on an operator it cannot convert
+    # optimize_tool="none": its default (Polygraphy constant folding) takes minutes, may
+    # pip-install packages, and the model runs no faster (ONNX Runtime folds constants itself)
+    code = ("import sys, paddle2onnx; paddle2onnx.export(sys.argv[1] + '.json', sys.argv[1] + "
+            "'.pdiparams', sys.argv[2], opset_version=int(sys.argv[3]), verbose=False, "
+            "optimize_tool='none')")
+    res = subprocess.run([sys.executable, "-c", code, prefix, onnx_path, str(ONNX_OPSET)],
+                         capture_output=True, text=True)
+    if res.returncode != 0 or not os.path.isfile(onnx_path):
+        text = re.sub(r"\x1b\[[0-9;]*m", "", res.stdout + res.stderr)  # colour codes
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        errors = [ln for ln in lines if "ERROR" in ln or "Error" in ln] or lines[-1:]
+        why = errors[0] if errors else f"exit code {res.returncode}, no file written"
+        raise ToolkitError(f"paddle2onnx {version} could not convert the Paddle program "
+                           f"({onnx_path}): {why}; export with --format paddle and run it with "
+                           "Paddle Inference")
+    model = onnx.load(onnx_path)
+    graph = model.graph
+    old = graph.output[0].name
+    for node in graph.node:
+        node.output[:] = [output if n == old else n for n in node.output]
+        node.input[:] = [output if n == old else n for n in node.input]
+    graph.output[0].name = output
+    for value in (graph.input[0], graph.output[0]):
+        dims = value.type.tensor_type.shape.dim
+        for i, sym in ((0, "batch"), (2, "height"), (3, "width")):
+            dims[i].ClearField("dim_value")
+            dims[i].dim_param = sym
+    used = {name for node in graph.node for name in node.input}
+    unused = [t for t in graph.initializer if t.name not in used]
+    for tensor in unused:  # constants paddle2onnx leaves behind (ONNX Runtime warns of each)
+        graph.initializer.remove(tensor)
+    onnx.checker.check_model(model)
+    onnx.save(model, onnx_path)
+    return version
+
+
+# ----------------------------------------------------------------------------- the check
+
+
+def check_exported(run, net, height, width):
+    """Run the exported model (``run``) and the dynamic one (``net``) on random images of
+    (1, 3, height, width) and CHECK_SECOND_SHAPE; ToolkitError if they differ by more
+    than CHECK_TOL * (1 + |dynamic|). Returns the check record for the JSON."""
+    import paddle
+    rng = np.random.RandomState(0)
+    record = {"tolerance": f"|exported - dynamic| <= {CHECK_TOL} * (1 + |dynamic|)", "runs": []}
+    for shape in ((1, 3, height, width), CHECK_SECOND_SHAPE):
+        images = rng.rand(*shape).astype(np.float32)
+        with paddle.no_grad():
+            want = net(paddle.to_tensor(images)).numpy()
+        got = np.asarray(run(images))
+        if got.shape != want.shape:
+            raise ToolkitError(f"the exported model returned shape {list(got.shape)} for input "
+                               f"{list(shape)}, the dynamic model {list(want.shape)} (--no_check "
+                               "skips this check): please report it with the _export.json file")
+        err = float(np.max(np.abs(got - want) / (1.0 + np.abs(want))))
+        if not np.isfinite(err) or err > CHECK_TOL:
+            raise ToolkitError(f"the exported model differs from the dynamic model by {err:.3g} "
+                               f"(relative) on input {list(shape)}, more than {CHECK_TOL} "
+                               "(--no_check skips this check): the conversion is wrong, do not "
+                               "deploy it; try the other --format")
+        record["runs"].append({"input_shape": list(shape), "max_rel_diff": err})
+    return record
+
+
+def _checkpoint_record(folder):
+    folder = os.path.abspath(os.path.expanduser(folder))
+    files = {}
+    for name in ("encoder.pdparams", "depth.pdparams"):
+        digest = hashlib.sha256()
+        with open(os.path.join(folder, name), "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        files[name] = "sha256:" + digest.hexdigest()
+    return {"folder": folder, "files": files}
+
+
+# ----------------------------------------------------------------------------- export
+
+
+def read_info(prefix):
+    """The ``<prefix>_export.json`` record, or ToolkitError naming the file."""
+    path = prefix + INFO_SUFFIX
+    if not os.path.isfile(path):
+        raise ToolkitError(f"no exported model at {prefix} ({path} missing): give the "
+                           "--output_path prefix used with export_model.py, e.g. exported/depth")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as exc:
+        raise ToolkitError(f"cannot read {path}: {exc}; export the model again") from exc
+
+
+def export(weights_folder, output_path, height=None, width=None, num_layers=None,
+           output="disp", fmt="paddle", check=True, min_depth=MIN_DEPTH, max_depth=MAX_DEPTH):
     """Export; returns the list of files written (``<output_path>.*``)."""
     import paddle
 
-    net, meta = build_depth_net(weights_folder, num_layers)
-    height = int(height or meta.get("height") or 0)
-    width = int(width or meta.get("width") or 0)
-    if height <= 0 or width <= 0:
-        raise ToolkitError("no input size (--height/--width): encoder.pdparams does not record "
-                           "one, so pass --height and --width")
-    if height % 32 or width % 32:
-        raise ToolkitError(f"input size {width}x{height} is not a multiple of 32 "
-                           "(--height/--width): use e.g. 640x192 or 1024x320")
-    if batch_size < 1:
-        raise ToolkitError(f"bad batch size {batch_size} (--batch_size): the exported program "
-                           "has a fixed input size; use a positive batch size")
-    spec = [paddle.static.InputSpec([batch_size, 3, height, width], "float32", name="image")]
-    out_dir = os.path.dirname(os.path.abspath(output_path))
-    os.makedirs(out_dir, exist_ok=True)
+    if fmt not in FORMATS:
+        raise ToolkitError(f"unknown format {fmt!r} (--format): use paddle or onnx")
+    if fmt == "onnx":  # fail before the slow part when the optional packages are missing
+        _import_optional("paddle2onnx", "--format onnx")
+        if check:
+            _import_optional("onnxruntime", "--format onnx")
+    if not 0 < min_depth < max_depth:
+        raise ToolkitError(f"bad depth range {min_depth}..{max_depth} (--min_depth/--max_depth): "
+                           "need 0 < min_depth < max_depth, the training values (0.1 and 100)")
     prefix = os.path.basename(output_path)
     if not prefix:
         raise ToolkitError(f"--output_path {output_path!r} names a folder: give a file prefix, "
                            "e.g. exported/depth")
+    net, meta = build_depth_net(weights_folder, num_layers, output, min_depth, max_depth)
+    height = int(height or meta["height"])
+    width = int(width or meta["width"])
+    check_size(height, width)
+
+    out_dir = os.path.dirname(os.path.abspath(output_path))
+    os.makedirs(out_dir, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".export_", dir=out_dir)
     try:
-        # layers.py never uses its eager index caches while tracing, so nothing leaks either way
-        paddle.jit.save(net, os.path.join(tmp, prefix), input_spec=spec)
+        tmp_prefix = os.path.join(tmp, prefix)
+        spec = [paddle.static.InputSpec([None, 3, None, None], "float32", name=INPUT_NAME)]
+        paddle.jit.save(net, tmp_prefix, input_spec=spec)
+        info = {
+            "format": fmt,
+            "input": {"name": INPUT_NAME, "shape": ["batch", 3, "height", "width"],
+                      "dtype": "float32", "layout": "NCHW", "color": "RGB", "range": [0.0, 1.0],
+                      "size_rule": f"height and width multiples of {SIZE_MULTIPLE}, at least "
+                                   f"{MIN_SIZE}; any batch size",
+                      "size_multiple": SIZE_MULTIPLE, "min_size": MIN_SIZE,
+                      "height": height, "width": width},
+            "output": {"kind": output, "shape": ["batch", 1, "height", "width"],
+                       "min_depth": min_depth, "max_depth": max_depth, "scale": meta["scale"]},
+            "checkpoint": dict(_checkpoint_record(weights_folder), num_layers=meta["num_layers"],
+                               trained_height=meta["height"], trained_width=meta["width"],
+                               use_stereo=meta["use_stereo"],
+                               stereo_baseline_m=meta["stereo_baseline"]),
+            "paddle_version": paddle.__version__,
+        }
+        info["output"]["meaning"] = {
+            "disp": "sigmoid disparity in [0, 1]; scaled disparity = 1/max_depth + "
+                    "(1/min_depth - 1/max_depth) * disp, depth = 1 / scaled disparity",
+            "depth": "depth in the network's units: 1 / (1/max_depth + (1/min_depth - "
+                     "1/max_depth) * sigmoid disparity)",
+            "metric": "depth in metres: scale x depth, scale = stereo baseline (m) / 0.1",
+        }[output]
+        if fmt == "onnx":
+            info["paddle2onnx_version"] = _to_onnx(tmp_prefix, tmp_prefix + ".onnx", output)
+            info["onnx_opset"] = ONNX_OPSET
+            for ext in (".json", ".pdiparams"):
+                os.remove(tmp_prefix + ext)
+        info["files"] = sorted(os.listdir(tmp))
+        info["output"]["name"] = output  # the ONNX output is named after its kind
+        info["check"] = None
+        if check or fmt == "paddle":  # Paddle's output name is known to its predictor only
+            runner = ExportedRunner(tmp_prefix, fmt)
+            info["output"]["name"] = runner.output_name
+            if check:
+                info["check"] = dict(check_exported(runner, net, height, width),
+                                     runtime="onnxruntime" if fmt == "onnx"
+                                     else "paddle.inference (default CPU config, oneDNN on)")
+            del runner
+        atomic_write_text(tmp_prefix + INFO_SUFFIX, json.dumps(info, indent=2) + "\n")
         written = []
         for name in sorted(os.listdir(tmp)):  # move into place file by file (os.replace)
             dst = os.path.join(out_dir, name)
@@ -91,8 +357,11 @@ def export(weights_folder, output_path, height=None, width=None, num_layers=None
             written.append(dst)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"-> exported ResNet{meta['num_layers']} depth net for input "
-          f"[{batch_size}, 3, {height}, {width}] to:")
+    checked = ("checked against the dynamic model in " + info["check"]["runtime"]
+               if info["check"] else "not checked (--no_check)")
+    print(f"-> exported ResNet{meta['num_layers']} depth net ({output}, {fmt}) for input "
+          f"[batch, 3, height, width], height and width multiples of {SIZE_MULTIPLE} "
+          f"(default {width}x{height}); {checked}:")
     for path in written:
         print(f"   {path}")
     return written
@@ -105,21 +374,37 @@ def parse_args(argv=None):
                    help="folder with encoder.pdparams and depth.pdparams (models/weights_N)")
     p.add_argument("--output_path", required=True,
                    help="path prefix of the exported files, e.g. exported/depth")
+    p.add_argument("--output", default="disp", choices=OUTPUT_KINDS,
+                   help="what the model returns: disp (sigmoid disparity, default), depth "
+                        "(disp_to_depth with --min_depth/--max_depth) or metric (depth x the "
+                        "stereo scale; stereo-trained models only)")
+    p.add_argument("--format", default="paddle", choices=FORMATS,
+                   help="paddle (Paddle Inference program, default) or onnx (through paddle2onnx)")
     p.add_argument("--height", type=int, default=None,
-                   help="input height (default: the one recorded in encoder.pdparams)")
+                   help="default input size recorded in <output_path>_export.json and used by the check "
+                        "(default: the training height); the model takes any multiple of 32")
     p.add_argument("--width", type=int, default=None,
-                   help="input width (default: the one recorded in encoder.pdparams)")
+                   help="default input width (default: the training width)")
     p.add_argument("--num_layers", type=int, default=None, choices=[18, 34, 50, 101, 152],
                    help="ResNet depth (default: inferred from encoder.pdparams)")
-    p.add_argument("--batch_size", type=int, default=1,
-                   help="fixed batch size of the exported program (default 1)")
+    p.add_argument("--min_depth", type=float, default=MIN_DEPTH,
+                   help="training minimum depth for --output depth/metric (default 0.1)")
+    p.add_argument("--max_depth", type=float, default=MAX_DEPTH,
+                   help="training maximum depth for --output depth/metric (default 100)")
+    p.add_argument("--no_check", action="store_true",
+                   help="do not compare the exported model with the dynamic one")
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    # Paddle's C++ warnings while tracing (e.g. "not support input out tensor") say nothing
+    # about the export; it reads this before paddle is first imported
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    quiet_paddle_notices()
     return run_cli(export, args.load_weights_folder, args.output_path, args.height, args.width,
-                   args.num_layers, args.batch_size)
+                   args.num_layers, args.output, args.format, not args.no_check,
+                   args.min_depth, args.max_depth)
 
 
 if __name__ == "__main__":
