@@ -1,0 +1,167 @@
+#!/usr/bin/env python
+"""Run a model written by export_model.py on an image or a folder of images.
+
+    python tools/infer_exported.py --model exported/depth --image_path assets/test_image.jpg
+    python tools/infer_exported.py --model exported/depth --image_path my_folder --ext png --batch_size 4
+
+``--model`` is the ``--output_path`` prefix given to export_model.py; its
+``<prefix>_export.json`` says what the files are: a Paddle program, run with Paddle Inference
+(``paddle.inference.Config`` + ``create_predictor``, the default CPU config: oneDNN on), or an
+ONNX model, run with ONNX Runtime. Both use ``--threads`` CPU threads (default: all cores).
+
+Images are resized (Lanczos) to the exported default size, the training size unless the
+export chose another, or to ``--height``/``--width`` (multiples of 32, at least 64). For each
+image ``<name>.<ext>`` it writes the same files as test_simple.py, next to the image or into
+``--output_dir``:
+
+* ``<name>_disp.png``: the disparity resized to the image size, magma colour map
+  (``utils.colormap_disp``);
+* a ``disp`` model: ``<name>_disp.npy``, the scaled disparity
+  (``disp_to_depth(disp, min_depth, max_depth)[0]``), shape (1, 1, H, W);
+* a ``depth`` or ``metric`` model: ``<name>_depth.npy``, the model's depth (in metres for
+  ``metric``, as test_simple.py --pred_metric_depth), shape (1, 1, H, W).
+
+Prints the images per second, end to end and in the model alone.
+"""
+import argparse
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+from runtime import cpu_env_defaults, quiet_paddle_notices  # noqa: E402
+
+cpu_env_defaults()  # MKL/OpenMP settings, before paddle is imported
+
+import numpy as np  # noqa: E402
+
+from utils import ToolkitError, run_cli  # noqa: E402
+
+MODEL_SUFFIXES = ("_export.json", ".json", ".pdiparams", ".onnx")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True,
+                   help="prefix of the exported files (export_model.py --output_path), e.g. "
+                        "exported/depth")
+    p.add_argument("--image_path", required=True, help="an image file or a folder of images")
+    p.add_argument("--ext", default="jpg", help="image extension to look for in a folder")
+    p.add_argument("--output_dir", default=None,
+                   help="where to write the outputs (default: next to the images)")
+    p.add_argument("--height", type=int, default=None,
+                   help="network input height (default: the exported default size)")
+    p.add_argument("--width", type=int, default=None,
+                   help="network input width (default: the exported default size)")
+    p.add_argument("--batch_size", type=int, default=1, help="images per model call")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads of the runtime (default: all cores)")
+    return p.parse_args(argv)
+
+
+def model_prefix(path):
+    """``exported/depth`` from that prefix or from one of its files."""
+    for suffix in MODEL_SUFFIXES:
+        if path.endswith(suffix) and not os.path.isfile(path + "_export.json"):
+            return path[:-len(suffix)]
+    return path
+
+
+def write_outputs(name, out, kind, info, orig_size, out_dir):
+    """Write ``<name>_disp.png`` and the .npy of one image's model output (1, 1, H, W);
+    returns the two paths."""
+    import paddle
+    import paddle.nn.functional as F
+
+    from layers import disp_to_depth
+    from test_simple import save_png
+    from utils import atomic_save_npy, colormap_disp
+
+    out = out[None].astype(np.float32)
+    if kind == "disp":
+        npy = os.path.join(out_dir, f"{name}_disp.npy")
+        array = disp_to_depth(out, info["output"]["min_depth"], info["output"]["max_depth"])[0]
+        shown = out
+    else:
+        npy = os.path.join(out_dir, f"{name}_depth.npy")
+        array = out
+        # 1/depth is an affine map of the sigmoid disparity: the same colour-mapped image
+        # (the colour map is normalised by min and 95th percentile)
+        shown = 1.0 / out
+    atomic_save_npy(npy, array.astype(np.float32))
+    orig_w, orig_h = orig_size
+    resized = F.interpolate(paddle.to_tensor(shown), size=(orig_h, orig_w), mode="bilinear",
+                            align_corners=False)
+    png = os.path.join(out_dir, f"{name}_disp.png")
+    save_png(png, colormap_disp(resized.numpy()[0, 0]))
+    return [png, npy]
+
+
+def run(args):
+    """Process every image; returns the list of written files."""
+    from export_model import ExportedRunner, check_size, read_info
+    from test_simple import list_images, load_image
+
+    quiet_paddle_notices()
+    prefix = model_prefix(args.model)
+    info = read_info(prefix)
+    fmt, kind = info.get("format"), info.get("output", {}).get("kind")
+    if fmt not in ("paddle", "onnx") or kind not in ("disp", "depth", "metric"):
+        raise ToolkitError(f"{prefix}_export.json names format {fmt!r}, output {kind!r} "
+                           "(--model): export the model again with this toolkit's export_model.py")
+    height = int(args.height or info["input"]["height"])
+    width = int(args.width or info["input"]["width"])
+    check_size(height, width)
+    if args.batch_size < 1:
+        raise ToolkitError(f"bad batch size {args.batch_size} (--batch_size): use 1 or more")
+    if args.threads is not None and args.threads < 1:
+        raise ToolkitError(f"bad thread count {args.threads} (--threads): use 1 or more")
+    paths, default_out = list_images(args.image_path, args.ext)
+    out_dir = args.output_dir or default_out
+    os.makedirs(out_dir, exist_ok=True)
+    runtime = "ONNX Runtime" if fmt == "onnx" else "Paddle Inference"
+    try:
+        runner = ExportedRunner(prefix, fmt, args.threads)
+    except ToolkitError:
+        raise
+    except Exception as exc:  # a damaged or foreign model file
+        msg = str(exc).strip().splitlines()
+        raise ToolkitError(f"{runtime} cannot load {prefix} (--model): "
+                           f"{msg[-1] if msg else type(exc).__name__}; export the model again") from exc
+    threads = args.threads or os.cpu_count() or 1
+    print(f"-> {runtime} model {prefix} ({kind}, {width}x{height}, {threads} threads); "
+          f"{len(paths)} image(s) -> {out_dir}")
+
+    written, model_times = [], []
+    start = time.perf_counter()
+    for first in range(0, len(paths), args.batch_size):
+        batch_paths = paths[first:first + args.batch_size]
+        loaded = [load_image(p, width, height) for p in batch_paths]
+        images = np.concatenate([arr for _, arr in loaded], axis=0)
+        t0 = time.perf_counter()
+        outputs = runner(images)
+        model_times.append((time.perf_counter() - t0, len(batch_paths)))
+        for path, (orig, _), out in zip(batch_paths, loaded, outputs):
+            name = os.path.splitext(os.path.basename(path))[0]
+            written += write_outputs(name, out, kind, info, orig, out_dir)
+    total = time.perf_counter() - start
+    # the first call also sets the runtime up for this input shape: left out when there are more
+    steady = model_times[1:] or model_times
+    model_rate = sum(n for _, n in steady) / max(sum(t for t, _ in steady), 1e-9)
+    print(f"-> {len(paths)} image(s) in {total:.2f} s: {len(paths) / total:.2f} images/s end to "
+          f"end, {model_rate:.2f} images/s in the model (batch {args.batch_size}, first call "
+          f"{model_times[0][0] * 1000:.0f} ms)")
+    print("-> Done! Wrote {} files to {}".format(len(written), out_dir))
+    return written
+
+
+def main(argv=None):
+    return run_cli(run, parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
