@@ -113,7 +113,8 @@ class Trainer:
         self.train_sampler = datasets.ResumableBatchSampler(self.train_dataset, opt.batch_size, opt.seed)
         self.train_loader = paddle.io.DataLoader(self.train_dataset, batch_sampler=self.train_sampler,
                                                  num_workers=self.num_workers, collate_fn=datasets.collate,
-                                                 use_shared_memory=self.num_workers > 0)
+                                                 use_shared_memory=self.num_workers > 0,
+                                                 worker_init_fn=datasets.stop_signals_end_worker)
         self.steps_per_epoch = len(self.train_sampler)
         self.num_total_steps = self.steps_per_epoch * opt.num_epochs
         if opt.max_steps is not None:
@@ -230,6 +231,8 @@ class Trainer:
                 try:
                     self.run_epoch()
                 except datasets.DataLoadError as exc:  # raised before a step: all steps are whole
+                    if self._stop_signal is not None:
+                        break  # the loader's workers got the signal too: stop as signalled
                     path = self.save_checkpoint()
                     raise datasets.DataLoadError("{}; training stopped at step {} (saved to {}): continue with "
                                                  "--resume once fixed".format(exc, self.step, path)) from None

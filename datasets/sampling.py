@@ -245,6 +245,16 @@ def raise_if_load_error(batch):
     return batch
 
 
+def stop_signals_end_worker(worker_id=None):
+    """``worker_init_fn`` of the training loader: in its worker processes SIGINT and SIGTERM
+    raise KeyboardInterrupt, which Paddle's worker loop takes as a clean exit, so a signal
+    to the whole process group (Ctrl-C in a terminal, a job scheduler's SIGTERM) ends the
+    workers quietly (no "worker killed" error) while the trainer saves weights_last."""
+    import signal
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.default_int_handler)
+
+
 def worker_died(exc, num_workers, then="run again"):
     """The one-line DataLoadError for Paddle's error when a loader worker process dies (killed,
     out of memory), which its SIGCHLD handler raises anywhere in the main thread; any other

@@ -12,6 +12,9 @@ import glob
 import os
 import pickle
 import shutil
+import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -19,7 +22,7 @@ import pytest
 
 import checkpoint
 import utils
-from reliability_fixtures import D1, _eval_args, error_lines, image, make_trainer, run_script, train_args
+from reliability_fixtures import ROOT, D1, _eval_args, error_lines, image, make_trainer, run_script, train_args
 from reliability_fixtures import depth_model, eval_splits, hints_src, run_data  # noqa: F401 (fixtures)
 from utils import ToolkitError
 
@@ -263,3 +266,32 @@ def test_resumed_run_validates_on_the_same_batches(run_data):
     np.testing.assert_allclose([r["loss"] for r in rows_a], [r["loss"] for r in rows_b], rtol=1e-4)
     with open(os.path.join(d["logs"], "b", "models", "weights_last", checkpoint.STATE_FILE), "rb") as f:
         assert pickle.load(f)["val_position"] == (1, 1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_to_the_process_group_with_workers_saves(run_data, sig):
+    """Ctrl-C in a terminal and a job scheduler's SIGTERM reach the loader's worker processes
+    too: they end quietly and the trainer still saves weights_last and exits 128 + signal."""
+    d = run_data
+    args = train_args(d, workers=2, extra=["--num_epochs", "50", "--log_frequency", "1000"])
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    p = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py")] + args, cwd=ROOT, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    state0 = os.path.join(d["logs"], "run", "models", "weights_0", checkpoint.STATE_FILE)
+    t0 = time.time()
+    while not os.path.exists(state0) and p.poll() is None and time.time() - t0 < 240:
+        time.sleep(0.2)
+    assert p.poll() is None, p.communicate()[1][-2000:]
+    time.sleep(1)
+    os.killpg(p.pid, sig)
+    try:
+        _, err = p.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+        raise
+    assert p.returncode == 128 + int(sig), err[-2000:]
+    assert "Traceback" not in err and not error_lines(err), err[-2000:]
+    st = checkpoint.load_trainer_state(os.path.join(d["logs"], "run", "models", "weights_last", checkpoint.STATE_FILE))
+    assert st["step"] >= 2 and st["step"] == 2 * st["epoch"] + st["batch_in_epoch"]
