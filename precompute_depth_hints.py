@@ -12,11 +12,7 @@ with layers.compute_reprojection_loss (the training loss), and each pixel keeps 
 where "no match" wins the hint is 0. One-thread workers of a spawn pool (only they import
 Paddle) run the pairs; valid outputs are skipped unless --overwrite_saved_depths; writes
 are atomic (a killed run leaves no partial file); an unreadable input is reported in one
-line and counted, and the run exits with 1.
-
-Usage: ``python precompute_depth_hints.py --data_path kitti_data [--filenames FILE]
-[--save_path P] [--height 320 --width 1024] [--overwrite_saved_depths] [--num_workers N]
-[--png] [--intrinsics fx fy cx cy]``.
+line and counted, and the run exits with 1. Options: ``--help``.
 """
 import argparse
 import multiprocessing as mp
@@ -29,7 +25,8 @@ import numpy as np
 
 from camera import KITTI_K, NETWORK_BASELINE, IntrinsicsLookup, intrinsics_from_option, scale_intrinsics
 from runtime import limit_threads, quiet_paddle_notices
-from utils import ToolkitError, atomic_save_npy, readlines, run_cli
+from utils import (ToolkitError, atomic_save_npy, check_output_dir, clean_stale_temp_files, read_npy_header,
+                   readlines, run_cli)
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -68,16 +65,12 @@ def hint_path(save_path, folder, frame, side):
 
 
 def hint_is_valid(path, height, width):
-    """True when ``path`` is a complete float32 (1, height, width) C-order .npy. Cheap: it
-    reads the header only and compares the file size with header + data."""
-    fmt = np.lib.format
+    """True when ``path`` is a complete float32 (1, height, width) C-order .npy (header only)."""
     try:
-        with open(path, "rb") as f:
-            shape, fortran, dtype = getattr(fmt, f"read_array_header_{fmt.read_magic(f)[0]}_0")(f)
-            return (shape == (1, height, width) and dtype == np.float32 and not fortran
-                    and os.fstat(f.fileno()).st_size == f.tell() + height * width * 4)
+        shape, fortran, dtype, size, full = read_npy_header(path)
     except Exception:  # missing, truncated, not a .npy: recompute it
         return False
+    return shape == (1, height, width) and dtype == np.float32 and not fortran and size == full
 
 
 class InputError(Exception):
@@ -102,9 +95,8 @@ def load_image(path, width, height):
 
 # ----------------------------------------------------------------------------- hints
 def _tiles(total, size):
-    """Blocks ``(keep0, keep1, crop0, crop1)`` of ``size`` kept indices covering range(total),
-    each in a crop of ``size + 2`` with one neighbour on each side (shifted inwards at the
-    borders, so it ends at the image edge there); one crop of everything if total is small."""
+    """Blocks ``(keep0, keep1, crop0, crop1)`` of ``size`` indices covering range(total), each in a
+    crop of ``size + 2`` with a neighbour on each side (shifted inwards at the borders)."""
     if total <= size + 2:
         yield 0, total, 0, total
         return
@@ -116,32 +108,25 @@ def _tiles(total, size):
 def make_matchers():
     """The 12 SGBM matchers (docs/METHOD.md, section 5), in MATCHERS order."""
     import cv2
-    return [cv2.StereoSGBM_create(minDisparity=0, numDisparities=n, blockSize=b,
-                                  P1=36, P2=288, preFilterCap=63, uniquenessRatio=10,
-                                  speckleWindowSize=100, speckleRange=16)
-            for b, n in MATCHERS]
+    return [cv2.StereoSGBM_create(minDisparity=0, numDisparities=n, blockSize=b, P1=36, P2=288, preFilterCap=63,
+                                  uniquenessRatio=10, speckleWindowSize=100, speckleRange=16) for b, n in MATCHERS]
 
 
 def disparity_to_depth(disp, focal):
-    """Pixel disparity -> depth ``focal * 0.1 / d`` where d > 0, else 0 (no match);
-    ``focal`` is fx in pixels (0.58 W with KITTI's intrinsics)."""
+    """Pixel disparity -> depth ``focal * 0.1 / d`` where d > 0, else 0 (no match); ``focal``: fx in pixels."""
     disp = np.asarray(disp, dtype=np.float32)
-    return np.divide(np.float32(focal * NETWORK_BASELINE), disp, out=np.zeros_like(disp),
-                     where=disp > 0)
+    return np.divide(np.float32(focal * NETWORK_BASELINE), disp, out=np.zeros_like(disp), where=disp > 0)
 
 
 def select(cands, pe):
-    """Per pixel, the depth of the candidate with the smallest error (the first one on
-    ties): (N, H, W), (N, H, W) -> (H, W). A winning "no match" (depth 0) gives 0."""
+    """Per pixel the depth of the candidate with the smallest error (first on ties); "no match" gives 0."""
     return np.take_along_axis(cands, np.argmin(pe, axis=0)[None], 0)[0].astype(np.float32)
 
 
 class HintComputer:
-    """SGBM candidates and their fusion for one image size (one per worker process).
-
-    ``K``: normalised 4x4 intrinsics (row 0 divided by the width, row 1 by the height),
-    default :data:`camera.KITTI_K`. Its fx also converts disparity to depth, so a
-    candidate's warp moves each pixel by exactly its disparity."""
+    """SGBM candidates and their fusion for one image size and camera (one per worker and K).
+    ``K``: normalised 4x4 intrinsics (default KITTI's); its fx also converts disparity to
+    depth, so a candidate's warp moves each pixel by exactly its disparity."""
 
     def __init__(self, height, width, K=None, strip_rows=STRIP_ROWS, tile_cols=TILE_COLS):
         import paddle
@@ -274,8 +259,7 @@ def _init_worker(cfg):
     import paddle
     paddle.set_device("cpu")
     limit_threads(1)
-    if mp.current_process().name != "MainProcess":  # the parent handles Ctrl-C; without
-        # this, Paddle's fatal-signal handler would dump a C++ "error" on pool.terminate()
+    if mp.current_process().name != "MainProcess":  # the parent handles Ctrl-C (else Paddle's handler dumps)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     _WORKER.update(cfg=cfg, camera=IntrinsicsLookup(cfg["data_path"], cfg["K"]), hcs={})
@@ -283,11 +267,10 @@ def _init_worker(cfg):
 
 def _hint_computer(folder):
     """The worker's HintComputer for ``folder``'s camera (one per distinct K)."""
-    K = _WORKER["camera"](folder)
-    key = K.tobytes()
-    if key not in _WORKER["hcs"]:
-        _WORKER["hcs"][key] = HintComputer(_WORKER["cfg"]["height"], _WORKER["cfg"]["width"], K)
-    return _WORKER["hcs"][key]
+    K, hcs, cfg = _WORKER["camera"](folder), _WORKER["hcs"], _WORKER["cfg"]
+    if K.tobytes() not in hcs:
+        hcs[K.tobytes()] = HintComputer(cfg["height"], cfg["width"], K)
+    return hcs[K.tobytes()]
 
 
 def _process_pair(task):
@@ -356,9 +339,8 @@ def build_parser():
     p.add_argument("--overwrite_saved_depths", action="store_true", help="recompute existing hints")
     p.add_argument("--num_workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--png", action="store_true", help="images are .png instead of .jpg")
-    p.add_argument("--intrinsics", nargs="+", default=None, metavar="FX_FY_CX_CY_OR_FILE",
-                   help="normalised camera intrinsics (fx/W fy/H cx/W cy/H) or a file of them (default "
-                        "KITTI's); an intrinsics.txt in a drive or date folder wins there")
+    p.add_argument("--intrinsics", nargs="+", default=None, metavar="FX_FY_CX_CY_OR_FILE", help="normalised "
+                   "intrinsics fx/W fy/H cx/W cy/H or a file of them (default KITTI's); a folder's intrinsics.txt wins")
     return p
 
 
@@ -376,8 +358,12 @@ def resolve_filenames(filenames):
 
 
 def plan(pairs, save_path, height, width, overwrite):
-    """Tasks ``(folder, frame, sides)`` still to do and the number of valid hints skipped."""
+    """Tasks ``(folder, frame, sides)`` still to do and the number of valid hints skipped
+    (the temp files a killed run left in the output folders are removed on the way)."""
     tasks, skipped = [], 0
+    for folder in {f for f, _ in pairs}:
+        for side in SIDE_DIRS.values():
+            clean_stale_temp_files(os.path.join(save_path, folder, side))
     for folder, frame in pairs:
         sides = tuple(s for s in ("l", "r") if overwrite or not hint_is_valid(
             hint_path(save_path, folder, frame, s), height, width))
@@ -403,7 +389,7 @@ def run(args, out=sys.stdout, err=sys.stderr):
         raise ToolkitError(f"the split file lists no image pair ({filenames}): give a list of "
                            f"'<folder> <frame> <side>' lines (--filenames)")
     K = intrinsics_from_option(args.intrinsics)
-    save_path = args.save_path or os.path.join(args.data_path, "depth_hints")
+    save_path = check_output_dir(args.save_path or os.path.join(args.data_path, "depth_hints"), "--save_path")
     num_workers = args.num_workers or os.cpu_count() or 1
     if num_workers < 1:
         raise ToolkitError(f"bad worker count (--num_workers {args.num_workers}): use >= 1")

@@ -1,4 +1,5 @@
-"""Small shared helpers: file lists, atomic writes, device pick, split folders, colour maps."""
+"""Small shared helpers: errors, file lists, atomic writes, output-path checks, .npy headers,
+split folders, colour maps."""
 import io
 import os
 import re
@@ -26,7 +27,7 @@ __all__ = [
     "ToolkitError", "MissingFileError", "run_cli", "readlines", "normalize_image",
     "atomic_write_bytes", "atomic_write_text", "atomic_save_npy", "atomic_save_npz",
     "atomic_paddle_save", "clean_stale_temp_files", "check_output_dir", "check_output_file",
-    "resolve_split_dir", "colormap_disp",
+    "read_npy_header", "resolve_split_dir", "colormap_disp",
     "MIN_DEPTH", "MAX_DEPTH", "GARG_CROP", "garg_crop_bounds",
 ]
 
@@ -213,6 +214,22 @@ def check_output_file(path, flag):
 
 
 # ----------------------------------------------------------------------------- misc
+
+
+def read_npy_header(path):
+    """``(shape, fortran_order, dtype, file_size, full_size)`` of a .npy file from its header
+    alone (cheap enough for every file of a split); ``full_size`` is the size the header
+    promises, so ``file_size < full_size`` means truncated. OSError / ValueError when the
+    file is missing or not a .npy."""
+    fmt = np.lib.format
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        major = fmt.read_magic(f)[0]
+        if major not in (1, 2):  # a newer format: numpy reads the header (and maps the data)
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+            return arr.shape, np.isfortran(arr), arr.dtype, size, size
+        shape, fortran, dtype = (fmt.read_array_header_1_0 if major == 1 else fmt.read_array_header_2_0)(f)
+        return shape, fortran, dtype, size, f.tell() + int(np.prod(shape)) * dtype.itemsize
 
 
 def resolve_split_dir(split, splits_dir=None):

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from utils import ToolkitError
+from utils import ToolkitError, read_npy_header
 
 TAIL_BYTES = 4096
 FIXES = {"image": "re-extract or re-convert the bad images",
@@ -74,24 +74,13 @@ def _hint_shape_reason(shape, dtype):
 
 def _check_hint_header(path):
     try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-            elif version == (2, 0):
-                shape, _, dtype = np.lib.format.read_array_header_2_0(f)
-            else:  # a newer format version: numpy reads the header (and maps the data)
-                arr = np.load(path, mmap_mode="r", allow_pickle=False)
-                return _hint_shape_reason(arr.shape, arr.dtype)
-            offset = f.tell()
+        shape, _, dtype, size, expected = read_npy_header(path)
     except Exception as exc:  # noqa: BLE001 - not a .npy, truncated header
         first = (str(exc).splitlines() or [""])[0]
         return "not a readable .npy file ({}: {})".format(type(exc).__name__, first)
     reason = _hint_shape_reason(shape, dtype)
     if reason is not None:
         return reason
-    expected = offset + int(np.prod(shape)) * dtype.itemsize
     if size < expected:
         return "truncated: {} bytes, its header needs {}".format(size, expected)
     return None
