@@ -110,7 +110,7 @@ class MonodepthOptions:
                        default=["encoder", "depth", "pose_encoder", "pose"], help="models to load")
         p.add_argument("--overwrite", action="store_true",
                        help="start again in a --log_dir/--model_name that already holds checkpoints "
-                            "(they are replaced as the new run saves)")
+                            "(its earlier checkpoints are deleted when the new run starts)")
         p.add_argument("--check_data", type=str, default="quick", choices=["quick", "full"],
                        help="before training: quick = every file exists and every hint's .npy header is "
                             "right; full = also decode every image and hint (slow, certain)")
