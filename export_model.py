@@ -180,6 +180,32 @@ class ExportedRunner:
 # ----------------------------------------------------------------------------- ONNX
 
 
+def _drop_identities_and_dead_nodes(graph):
+    """Remove paddle2onnx's Identity nodes and the nodes (mostly unused Constants, of which
+    ONNX Runtime warns one by one) that no graph output depends on."""
+    outputs = {o.name for o in graph.output}
+    alias = {n.output[0]: n.input[0] for n in graph.node
+             if n.op_type == "Identity" and n.output[0] not in outputs}
+
+    def source(name):
+        while name in alias:
+            name = alias[name]
+        return name
+    nodes = [n for n in graph.node if n.output[0] not in alias or n.op_type != "Identity"]
+    for node in nodes:
+        node.input[:] = [source(name) for name in node.input]
+    needed, live = set(outputs), []
+    for node in reversed(nodes):  # nodes are in topological order
+        if any(name in needed for name in node.output):
+            live.append(node)
+            needed.update(node.input)
+    del graph.node[:]
+    graph.node.extend(reversed(live))
+    for field in (graph.initializer, graph.value_info):
+        for item in [t for t in field if t.name not in needed]:
+            field.remove(item)
+
+
 def _to_onnx(prefix, onnx_path, output):
     """Convert the Paddle program ``prefix.json/.pdiparams`` to ``onnx_path``; names the
     output after its kind and the free dimensions ``batch``, ``height``, ``width``."""
@@ -214,10 +240,7 @@ def _to_onnx(prefix, onnx_path, output):
         for i, sym in ((0, "batch"), (2, "height"), (3, "width")):
             dims[i].ClearField("dim_value")
             dims[i].dim_param = sym
-    used = {name for node in graph.node for name in node.input}
-    unused = [t for t in graph.initializer if t.name not in used]
-    for tensor in unused:  # constants paddle2onnx leaves behind (ONNX Runtime warns of each)
-        graph.initializer.remove(tensor)
+    _drop_identities_and_dead_nodes(graph)
     onnx.checker.check_model(model)
     onnx.save(model, onnx_path)
     return version
