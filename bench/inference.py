@@ -13,7 +13,9 @@ runtime uses all cores (``--threads``): Paddle's math threads (runtime.set_cpu_t
 Paddle Inference's ``set_cpu_math_library_num_threads`` (its default is 1), ONNX Runtime's
 intra-op threads, ``torch.set_num_threads``. The runtimes are timed interleaved, round by
 round with the order rotated, so that load from other processes hits all of them alike;
-the load average is printed at start and end. Single-image latency is the median (and the
+a short pause before each call (``--pause``) lets the previous runtime's threads go idle
+(ONNX Runtime's spin-wait after a run slowed the next runtime by ~10 % without it). The
+load average is printed at start and end. Single-image latency is the median (and the
 minimum) of ``--rounds`` calls at batch 1; images/s at batch 1 is 1000 / median ms, and at
 ``--throughput_batch`` B it is B / median seconds per call.
 """
@@ -45,6 +47,8 @@ def parse_args(argv=None):
     p.add_argument("--throughput_batch", type=int, default=4,
                    help="also time this batch size (0: batch 1 only)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--pause", type=float, default=0.1,
+                   help="seconds of idle before each timed call (lets spinning threads park)")
     p.add_argument("--load_weights_folder", default=None,
                    help="a trained models/weights_N folder (default: random ResNet18 weights)")
     p.add_argument("--runtimes", nargs="+",
@@ -152,8 +156,10 @@ def _torch_eager(num_layers, threads):
     return run
 
 
-def time_interleaved(runners, images, rounds, warmup):
-    """{name: [seconds per call]}; each round calls every runner once, order rotated."""
+def time_interleaved(runners, images, rounds, warmup, pause):
+    """{name: [seconds per call]}; each round calls every runner once, order rotated, with
+    ``pause`` seconds before each call so that the previous runtime's threads (ONNX
+    Runtime's spin after a run) are idle again."""
     names = list(runners)
     for name in names:
         for _ in range(warmup):
@@ -161,6 +167,7 @@ def time_interleaved(runners, images, rounds, warmup):
     times = {name: [] for name in names}
     for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
+            time.sleep(pause)
             t0 = time.perf_counter()
             runners[name](images)
             times[name].append(time.perf_counter() - t0)
@@ -191,7 +198,8 @@ def main(argv=None):
             for batch in batches:
                 images = np.random.RandomState(0).rand(batch, 3, height, width).astype(np.float32)
                 rounds = args.rounds if batch == 1 else max(3, args.rounds // 2)
-                times = time_interleaved(runners, images, rounds, args.warmup if batch == 1 else 1)
+                times = time_interleaved(runners, images, rounds,
+                                         args.warmup if batch == 1 else 1, args.pause)
                 for name, ts in times.items():
                     med, best = float(np.median(ts)), float(np.min(ts))
                     rows.append((size, batch, name, med * 1000, best * 1000, batch / med))
