@@ -104,6 +104,7 @@ def test_check_data_full_reports_rate(run_data, capsys):
     assert "images/s" in out and "0 bad" in out
 
 
+@pytest.mark.slow
 def test_check_data_cli_reports_truncated_hint(run_data):
     p = hint(run_data, D2, 2, 4)
     data = open(p, "rb").read()
@@ -127,6 +128,7 @@ def test_evaluate_depth_corrupt_image_is_one_line(depth_model, synthetic_kitti, 
     assert not os.path.exists(tmp_path / "m.json")
 
 
+@pytest.mark.slow
 def test_test_simple_reports_unreadable_image_and_does_the_rest(depth_model, synthetic_kitti, tmp_path, capsys):
     import test_simple
     folder = tmp_path / "imgs"

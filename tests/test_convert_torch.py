@@ -42,6 +42,7 @@ def torch_models(tmp_path_factory):
     return folder, enc, dec, penc, pdec
 
 
+@pytest.mark.slow
 def test_converted_monodepth2_folder_gives_same_outputs(torch_models, tmp_path):
     folder, enc, dec, penc, pdec = torch_models
     out_dir = tmp_path / "paddle_model"
@@ -91,6 +92,7 @@ def test_converted_monodepth2_folder_gives_same_outputs(torch_models, tmp_path):
     np.testing.assert_allclose(p_tr.numpy(), t_tr.numpy(), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_torchvision_resnet_file_converts_and_loads(tmp_path):
     torch.manual_seed(2)
     net = TResNet18()

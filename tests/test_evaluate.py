@@ -212,6 +212,7 @@ def constructed(tmp_path):
     return tmp_path, str(splits), str(npy)
 
 
+@pytest.mark.slow
 def test_cli_stereo_ext_disp(constructed):
     tmp, splits, npy = constructed
     out = tmp / "m.json"
@@ -229,6 +230,7 @@ def test_cli_stereo_ext_disp(constructed):
     assert "&   0.625  &" in r.stdout
 
 
+@pytest.mark.slow
 def test_cli_mono_ext_disp_reports_ratios(constructed):
     tmp, splits, npy = constructed
     out = tmp / "m.json"
@@ -243,6 +245,7 @@ def test_cli_mono_ext_disp_reports_ratios(constructed):
     assert m["metrics"]["a1"] == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_cli_mono_without_median_scaling_uses_factor(constructed):
     tmp, splits, npy = constructed
     out = tmp / "m.json"
@@ -261,6 +264,7 @@ def test_cli_mono_without_median_scaling_uses_factor(constructed):
     (["--eval_mono", "--eval_stereo"], "exactly one evaluation mode"),
     (["--eval_mono", "--eval_split", "odom_9"], "evaluate_pose.py"),
 ])
+@pytest.mark.slow
 def test_cli_mode_errors(constructed, args, needle):
     _, splits, npy = constructed
     r = _run(["--ext_disp_to_eval", npy, "--splits_dir", splits] + args)
@@ -269,12 +273,14 @@ def test_cli_mode_errors(constructed, args, needle):
     assert "Traceback" not in r.stderr
 
 
+@pytest.mark.slow
 def test_cli_missing_gt_says_export(constructed, tmp_path):
     _, _, npy = constructed
     r = _run(["--ext_disp_to_eval", npy, "--eval_stereo", "--splits_dir", str(tmp_path / "none")])
     assert r.returncode == 2 and "export_gt_depth.py" in r.stderr and "gt_depths.npz" in r.stderr
 
 
+@pytest.mark.slow
 def test_cli_count_mismatch(constructed):
     tmp, splits, _ = constructed
     npy = tmp / "three.npy"
@@ -284,6 +290,7 @@ def test_cli_count_mismatch(constructed):
     assert r.returncode == 2 and "3 predictions but 2 ground-truth" in r.stderr
 
 
+@pytest.mark.slow
 def test_cli_missing_weights_folder(tmp_path):
     r = _run(["--load_weights_folder", str(tmp_path / "nope"), "--eval_stereo"])
     assert r.returncode == 2 and "weights folder not found" in r.stderr
@@ -292,6 +299,7 @@ def test_cli_missing_weights_folder(tmp_path):
     assert r.returncode == 2 and "encoder.pdparams missing" in r.stderr
 
 
+@pytest.mark.slow
 def test_cli_save_pred_disps_and_benchmark(tmp_path):
     npy = tmp_path / "d.npy"
     disps = np.stack([np.full((6, 20), 0.5), np.full((6, 20), 0.01)]).astype(np.float32)

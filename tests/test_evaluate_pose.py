@@ -92,6 +92,7 @@ def _run(args):
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_cli_clear_errors(tmp_path):
     r = _run(["--eval_split", "eigen", "--load_weights_folder", str(tmp_path)])
     assert r.returncode == 2 and "odom_9 or odom_10" in r.stderr
@@ -116,6 +117,7 @@ def test_cli_clear_errors(tmp_path):
     assert r.returncode == 2 and "lists 2 frames but poses/09.txt has 4 poses" in r.stderr
 
 
+@pytest.mark.slow
 def test_cli_full_run_on_constructed_sequence(tmp_path):
     """6 frames of a constructed odometry sequence: the CLI's ATE equals the ATE recomputed
     from its saved poses, and poses.npy holds one 4x4 motion per pair."""

@@ -10,6 +10,7 @@ end-point error 0.976 px and bad-2px 0.0734 on it; measured here: the same figur
 excluding invalid candidates instead gives bad-2px 0.081 at 0.854 coverage.
 """
 import os
+import pytest
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -18,6 +19,7 @@ sys.path.insert(0, ROOT)
 from bench import hint_accuracy as A  # noqa: E402
 
 
+@pytest.mark.slow
 def test_motorcycle_hints_match_published_accuracy(tmp_path):
     m = A.motorcycle_accuracy(str(tmp_path), height=320, width=480)
     assert m["bad2"] <= 0.076, m

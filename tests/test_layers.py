@@ -283,6 +283,7 @@ def test_upsample_pad1_equals_pad_of_upsample_and_gradient():
                                blk(layers.upsample(z)).numpy(), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_static_graph_export_matches_eager(tmp_path):
     """reflection_pad1 / upsample / SSIM trace with paddle.jit (fixed and dynamic shapes),
     save, load, and leave eager calls working (no cached eager tensor is captured)."""

@@ -71,6 +71,7 @@ def test_depth_decoder_state_dict_in_monodepth2_order(enc18):
 
 @pytest.mark.parametrize("num_layers,channels", [(18, [64, 64, 128, 256, 512]),
                                                  (50, [64, 256, 512, 1024, 2048])])
+@pytest.mark.slow
 def test_encoder_decoder_output_shapes(num_layers, channels):
     paddle.seed(0)
     enc = ResnetEncoder(num_layers, False)
@@ -102,6 +103,7 @@ def _write_imagenet_file(path, prefix="encoder.", seed=1):
     return {k: v.numpy() for k, v in src.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_multi_image_conv1_tiled_and_divided(tmp_path):
     src = _write_imagenet_file(tmp_path / "resnet18.pdparams")
     enc = ResnetEncoder(18, str(tmp_path / "resnet18.pdparams"), num_input_images=3)
@@ -124,6 +126,7 @@ def test_multi_image_conv1_tiled_and_divided(tmp_path):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_unprefixed_imagenet_file_loads(tmp_path):
     src = _write_imagenet_file(tmp_path / "r18.pdparams", prefix="")
     enc = ResnetEncoder(18, str(tmp_path / "r18.pdparams"))
@@ -185,6 +188,7 @@ def test_pose_cnn_names_shapes_and_known_output():
     np.testing.assert_allclose(translation.numpy()[1, 1, 0], [0.09, 0.10, 0.11], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_load_strict_wrong_layer_count(tmp_path, enc18):
     paddle.save(ResnetEncoder(34, False).state_dict(), str(tmp_path / "encoder.pdparams"))
     with pytest.raises(ToolkitError) as err:
@@ -205,6 +209,7 @@ def test_load_strict_shape_and_missing_keys(enc18):
     assert "1 shape mismatches [encoder.conv1.weight: file [64, 6, 7, 7] vs model [64, 3, 7, 7]]" in msg
 
 
+@pytest.mark.slow
 def test_load_strict_ignores_metadata_and_fc(tmp_path):
     paddle.seed(3)
     src = ResnetEncoder(18, False)
@@ -226,6 +231,7 @@ def test_num_decoder_scales(enc18):
     assert networks.num_decoder_scales(DepthDecoder(enc18.num_ch_enc, [0]).state_dict()) == 1
 
 
+@pytest.mark.slow
 def test_infer_num_layers():
     assert infer_num_layers(ResnetEncoder(18, False).state_dict()) == 18
     assert infer_num_layers(ResnetEncoder(34, False).state_dict()) == 34
@@ -233,6 +239,7 @@ def test_infer_num_layers():
     assert infer_num_layers({"decoder.0.conv.conv.weight": 0}) is None
 
 
+@pytest.mark.slow
 def test_resnet18_depth_net_forward_backward_192x640():
     paddle.seed(0)
     enc = ResnetEncoder(18, False)

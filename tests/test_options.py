@@ -72,16 +72,19 @@ def test_invalid_combination_one_line(tmp_path, args, words):
     assert not (tmp_path / "log").exists()
 
 
+@pytest.mark.slow
 def test_missing_data_path_one_line(tmp_path):
     r = run_train(["--data_path", str(tmp_path / "nope"), "--log_dir", str(tmp_path / "log")])
     assert_one_line_error(r, "--data_path", "nope")
 
 
+@pytest.mark.slow
 def test_missing_split_one_line(tmp_path):
     r = run_train(["--data_path", str(tmp_path), "--split", "no_such_split", "--log_dir", str(tmp_path / "log")])
     assert_one_line_error(r, "no_such_split")
 
 
+@pytest.mark.slow
 def test_missing_explicit_hint_path_one_line(synthetic_kitti, tmp_path):
     r = run_train(["--data_path", synthetic_kitti, "--split", os.path.join(synthetic_kitti, "splits", "synthetic"),
                    "--use_stereo", "--frame_ids", "0", "--use_depth_hints", "--depth_hint_path",
@@ -89,6 +92,7 @@ def test_missing_explicit_hint_path_one_line(synthetic_kitti, tmp_path):
     assert_one_line_error(r, "--depth_hint_path", "hints_nowhere")
 
 
+@pytest.mark.slow
 def test_missing_hint_files_one_line(synthetic_kitti, tmp_path):
     """Default hint folder <data_path>/depth_hints does not exist: check_split names a missing file."""
     r = run_train(["--data_path", synthetic_kitti, "--split", os.path.join(synthetic_kitti, "splits", "synthetic"),

@@ -5,6 +5,7 @@ Known answer: a candidate of disparity d moves every pixel by d whatever K is (c
 the depth cancel in the projection), so each pixel chooses the same candidate, and the
 hint is fx * 0.1 / d: it scales with the normalised fx exactly."""
 import os
+import pytest
 import subprocess
 import sys
 
@@ -25,6 +26,7 @@ def _run(data, save, tmp_path, extra=()):
     return [np.load(os.path.join(save, folder, cam, "0000000002.npy")) for cam in ("image_02", "image_03")]
 
 
+@pytest.mark.slow
 def test_custom_intrinsics_scale_the_hints_and_folder_file_wins(synthetic_kitti, tmp_path):
     date = PAIR.split("/")[0]
     assert os.path.isdir(os.path.join(synthetic_kitti, date)), os.listdir(synthetic_kitti)

@@ -85,6 +85,7 @@ def test_offline_error_in_process(empty_home):
     assert not os.path.exists(str(empty_home / "resnet18.pdparams"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("depth", [18, 50])
 def test_cached_vision_file_loads_with_pose_tiling(empty_home, vision_files, depth):
     src, want = vision_files[depth]
@@ -140,6 +141,7 @@ def local_server(vision_files):
     server.server_close()
 
 
+@pytest.mark.slow
 def test_download_through_paddle_utility(empty_home, vision_files, local_server, monkeypatch):
     src, want = vision_files[18]
     md5 = hashlib.md5(open(src, "rb").read()).hexdigest()
@@ -176,6 +178,7 @@ def _skip_if_local_weights(depth=18):
         pytest.skip(f"weights/resnet{depth}.pdparams exists, so nothing would be looked up in the cache")
 
 
+@pytest.mark.slow
 def test_cli_offline_error(synthetic_kitti, tmp_path):
     _skip_if_local_weights()
     home = tmp_path / "home"
@@ -193,6 +196,7 @@ def test_cli_offline_error(synthetic_kitti, tmp_path):
     assert not (tmp_path / "logs" / "pt" / "models").exists()
 
 
+@pytest.mark.slow
 def test_cli_trains_from_cached_paddle_file(synthetic_kitti, tmp_path):
     _skip_if_local_weights()
     home = tmp_path / "home"

@@ -66,6 +66,7 @@ def test_readme_names_scripts():
         assert s in PY, s
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(PY))
 def test_python_command_help_and_flags(script):
     path = os.path.join(ROOT, script)

@@ -30,6 +30,7 @@ from utils import ToolkitError
 # ----------------------------------------------------------------------------- run folders
 
 
+@pytest.mark.slow
 def test_second_run_refuses_without_resume_or_overwrite(run_data, capsys):
     import train
     d = run_data
@@ -203,6 +204,7 @@ def test_clean_stale_temp_files(tmp_path):
     assert fresh.exists() and other.exists() and not stale.exists()
 
 
+@pytest.mark.slow
 def test_trainer_start_tidies_models_dir(run_data):
     d = run_data
     tr = make_trainer(train_args(d, extra=["--max_steps", "1"]))
@@ -226,6 +228,7 @@ def test_trainer_start_tidies_models_dir(run_data):
     assert "recovered checkpoint" in log and "removed stale temp file" in log
 
 
+@pytest.mark.slow
 def test_resumed_run_validates_on_the_same_batches(run_data):
     """The validation position (val epoch and batch) is saved and restored, so an interrupted
     + resumed run logs the same validation losses as an uninterrupted one."""

@@ -142,6 +142,7 @@ def test_dry_run_nothing_installed(tmp_path):
 
 @pytest.mark.parametrize("dist,cuda", [("paddlepaddle", None), ("paddlepaddle-gpu", "12.6")],
                          ids=["cpu_present", "gpu_present"])
+@pytest.mark.slow
 def test_dry_run_keeps_a_present_paddle3(tmp_path, dist, cuda):
     venv = tmp_path / "env"
     make_env(venv, dist, "3.3.1", cuda)

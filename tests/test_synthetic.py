@@ -163,6 +163,7 @@ def test_splits(synthetic_kitti):
     assert {e[0] for e in eig} == {e[0] for e in ebm} and eig[0][0] not in {ln.split()[0] for ln in train}
 
 
+@pytest.mark.slow
 def test_deterministic_and_png(tmp_path):
     a = msk.make_synthetic_kitti(tmp_path / "a", num_drives=1, frames_per_drive=3, width=128, height=64, seed=3, ext="png")
     b = msk.make_synthetic_kitti(tmp_path / "b", num_drives=1, frames_per_drive=3, width=128, height=64, seed=3, ext="png",

@@ -28,6 +28,7 @@ def image_folder(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow
 def test_folder_writes_png_and_npy(image_folder, tmp_path):
     import paddle
     from PIL import Image
@@ -56,6 +57,7 @@ def test_folder_writes_png_and_npy(image_folder, tmp_path):
         assert png.reshape(-1, 3).sum(1).min() < 30
 
 
+@pytest.mark.slow
 def test_metric_depth_stereo_only(image_folder, tmp_path, capsys):
     import test_simple
     _save_model(str(tmp_path / "mono"), use_stereo=False)
@@ -80,6 +82,7 @@ def test_metric_depth_stereo_only(image_folder, tmp_path, capsys):
     np.testing.assert_allclose(depth, 5.4 / disp, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_skips_own_outputs_and_clear_errors(image_folder, tmp_path, capsys):
     import shutil
     import test_simple
@@ -103,6 +106,7 @@ def test_skips_own_outputs_and_clear_errors(image_folder, tmp_path, capsys):
     assert "weights folder not found" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_decoder_trained_with_one_scale(image_folder, tmp_path):
     """A model trained with --scales 0 (one disparity conv) loads and predicts."""
     import paddle

@@ -59,6 +59,7 @@ class Recorder:
         self.rows.append({k: float(v) for k, v in self.trainer.last_losses.items()})
 
 
+@pytest.mark.slow
 def test_hint_training_loss_falls(synthetic_kitti, hints_dir, tmp_path):
     tr = make_trainer(base_args(synthetic_kitti, hints_dir, tmp_path, "fall",
                                 extra=["--num_epochs", "6", "--learning_rate", "2e-4"]))
@@ -112,6 +113,7 @@ def _load_ckpt(folder):
     return out
 
 
+@pytest.mark.slow
 def test_interrupt_and_resume_matches_uninterrupted(synthetic_kitti, hints_dir, tmp_path):
     extra = ["--num_epochs", "2", "--scheduler_step_size", "1", "--learning_rate", "2e-4"]
     a = make_trainer(base_args(synthetic_kitti, hints_dir, tmp_path / "a", "run", extra=extra))
@@ -151,6 +153,7 @@ def test_interrupt_and_resume_matches_uninterrupted(synthetic_kitti, hints_dir, 
                            cb["depth.pdparams/decoder.0.conv.conv.weight"])
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_naming_step(synthetic_kitti, hints_dir, tmp_path):
     from utils import ToolkitError
     tr = make_trainer(base_args(synthetic_kitti, hints_dir, tmp_path, "nan", extra=["--num_epochs", "3"]))
@@ -175,6 +178,7 @@ def run_cli(args, **kw):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_and_resume_finishes(synthetic_kitti, hints_dir, tmp_path):
     """A real SIGINT to train.py: checkpoint weights_last, exit 130; --resume finishes the run."""
     args = base_args(synthetic_kitti, hints_dir, tmp_path, "sig", extra=["--num_epochs", "3"])
@@ -228,6 +232,7 @@ def _losses_with_depth(tr, inputs, depth0):
     return {k: float(v) for k, v in losses.items()}
 
 
+@pytest.mark.slow
 def test_known_answer_true_depth(synthetic_kitti, hints_dir, tmp_path):
     """With the true depth (the hints, far where no hint) the stereo warp reconstructs the
     target far better (L1; SSIM has a high floor on the synthetic textures) than with a wrong depth, and the scale-0 hint term is ~0: checks

@@ -29,6 +29,7 @@ VARIANTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_variant_runs(synthetic_kitti, hints_dir, tmp_path, name):  # noqa: F811
     from trainer import Trainer
@@ -50,6 +51,7 @@ def test_variant_runs(synthetic_kitti, hints_dir, tmp_path, name):  # noqa: F811
         assert all(row[("hint", s)] > 0 for s in range(n))
 
 
+@pytest.mark.slow
 def test_data_parallel_two_cpu_processes(synthetic_kitti, hints_dir, tmp_path):  # noqa: F811
     """`python -m paddle.distributed.launch --nproc_per_node 2 train.py ...` on CPU (gloo):
     rank 0 alone saves; the trainer checks at the end that both ranks hold the same weights."""
