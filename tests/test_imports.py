@@ -1,7 +1,6 @@
 """The repository's modules import each other without cycles (every import counts, also
 the ones inside functions), so each module can be read and tested on its own."""
 import ast
-import pytest
 import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
