@@ -5,8 +5,6 @@ fails to load. Used by datasets/check.py (whole lists) and datasets/sampling.py 
 sample)."""
 import os
 
-import numpy as np
-
 from utils import ToolkitError, read_npy_header
 
 TAIL_BYTES = 4096
