@@ -89,6 +89,7 @@ def test_default_paddle_inference_config_runs_the_program(exported, stereo_model
     np.testing.assert_allclose(got, want, atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["disp", "depth", "metric"])
 def test_paddle_program_any_size_and_batch_equals_dynamic_model(exported, stereo_model, kind):
     prefix = exported("paddle", kind)
@@ -117,6 +118,7 @@ def test_paddle_program_any_size_and_batch_equals_dynamic_model(exported, stereo
         np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["disp", "depth", "metric"])
 def test_onnx_runtime_any_size_and_batch_equals_dynamic_model(exported, stereo_model, kind):
     pytest.importorskip("paddle2onnx")

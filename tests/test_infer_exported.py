@@ -63,6 +63,7 @@ def _assert_same_png(got, want):
     assert np.mean(diff > 0) < 0.01 and diff.max() <= 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind,fmt", [("disp", "paddle"), ("metric", "onnx")])
 def test_folder_writes_the_files_of_test_simple(model, image_folder, simple_outputs, tmp_path,
                                                 capsys, kind, fmt):
@@ -88,6 +89,7 @@ def test_folder_writes_the_files_of_test_simple(model, image_folder, simple_outp
         _assert_same_png(png, _png(simple_outputs / f"{name}_disp.png"))
 
 
+@pytest.mark.slow
 def test_other_size_and_errors(model, image_folder, tmp_path, capsys):
     prefix = _export(model, tmp_path, "depth", "paddle")
     image = str(image_folder / "a.png")
