@@ -404,8 +404,9 @@ def parse_args(argv=None):
     p.add_argument("--format", default="paddle", choices=FORMATS,
                    help="paddle (Paddle Inference program, default) or onnx (through paddle2onnx)")
     p.add_argument("--height", type=int, default=None,
-                   help="default input size recorded in <output_path>_export.json and used by the check "
-                        "(default: the training height); the model takes any multiple of 32")
+                   help="default input height, recorded in <output_path>_export.json and "
+                        "used by the check (default: the training height); the model takes "
+                        "any multiple of 32")
     p.add_argument("--width", type=int, default=None,
                    help="default input width (default: the training width)")
     p.add_argument("--num_layers", type=int, default=None, choices=[18, 34, 50, 101, 152],
