@@ -41,7 +41,7 @@ cpu_env_defaults()  # MKL/OpenMP settings, before paddle is imported
 
 import numpy as np  # noqa: E402
 
-from utils import ToolkitError, atomic_write_text, run_cli  # noqa: E402
+from utils import ToolkitError, atomic_write_text, check_output_dir, clean_stale_temp_files, run_cli  # noqa: E402
 
 OUTPUT_KINDS = ("disp", "depth", "metric")
 FORMATS = ("paddle", "onnx")
@@ -304,8 +304,10 @@ def read_info(prefix):
 
 
 def export(weights_folder, output_path, height=None, width=None, num_layers=None,
-           output="disp", fmt="paddle", check=True, min_depth=MIN_DEPTH, max_depth=MAX_DEPTH):
-    """Export; returns the list of files written (``<output_path>.*``)."""
+           output="disp", fmt="paddle", check=True, min_depth=MIN_DEPTH, max_depth=MAX_DEPTH,
+           overwrite=False):
+    """Export; returns the list of files written (``<output_path>.*``). An earlier export at
+    the same prefix is replaced only with ``overwrite``."""
     import paddle
 
     if fmt not in FORMATS:
@@ -321,13 +323,19 @@ def export(weights_folder, output_path, height=None, width=None, num_layers=None
     if not prefix:
         raise ToolkitError(f"--output_path {output_path!r} names a folder: give a file prefix, "
                            "e.g. exported/depth")
+    out_dir = check_output_dir(os.path.dirname(os.path.abspath(output_path)), "--output_path")
+    earlier = [p for p in (output_path + ext for ext in (".json", ".pdiparams", ".onnx", INFO_SUFFIX))
+               if os.path.exists(p)]
+    if earlier and not overwrite:
+        raise ToolkitError(f"an exported model is already there ({', '.join(earlier)}) (--output_path): "
+                           "add --overwrite to replace it, or choose another --output_path")
     net, meta = build_depth_net(weights_folder, num_layers, output, min_depth, max_depth)
     height = int(height or meta["height"])
     width = int(width or meta["width"])
     check_size(height, width)
 
-    out_dir = os.path.dirname(os.path.abspath(output_path))
     os.makedirs(out_dir, exist_ok=True)
+    clean_stale_temp_files(out_dir)
     tmp = tempfile.mkdtemp(prefix=".export_", dir=out_dir)
     try:
         tmp_prefix = os.path.join(tmp, prefix)
@@ -415,6 +423,8 @@ def parse_args(argv=None):
                    help="training minimum depth for --output depth/metric (default 0.1)")
     p.add_argument("--max_depth", type=float, default=MAX_DEPTH,
                    help="training maximum depth for --output depth/metric (default 100)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier export at --output_path")
     p.add_argument("--no_check", action="store_true",
                    help="do not compare the exported model with the dynamic one")
     return p.parse_args(argv)
@@ -428,7 +438,7 @@ def main(argv=None):
     quiet_paddle_notices()
     return run_cli(export, args.load_weights_folder, args.output_path, args.height, args.width,
                    args.num_layers, args.output, args.format, not args.no_check,
-                   args.min_depth, args.max_depth)
+                   args.min_depth, args.max_depth, args.overwrite)
 
 
 if __name__ == "__main__":

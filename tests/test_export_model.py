@@ -224,3 +224,23 @@ def test_dynamic_model_still_runs_after_export(stereo_model, tmp_path):
     with paddle.no_grad():
         out = dec(enc(x))[("disp", 0)]
     assert list(out.shape) == [1, 1, 64, 128]
+
+
+def test_output_path_checked_first_and_no_silent_overwrite(stereo_model, tmp_path, capsys):
+    folder = stereo_model[0]
+    (tmp_path / "file").write_text("x")
+    assert export_model.main(["--load_weights_folder", folder, "--output_path",
+                              str(tmp_path / "file" / "depth")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--output_path" in err[0] and "is a file" in err[0]
+    prefix = str(tmp_path / "out" / "depth")
+    assert export_model.main(["--load_weights_folder", folder, "--output_path", prefix, "--no_check"]) == 0
+    before = open(prefix + "_export.json").read()
+    capsys.readouterr()
+    assert export_model.main(["--load_weights_folder", folder, "--output_path", prefix, "--no_check"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--overwrite" in err[0] and "already there" in err[0]
+    assert open(prefix + "_export.json").read() == before
+    assert export_model.main(["--load_weights_folder", folder, "--output_path", prefix, "--no_check",
+                              "--output", "depth", "--overwrite"]) == 0
+    assert '"kind": "depth"' in open(prefix + "_export.json").read()
