@@ -65,6 +65,7 @@ def _images(batch, height, width, seed=0):
     return np.random.RandomState(seed).rand(batch, 3, height, width).astype(np.float32)
 
 
+@pytest.mark.slow
 def test_default_paddle_inference_config_runs_the_program(exported, stereo_model):
     """Users' deployments keep the defaults: oneDNN on (Paddle issue 79749 stops programs
     holding a double-array attribute such as interpolate's scale)."""
@@ -149,6 +150,7 @@ def test_metric_of_a_mono_model_is_refused(mono_model, tmp_path, capsys):
     assert not os.path.exists(tmp_path / "x" / "depth.pdiparams")
 
 
+@pytest.mark.slow
 def test_export_errors(stereo_model, tmp_path, capsys):
     folder = stereo_model[0]
     out = str(tmp_path / "x" / "depth")
@@ -173,6 +175,7 @@ def test_onnx_without_paddle2onnx_says_what_to_install(stereo_model, tmp_path, c
     assert "requirements-deploy.txt" in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_failed_conversion_is_one_line_and_leaves_nothing(stereo_model, tmp_path, capsys,
                                                           monkeypatch):
     """paddle2onnx aborts its process on an operator it cannot convert: the child's error
@@ -193,6 +196,7 @@ def test_failed_conversion_is_one_line_and_leaves_nothing(stereo_model, tmp_path
     assert os.listdir(out_dir) == []
 
 
+@pytest.mark.slow
 def test_an_exported_model_that_differs_is_refused(stereo_model, tmp_path, capsys, monkeypatch):
     """A conversion that merely succeeds is not trusted: the outputs are compared."""
     real_call = export_model.ExportedRunner.__call__
@@ -207,6 +211,7 @@ def test_an_exported_model_that_differs_is_refused(stereo_model, tmp_path, capsy
     assert os.listdir(out_dir) == []
 
 
+@pytest.mark.slow
 def test_cli_missing_folder_exit_2(tmp_path, repo_root):
     res = subprocess.run([sys.executable, os.path.join(repo_root, "export_model.py"),
                           "--load_weights_folder", str(tmp_path / "nope"),
@@ -216,6 +221,7 @@ def test_cli_missing_folder_exit_2(tmp_path, repo_root):
     assert "error: weights folder not found" in res.stderr and "--load_weights_folder" in res.stderr
 
 
+@pytest.mark.slow
 def test_dynamic_model_still_runs_after_export(stereo_model, tmp_path):
     """Tracing for export must leave no static values in shared caches (layers.py)."""
     folder, enc, dec = stereo_model
@@ -226,6 +232,7 @@ def test_dynamic_model_still_runs_after_export(stereo_model, tmp_path):
     assert list(out.shape) == [1, 1, 64, 128]
 
 
+@pytest.mark.slow
 def test_output_path_checked_first_and_no_silent_overwrite(stereo_model, tmp_path, capsys):
     folder = stereo_model[0]
     (tmp_path / "file").write_text("x")
