@@ -18,3 +18,21 @@ def save_untrained_depth_model(folder, height, width, use_stereo=True, seed=0):
     enc.eval()
     dec.eval()
     return enc, dec
+
+
+def write_true_depth_hints(data, out, drop=0.3, seed=0):
+    """Depth-hint files from the synthetic data's true depth (network units: metres * 0.1 /
+    0.54), with a fraction ``drop`` of the pixels zeroed (= no hint), in the precompute's
+    layout under ``out``; so tests of training need not run the SGM precompute."""
+    import glob
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    for f in sorted(glob.glob(os.path.join(data, "*", "*", "true_depth", "image_0*", "*.npy"))):
+        date, drive, _, cam, name = os.path.relpath(f, data).split(os.sep)
+        d = np.load(f).astype(np.float32) * (0.1 / 0.54)
+        if drop:
+            d[rng.random(d.shape) < drop] = 0
+        p = os.path.join(out, date, drive, cam, name)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        np.save(p, d[None])
+    return out

@@ -2,7 +2,6 @@
 tests/test_check_data.py): a private copy of the synthetic data with a small split (the
 tests corrupt files), an untrained depth model, an eigen split with ground truth, and
 writers of broken files."""
-import glob
 import os
 import shutil
 import subprocess
@@ -11,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from helpers import write_true_depth_hints
 from options import MonodepthOptions, validate_options
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,16 +25,7 @@ TIMEOUT = 300
 @pytest.fixture(scope="module")
 def hints_src(synthetic_kitti, tmp_path_factory):
     """Hints from the synthetic true depth (network units, 30% of the pixels without hint)."""
-    out = str(tmp_path_factory.mktemp("rel_hints"))
-    rng = np.random.default_rng(0)
-    for f in sorted(glob.glob(os.path.join(synthetic_kitti, "*", "*", "true_depth", "image_0*", "*.npy"))):
-        date, drive, _, cam, name = os.path.relpath(f, synthetic_kitti).split(os.sep)
-        d = np.load(f).astype(np.float32) * (0.1 / 0.54)
-        d[rng.random(d.shape) < 0.3] = 0
-        p = os.path.join(out, date, drive, cam, name)
-        os.makedirs(os.path.dirname(p), exist_ok=True)
-        np.save(p, d[None])
-    return out
+    return write_true_depth_hints(synthetic_kitti, str(tmp_path_factory.mktemp("rel_hints")))
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import pytest
 
 import cpu_kernels
 from camera import KITTI_K
+from helpers import write_true_depth_hints
 from losses import DepthHintsLoss
 
 H, W = 8, 32
@@ -119,15 +120,7 @@ def test_automask_hides_pixels_the_unwarped_source_explains():
 @pytest.fixture(scope="module")
 def true_depth_hints(synthetic_kitti, tmp_path_factory):
     """Hints from the synthetic scene's true depth (network units)."""
-    import glob
-    import os
-    hints = str(tmp_path_factory.mktemp("hints"))
-    for f in glob.glob(os.path.join(synthetic_kitti, "*", "*", "true_depth", "image_0*", "*.npy")):
-        rel = os.path.relpath(f, synthetic_kitti).split(os.sep)
-        out = os.path.join(hints, rel[0], rel[1], rel[3], rel[4])
-        os.makedirs(os.path.dirname(out), exist_ok=True)
-        np.save(out, (np.load(f) * (0.1 / 0.54)).astype(np.float32)[None])
-    return hints
+    return write_true_depth_hints(synthetic_kitti, str(tmp_path_factory.mktemp("hints")), drop=0)
 
 
 def _step_with_and_without_kernels(synthetic_kitti, hints, tmp_path, extra, use_hints=True):

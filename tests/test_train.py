@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 
+from helpers import write_true_depth_hints
 from options import MonodepthOptions, validate_options
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -20,16 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def hints_dir(synthetic_kitti, tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("hints"))
-    rng = np.random.default_rng(0)
-    for f in sorted(glob.glob(os.path.join(synthetic_kitti, "*", "*", "true_depth", "image_0*", "*.npy"))):
-        date, drive, _, cam, name = os.path.relpath(f, synthetic_kitti).split(os.sep)
-        d = np.load(f).astype(np.float32) * (0.1 / 0.54)
-        d[rng.random(d.shape) < 0.3] = 0
-        p = os.path.join(out, date, drive, cam, name)
-        os.makedirs(os.path.dirname(p), exist_ok=True)
-        np.save(p, d[None])
-    return out
+    return write_true_depth_hints(synthetic_kitti, str(tmp_path_factory.mktemp("hints")))
 
 
 def base_args(data, hints, log_dir, name, h=64, w=192, extra=()):
