@@ -114,6 +114,25 @@ def save_png(path, rgb):
     atomic_write_bytes(path, buf.getvalue())
 
 
+def write_prediction(out_dir, name, disp, orig_size, npy_suffix, npy_array):
+    """The files of one image: ``<name>_disp.png``, the disparity-like map ``disp`` (1, 1, h, w)
+    resized bilinearly to the image's ``orig_size`` (w, h) and colour-mapped
+    (``utils.colormap_disp``), and ``<name><npy_suffix>.npy`` holding ``npy_array`` (float32).
+    Returns the two paths (tools/infer_exported.py writes the same files)."""
+    import paddle
+    import paddle.nn.functional as F
+    from utils import atomic_save_npy, colormap_disp
+    npy = os.path.join(out_dir, name + npy_suffix + ".npy")
+    atomic_save_npy(npy, np.asarray(npy_array, dtype=np.float32))
+    if not isinstance(disp, paddle.Tensor):
+        disp = paddle.to_tensor(np.asarray(disp, dtype=np.float32))
+    w, h = orig_size
+    resized = F.interpolate(disp, size=(h, w), mode="bilinear", align_corners=False)
+    png = os.path.join(out_dir, name + "_disp.png")
+    save_png(png, colormap_disp(resized.numpy()[0, 0]))
+    return [png, npy]
+
+
 def predict(encoder, decoder, image):
     """(1, 3, h, w) numpy -> network disparity (1, 1, h, w) paddle tensor (sigmoid output)."""
     import paddle
@@ -136,11 +155,10 @@ def metric_depth_scale(meta, stereo_baseline=None, intrinsics=None):
 def run(args, err=None):
     """Process every image; returns ``(written files, unreadable images)``. An unreadable
     image is reported on ``err`` in one line and skipped."""
-    import paddle.nn.functional as F
     from checkpoint import load_depth_model
     from layers import disp_to_depth
     from runtime import pick_device
-    from utils import atomic_save_npy, check_output_dir, clean_stale_temp_files, colormap_disp
+    from utils import check_output_dir, clean_stale_temp_files
 
     paths, default_out = list_images(args.image_path, args.ext)
     out_dir = check_output_dir(args.output_dir or default_out, "--output_dir")  # before any work
@@ -169,19 +187,13 @@ def run(args, err=None):
             failed.append(path)
             continue
         disp = predict(encoder, decoder, image)
-        disp_resized = F.interpolate(disp, size=(orig_h, orig_w), mode="bilinear",
-                                     align_corners=False)
         name = os.path.splitext(os.path.basename(path))[0]
         scaled_disp, depth = disp_to_depth(disp, 0.1, 100)
         if args.pred_metric_depth:
-            npy = os.path.join(out_dir, "{}_depth.npy".format(name))
-            atomic_save_npy(npy, (metric_scale * depth).numpy().astype(np.float32))
+            written += write_prediction(out_dir, name, disp, (orig_w, orig_h), "_depth",
+                                        (metric_scale * depth).numpy())
         else:
-            npy = os.path.join(out_dir, "{}_disp.npy".format(name))
-            atomic_save_npy(npy, scaled_disp.numpy().astype(np.float32))
-        png = os.path.join(out_dir, "{}_disp.png".format(name))
-        save_png(png, colormap_disp(disp_resized.numpy()[0, 0]))
-        written += [png, npy]
+            written += write_prediction(out_dir, name, disp, (orig_w, orig_h), "_disp", scaled_disp.numpy())
     print("-> Done! Wrote {} files to {}".format(len(written), out_dir))
     if failed:
         print("error: {} of {} image(s) could not be read (first: {}): fix or remove them".format(

@@ -72,33 +72,18 @@ def model_prefix(path):
 
 
 def write_outputs(name, out, kind, info, orig_size, out_dir):
-    """Write ``<name>_disp.png`` and the .npy of one image's model output (1, 1, H, W);
-    returns the two paths."""
-    import paddle
-    import paddle.nn.functional as F
-
+    """Write test_simple.py's ``<name>_disp.png`` and .npy for one image's model output
+    (1, H, W); returns the two paths."""
     from layers import disp_to_depth
-    from test_simple import save_png
-    from utils import atomic_save_npy, colormap_disp
+    from test_simple import write_prediction
 
     out = out[None].astype(np.float32)
     if kind == "disp":
-        npy = os.path.join(out_dir, f"{name}_disp.npy")
         array = disp_to_depth(out, info["output"]["min_depth"], info["output"]["max_depth"])[0]
-        shown = out
-    else:
-        npy = os.path.join(out_dir, f"{name}_depth.npy")
-        array = out
-        # 1/depth is an affine map of the sigmoid disparity: the same colour-mapped image
-        # (the colour map is normalised by min and 95th percentile)
-        shown = 1.0 / out
-    atomic_save_npy(npy, array.astype(np.float32))
-    orig_w, orig_h = orig_size
-    resized = F.interpolate(paddle.to_tensor(shown), size=(orig_h, orig_w), mode="bilinear",
-                            align_corners=False)
-    png = os.path.join(out_dir, f"{name}_disp.png")
-    save_png(png, colormap_disp(resized.numpy()[0, 0]))
-    return [png, npy]
+        return write_prediction(out_dir, name, out, orig_size, "_disp", array)
+    # 1/depth is an affine map of the sigmoid disparity: the same colour-mapped image
+    # (the colour map is normalised by min and 95th percentile)
+    return write_prediction(out_dir, name, 1.0 / out, orig_size, "_depth", out)
 
 
 def run(args):
