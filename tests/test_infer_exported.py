@@ -105,6 +105,11 @@ def test_other_size_and_errors(model, image_folder, tmp_path, capsys):
     assert infer_exported.main(["--model", str(tmp_path / "nope"), "--image_path", image]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: no exported model at") and "_export.json missing" in err
+    (tmp_path / "a_file").write_text("x")
+    assert infer_exported.main(["--model", prefix, "--image_path", image, "--output_dir",
+                                str(tmp_path / "a_file" / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--output_dir" in err and "is a file" in err
 
 
 def test_cli_exit_code(tmp_path):

@@ -38,7 +38,7 @@ cpu_env_defaults()  # MKL/OpenMP settings, before paddle is imported
 
 import numpy as np  # noqa: E402
 
-from utils import ToolkitError, run_cli  # noqa: E402
+from utils import ToolkitError, check_output_dir, clean_stale_temp_files, run_cli  # noqa: E402
 
 MODEL_SUFFIXES = ("_export.json", ".json", ".pdiparams", ".onnx")
 
@@ -106,8 +106,8 @@ def run(args):
     if args.threads is not None and args.threads < 1:
         raise ToolkitError(f"bad thread count {args.threads} (--threads): use 1 or more")
     paths, default_out = list_images(args.image_path, args.ext)
-    out_dir = args.output_dir or default_out
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = check_output_dir(args.output_dir or default_out, "--output_dir", create=True)  # before any work
+    clean_stale_temp_files(out_dir)
     runtime = "ONNX Runtime" if fmt == "onnx" else "Paddle Inference"
     try:
         runner = ExportedRunner(prefix, fmt, args.threads)
