@@ -9,7 +9,8 @@ it into pixel units for a given size.
 import numpy as np
 
 __all__ = ["KITTI_K", "NETWORK_BASELINE", "KITTI_BASELINE_M", "STEREO_SCALE_FACTOR",
-           "scale_intrinsics", "stereo_scale_factor"]
+           "scale_intrinsics", "stereo_scale_factor", "normalised_K", "intrinsics_vector",
+           "read_intrinsics_file", "intrinsics_from_option", "IntrinsicsLookup", "INTRINSICS_FILE"]
 
 # KITTI's normalised intrinsics (Godard et al. 2019): fx = 0.58 W, fy = 1.92 H, principal
 # point at the image centre.
@@ -47,6 +48,12 @@ def normalised_K(fx, fy, cx, cy):
     K = np.eye(4, dtype=np.float32)
     K[0, 0], K[1, 1], K[0, 2], K[1, 2] = fx, fy, cx, cy
     return K
+
+
+def intrinsics_vector(K=None):
+    """``[fx, fy, cx, cy]`` of a normalised K (default KITTI's), as checkpoints record them."""
+    K = KITTI_K if K is None else K
+    return [float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])]
 
 
 def _parse_four(values, where):

@@ -29,7 +29,7 @@ import paddle
 
 import networks
 import utils
-from camera import KITTI_BASELINE_M, KITTI_K
+from camera import KITTI_BASELINE_M, intrinsics_vector
 from utils import ToolkitError
 
 STATE_FILE = "trainer_state.pdstate"
@@ -272,8 +272,7 @@ def read_meta(state, path):
                                f"({path}): the checkpoint is damaged or not a depth encoder")
     stereo = state.get("use_stereo", False)
     meta["use_stereo"] = bool(stereo.item() if hasattr(stereo, "item") else stereo)
-    K = KITTI_K
-    meta["intrinsics"] = [float(v) for v in state.get("intrinsics", (K[0, 0], K[1, 1], K[0, 2], K[1, 2]))]
+    meta["intrinsics"] = [float(v) for v in state.get("intrinsics", intrinsics_vector())]
     meta["stereo_baseline"] = float(state.get("stereo_baseline", KITTI_BASELINE_M))
     return meta
 

@@ -353,10 +353,8 @@ class Trainer:
         """Save models, Adam and trainer state to models/<name>/ (main process only)."""
         if not self.is_main:
             return None
-        K = camera.intrinsics_from_option(self.opt.intrinsics)
-        K = camera.KITTI_K if K is None else K
         meta = {"height": self.opt.height, "width": self.opt.width, "use_stereo": bool(self.opt.use_stereo),
-                "intrinsics": [float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])],
+                "intrinsics": camera.intrinsics_vector(camera.intrinsics_from_option(self.opt.intrinsics)),
                 "stereo_baseline": float(self.opt.stereo_baseline or camera.KITTI_BASELINE_M)}
         path = checkpoint.save_checkpoint(os.path.join(self.models_dir, name), dict(self.models.items()),
                                           self.optimizer, self.trainer_state(), meta)
