@@ -82,20 +82,26 @@ def save_checkpoint(folder, models, optimizer=None, trainer_state=None, meta=Non
     """Write ``models`` ({name: Layer}), Adam and the trainer state to ``folder`` as one unit.
 
     ``meta`` ({height, width, use_stereo, intrinsics, stereo_baseline}) is stored in
-    ``encoder.pdparams``. Returns the folder."""
+    ``encoder.pdparams``. Returns the folder. A write error (a full disk, say) leaves an
+    earlier checkpoint of ``folder`` as it was and raises one-line :class:`ToolkitError`."""
     tmp = folder + ".partial"
     shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    for name, model in models.items():
-        state = dict(model.state_dict())
-        if name == "encoder" and meta:
-            state.update({k: meta[k] for k in networks.META_KEYS if k in meta})
-        utils.atomic_paddle_save(state, os.path.join(tmp, name + ".pdparams"))
-    if optimizer is not None:
-        utils.atomic_paddle_save(optimizer_state_to_struct(optimizer.state_dict(), models),
-                                 os.path.join(tmp, ADAM_FILE))
-    if trainer_state is not None:
-        utils.atomic_write_bytes(os.path.join(tmp, STATE_FILE), pickle.dumps(trainer_state))
+    try:
+        os.makedirs(tmp)
+        for name, model in models.items():
+            state = dict(model.state_dict())
+            if name == "encoder" and meta:
+                state.update({k: meta[k] for k in networks.META_KEYS if k in meta})
+            utils.atomic_paddle_save(state, os.path.join(tmp, name + ".pdparams"))
+        if optimizer is not None:
+            utils.atomic_paddle_save(optimizer_state_to_struct(optimizer.state_dict(), models),
+                                     os.path.join(tmp, ADAM_FILE))
+        if trainer_state is not None:
+            utils.atomic_write_bytes(os.path.join(tmp, STATE_FILE), pickle.dumps(trainer_state))
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ToolkitError(f"cannot write checkpoint {folder}: {exc.strerror or exc}; free space on that "
+                           "disk (or choose --log_dir elsewhere), then continue with --resume") from None
     old = folder + ".old"
     if os.path.isdir(folder):
         shutil.rmtree(old, ignore_errors=True)

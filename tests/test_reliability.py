@@ -92,6 +92,28 @@ def test_resume_skips_truncated_newest_checkpoint(tmp_path, broken):
     assert checkpoint.find_resume_checkpoint(models, log=logged.append) is None
 
 
+def test_disk_full_while_saving_keeps_the_earlier_checkpoint(tmp_path, monkeypatch):
+    import errno
+    folder = str(tmp_path / "models" / "weights_last")
+    _tiny_checkpoint(folder, 5)
+    real_save, calls = utils.atomic_paddle_save, []
+
+    def full_disk(obj, path):  # the second file of the checkpoint does not fit
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device", path)
+        return real_save(obj, path)
+
+    monkeypatch.setattr(utils, "atomic_paddle_save", full_disk)
+    with pytest.raises(ToolkitError) as info:
+        _tiny_checkpoint(folder, 7)
+    msg = str(info.value)
+    assert "\n" not in msg and folder in msg and "No space left on device" in msg and "--resume" in msg
+    assert sorted(os.listdir(tmp_path / "models")) == ["weights_last"]  # no .partial left behind
+    assert checkpoint.load_trainer_state(os.path.join(folder, checkpoint.STATE_FILE))["step"] == 5
+    assert checkpoint.find_resume_checkpoint(str(tmp_path / "models"), log=print) == folder
+
+
 @pytest.mark.slow
 def test_resume_cli_falls_back_and_says_so(run_data):
     d = run_data
