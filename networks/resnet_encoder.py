@@ -169,8 +169,14 @@ def resnet_multiimage_input(num_layers, pretrained=False, num_input_images=1):
     model = ResNetMultiImageInput(num_layers, num_input_images)
     if pretrained:
         path = resolve_pretrained_path(num_layers, pretrained)
-        state = imagenet_state_for(load_weights_file(path, f"ImageNet ResNet{num_layers} weights"),
-                                   num_input_images)
+        try:
+            state = load_weights_file(path, f"ImageNet ResNet{num_layers} weights")
+        except ToolkitError as exc:
+            if pretrained is True and os.path.abspath(path) == os.path.abspath(paddle_cache_path(num_layers)):
+                raise ToolkitError(f"{exc} It lies in Paddle's weight cache: delete it and the next run "
+                                   "downloads it again") from None
+            raise
+        state = imagenet_state_for(state, num_input_images)
         load_state_dict_strict(model, state, what=f"ImageNet ResNet{num_layers} weights ({path})")
     return model
 

@@ -30,8 +30,9 @@ def load_weights_file(path, what=None):
     try:
         state = paddle.load(str(path))
     except Exception as exc:  # corrupt / not a paddle file
+        first = (str(exc).strip().splitlines() or [""])[0]
         raise ToolkitError(
-            f"{what} could not be read ({path}): {type(exc).__name__}: {exc}; "
+            f"{what} could not be read ({path}): {type(exc).__name__}: {first}; "
             "is it a .pdparams file written by paddle.save?") from exc
     if not isinstance(state, dict):
         raise ToolkitError(f"{what} does not hold a state dict ({path}): "

@@ -118,6 +118,22 @@ def test_local_weights_file_comes_first(empty_home, vision_files, tmp_path):
     assert re_mod.resolve_pretrained_path(18, True) == str(local)
 
 
+def test_corrupt_cached_file_says_to_delete_it(empty_home, vision_files):
+    src, _ = vision_files[18]
+    cached = empty_home / "resnet18.pdparams"
+    os.makedirs(str(empty_home), exist_ok=True)
+    cached.write_bytes(open(src, "rb").read()[:1000])  # an interrupted copy
+    with pytest.raises(ToolkitError) as err:
+        networks.ResnetEncoder(18, True)
+    msg = str(err.value)
+    assert "\n" not in msg and str(cached) in msg and "could not be read" in msg
+    assert msg.endswith("It lies in Paddle's weight cache: delete it and the next run downloads it again")
+    # a damaged file the user named is reported without that advice
+    with pytest.raises(ToolkitError) as err:
+        networks.ResnetEncoder(18, str(cached))
+    assert "weight cache" not in str(err.value)
+
+
 def test_explicit_path_missing_is_one_line(empty_home, tmp_path):
     with pytest.raises(ToolkitError) as err:
         re_mod.resolve_pretrained_path(18, str(tmp_path))
