@@ -1,6 +1,7 @@
 """tools/infer_exported.py: an exported model on a folder of images writes the files
 test_simple.py writes for the same weights (PNG and .npy), in Paddle Inference and ONNX Runtime."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -110,6 +111,18 @@ def test_other_size_and_errors(model, image_folder, tmp_path, capsys):
                                 str(tmp_path / "a_file" / "out")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--output_dir" in err and "is a file" in err
+    # an unreadable image in a folder is reported and skipped; the others are written, exit 1
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    shutil.copy(image, mixed / "a.png")
+    (mixed / "b.png").write_bytes(b"not a png")
+    shutil.copy(image, mixed / "c.png")
+    assert infer_exported.main(["--model", prefix, "--image_path", str(mixed), "--ext", "png",
+                                "--batch_size", "2"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and "b.png" in err[0] and err[0].endswith("; skipped")
+    assert err[1].startswith("error: 1 of 3 image(s) could not be read")
+    assert sorted(n for n in os.listdir(mixed) if n.endswith(".npy")) == ["a_depth.npy", "c_depth.npy"]
 
 
 def test_cli_exit_code(tmp_path):

@@ -87,7 +87,8 @@ def write_outputs(name, out, kind, info, orig_size, out_dir):
 
 
 def run(args):
-    """Process every image; returns the list of written files."""
+    """Process every image; returns ``(written files, unreadable images)``. An unreadable
+    image is reported on stderr in one line and skipped (exit status 1 at the end)."""
     from export_model import ExportedRunner, check_size, read_info
     from test_simple import list_images, load_image
 
@@ -121,11 +122,19 @@ def run(args):
     print(f"-> {runtime} model {prefix} ({kind}, {width}x{height}, {threads} threads); "
           f"{len(paths)} image(s) -> {out_dir}")
 
-    written, model_times = [], []
+    written, failed, model_times = [], [], []
     start = time.perf_counter()
     for first in range(0, len(paths), args.batch_size):
-        batch_paths = paths[first:first + args.batch_size]
-        loaded = [load_image(p, width, height) for p in batch_paths]
+        batch_paths, loaded = [], []
+        for path in paths[first:first + args.batch_size]:
+            try:
+                loaded.append(load_image(path, width, height))
+                batch_paths.append(path)
+            except ToolkitError as exc:  # reported and skipped, as by test_simple.py
+                print(f"error: {exc}; skipped", file=sys.stderr, flush=True)
+                failed.append(path)
+        if not loaded:
+            continue
         images = np.concatenate([arr for _, arr in loaded], axis=0)
         t0 = time.perf_counter()
         outputs = runner(images)
@@ -134,18 +143,25 @@ def run(args):
             name = os.path.splitext(os.path.basename(path))[0]
             written += write_outputs(name, out, kind, info, orig, out_dir)
     total = time.perf_counter() - start
-    # the first call also sets the runtime up for this input shape: left out when there are more
-    steady = model_times[1:] or model_times
-    model_rate = sum(n for _, n in steady) / max(sum(t for t, _ in steady), 1e-9)
-    print(f"-> {len(paths)} image(s) in {total:.2f} s: {len(paths) / total:.2f} images/s end to "
-          f"end, {model_rate:.2f} images/s in the model (batch {args.batch_size}, first call "
-          f"{model_times[0][0] * 1000:.0f} ms)")
+    if model_times:
+        # the first call also sets the runtime up for this input shape: left out when there are more
+        steady = model_times[1:] or model_times
+        model_rate = sum(n for _, n in steady) / max(sum(t for t, _ in steady), 1e-9)
+        done = len(paths) - len(failed)
+        print(f"-> {done} image(s) in {total:.2f} s: {done / total:.2f} images/s end to "
+              f"end, {model_rate:.2f} images/s in the model (batch {args.batch_size}, first call "
+              f"{model_times[0][0] * 1000:.0f} ms)")
     print("-> Done! Wrote {} files to {}".format(len(written), out_dir))
-    return written
+    if failed:
+        print(f"error: {len(failed)} of {len(paths)} image(s) could not be read (first: {failed[0]}): "
+              "fix or remove them", file=sys.stderr)
+    return written, failed
 
 
 def main(argv=None):
-    return run_cli(run, parse_args(argv))
+    """CLI: 0 when every image was processed, 1 when some could not be read, 2 on a usage error."""
+    args = parse_args(argv)
+    return run_cli(lambda: 1 if run(args)[1] else 0)
 
 
 if __name__ == "__main__":
