@@ -15,19 +15,7 @@ import time
 import numpy as np
 
 import utils
-
-
-def format_duration(seconds):
-    """Seconds -> '1d02h03m', '2h03m04s', '3m04s' or '4s'."""
-    s = int(max(0, round(seconds)))
-    d, s = divmod(s, 86400)
-    h, s = divmod(s, 3600)
-    m, s = divmod(s, 60)
-    if d:
-        return "{}d{:02d}h{:02d}m".format(d, h, m)
-    if h:
-        return "{}h{:02d}m{:02d}s".format(h, m, s)
-    return "{}m{:02d}s".format(m, s) if m else "{}s".format(s)
+from progress import format_duration
 
 
 class TrainLog:
@@ -90,6 +78,21 @@ class TrainLog:
                 print(text, file=self.stream, flush=True)
 
     # ------------------------------------------------------------------ VisualDL
+
+    def delete_visualdl_records(self):
+        """Delete the VisualDL records of an earlier run in this folder (``--overwrite``: its
+        curves would otherwise be drawn over the new run's). Returns the deleted paths."""
+        if not self.enabled or self.writers:
+            return []
+        deleted = []
+        for mode in ("train", "val"):
+            folder = os.path.join(self.log_path, mode)
+            if os.path.isdir(folder):
+                for name in sorted(os.listdir(folder)):
+                    if name.startswith("vdlrecords.") and os.path.isfile(os.path.join(folder, name)):
+                        os.remove(os.path.join(folder, name))
+                        deleted.append(os.path.join(folder, name))
+        return deleted
 
     def _writer(self, mode):
         if mode not in self.writers:

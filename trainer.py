@@ -81,6 +81,8 @@ class Trainer:
         self.log = TrainLog(self.log_path, enabled=self.is_main and build_data)
         if self.is_main and build_data:
             checkpoint.tidy_models_dir(self.models_dir, log=self.log.line, overwrite=opt.overwrite)
+            if opt.overwrite and self.log.delete_visualdl_records():
+                self.log.line("--overwrite: deleted the earlier run's VisualDL records in {}".format(self.log_path))
             utils.clean_stale_temp_files(self.log_path)
         if self.world_size > 1:
             dist.barrier()  # the other ranks look for a checkpoint to resume after the tidy-up

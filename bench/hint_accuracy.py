@@ -33,6 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+import hint_fusion as HF  # noqa: E402
 import precompute_depth_hints as P  # noqa: E402
 from runtime import quiet_paddle_notices  # noqa: E402
 from camera import STEREO_SCALE_FACTOR  # noqa: E402
@@ -104,10 +105,10 @@ def motorcycle_accuracy(work_dir, height=320, width=480, compare_excluded=False)
     result = disparity_accuracy(hint, gt)
     if compare_excluded:
         img = load_pair(data, folder, frame, width, height)
-        hc = P.HintComputer(height, width)
+        hc = HF.HintComputer(height, width)
         cands = hc.candidates(img["l"], img["r"], "l")
         pe = hc.fuse(img["l"], img["r"], cands, "l")[1]
-        result["excluded"] = disparity_accuracy(P.select(cands, pe + 1000.0 * (cands <= 0)), gt)
+        result["excluded"] = disparity_accuracy(HF.select(cands, pe + 1000.0 * (cands <= 0)), gt)
     return result
 
 
@@ -169,8 +170,8 @@ def hint_accuracy(data_path, pairs, height, width, ext=".jpg", scale=STEREO_SCAL
     ``abs_rel_common`` / ``a1_common`` on the pixels where all 12 matchers are valid, so
     that every row is scored on the same pixels.
     """
-    hc = hc or P.HintComputer(height, width)
-    names = [f"b{b}_n{n}" for b, n in P.MATCHERS] + ["fused"]
+    hc = hc or HF.HintComputer(height, width)
+    names = [f"b{b}_n{n}" for b, n in HF.MATCHERS] + ["fused"]
     own = np.zeros((len(names), 3))
     common = np.zeros((len(names), 3))
     n_counted = 0

@@ -1,4 +1,4 @@
-"""Unit tests of precompute_depth_hints.py (Watson et al. 2019; docs/METHOD.md, section 5):
+"""Unit tests of precompute_depth_hints.py and hint_fusion.py (Watson et al. 2019; docs/METHOD.md, section 5):
 split-file reading, the skip check, tiling, disparity to depth, the "no match" rule on a
 constructed pair (both bases, two cameras), and the light parent process."""
 import os
@@ -11,6 +11,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import hint_fusion as HF  # noqa: E402
 import precompute_depth_hints as P  # noqa: E402
 
 H, W = 96, 320
@@ -41,9 +42,9 @@ def test_hint_is_valid(tmp_path):
 
 
 def test_tiles_cover_with_halo():
-    assert list(P._tiles(10, 16)) == [(0, 10, 0, 10)]
-    assert list(P._tiles(20, 16)) == [(0, 16, 0, 18), (16, 20, 2, 20)]
-    tiles = list(P._tiles(320, 64))
+    assert list(HF._tiles(10, 16)) == [(0, 10, 0, 10)]
+    assert list(HF._tiles(20, 16)) == [(0, 16, 0, 18), (16, 20, 2, 20)]
+    tiles = list(HF._tiles(320, 64))
     assert tiles[0] == (0, 64, 0, 66) and tiles[1] == (64, 128, 63, 129)
     assert tiles[-1] == (256, 320, 254, 320)
     for k0, k1, c0, c1 in tiles:
@@ -51,7 +52,7 @@ def test_tiles_cover_with_halo():
 
 
 def test_disparity_to_depth():
-    d = P.disparity_to_depth(np.array([[0.0, -1.0, 4.0, 16.0]]), 0.58 * 1024)
+    d = HF.disparity_to_depth(np.array([[0.0, -1.0, 4.0, 16.0]]), 0.58 * 1024)
     np.testing.assert_allclose(d, [[0.0, 0.0, 0.58 * 1024 * 0.1 / 4, 0.58 * 1024 * 0.1 / 16]],
                                rtol=1e-6)
 
@@ -90,7 +91,7 @@ def test_no_match_competes_and_wins_where_it_explains_best(side, K):
     (their fx converts disparity to depth)."""
     h, w, d = 40, 150, 6
     base, other, patch = _no_match_pair(side, h, w, d)
-    hc = P.HintComputer(h, w, K=K)
+    hc = HF.HintComputer(h, w, K=K)
     assert hc.focal == pytest.approx((0.58 if K is None else 0.7) * w)
     depth = np.float32(hc.focal * 0.1 / d)
     good = np.full((h, w), depth, np.float32)
@@ -109,7 +110,7 @@ def test_no_match_competes_and_wins_where_it_explains_best(side, K):
         outside = np.ones((h, w), bool)
         outside[patch[0].start - 1:patch[0].stop + 1, patch[1].start - 1:patch[1].stop + 1] = False
         assert np.all(hint[keep][outside[keep]] == depth)
-        excluded = P.select(cands, pe + 1000.0 * (cands <= 0))  # the old, wrong rule
+        excluded = HF.select(cands, pe + 1000.0 * (cands <= 0))  # the old, wrong rule
         assert np.all(excluded[inner] > 0)
 
 

@@ -13,6 +13,7 @@ reference on 99.93-99.96 % of the pixels (the rest are float-rounding ties: |pe
 difference| <= 7e-5, error gap <= 3e-5), with the same hinted pixels.
 """
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -25,6 +26,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import hint_fusion as HF  # noqa: E402
 import precompute_depth_hints as P  # noqa: E402
 from bench import hint_accuracy as A  # noqa: E402
 from camera import STEREO_SCALE_FACTOR  # noqa: E402
@@ -70,11 +72,19 @@ def _cli(data, filenames, save, workers=1, extra=()):
 
 
 def _outputs(save):
+    """Every file under ``save`` but the run log."""
     found = {}
     for root, _, files in os.walk(save):
         for name in files:
             found[os.path.relpath(os.path.join(root, name), save)] = os.path.join(root, name)
+    found.pop(P.LOG_FILE, None)
     return found
+
+
+def _log(save):
+    """precompute.log without its time stamps."""
+    with open(os.path.join(save, P.LOG_FILE)) as f:
+        return [line.split(" ", 2)[2] for line in f.read().splitlines()]
 
 
 def _true_depth(data, folder, frame, side):
@@ -109,7 +119,7 @@ def reference(synthetic_kitti, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def computer():
-    return P.HintComputer(H, W)
+    return HF.HintComputer(H, W)
 
 
 def test_blocksize_2_equals_3(reference):
@@ -117,8 +127,8 @@ def test_blocksize_2_equals_3(reference):
     data = reference["data"]
     folder, frame = reference["pairs"][0]
     img = list(A.load_pair(data, folder, frame, W, H).values())
-    by_key = dict(zip(P.MATCHERS, P.make_matchers()))
-    for n in P.NUM_DISPARITIES:
+    by_key = dict(zip(HF.MATCHERS, HF.make_matchers()))
+    for n in HF.NUM_DISPARITIES:
         a = by_key[(2, n)].compute(img[0], img[1])
         b = by_key[(3, n)].compute(img[0], img[1])
         assert np.array_equal(a, b)
@@ -259,6 +269,13 @@ def test_kill_resume_bit_identical(reference, tmp_path):
             assert a.read() == b.read(), key
     proc = _cli(data, files, save)
     assert proc.returncode == 0 and "nothing to do" in proc.stdout
+    # the killed run and the resumed one append to one log: two starts, one summary
+    log = _log(save)
+    starts = [ln for ln in log if ln.startswith("computing ")]
+    assert len(starts) == 2 and f"computing {total - done} hints" in starts[1]
+    assert f"{done} already done)" in starts[1]
+    assert log[-1].startswith(f"done: {total - done} hints written, {done} already present")
+    assert log[-2].startswith(f"hints {total - done}/{total - done} img (100.0 %) | ")
 
 
 def test_two_workers_match_one(reference, tmp_path):
@@ -303,6 +320,11 @@ def test_bad_inputs_reported_and_skipped(reference, tmp_path):
     assert any(corrupt in ln and "cannot decode" in ln for ln in err_lines)
     assert any(missing in ln and "file not found" in ln for ln in err_lines)
     assert "4 hints written, 0 already present, 4 failed (2 bad file(s))" in proc.stdout
+    log = _log(save)  # the errors and the summary are in the run's log too
+    assert log[0].startswith("computing 8 hints (4 pairs, 0 already done)")
+    assert [ln for ln in log if ln.startswith("error:")] == err_lines
+    assert re.fullmatch(r"hints 8/8 img \(100\.0 %\) \| [0-9.]+ img/s \| elapsed \S+ \| ETA 0s", log[-2])
+    assert log[-1].startswith("done: 4 hints written, 0 already present, 4 failed (2 bad file(s))")
     got = _outputs(save)
     expected = {os.path.relpath(P.hint_path(save, f, i, s), save)
                 for f, i in (pairs[1], pairs[3]) for s in ("l", "r")}

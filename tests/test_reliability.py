@@ -49,10 +49,14 @@ def test_second_run_refuses_without_resume_or_overwrite(run_data, capsys):
     # --resume continues, --overwrite starts again (the earlier checkpoints are deleted)
     res = make_trainer(args[:-2] + ["--max_steps", "2", "--resume"])
     assert res.step == 1 and res.train() == 2
+    records = os.path.join(d["logs"], "run", "train", "vdlrecords.*")
+    assert glob.glob(records)  # the earlier runs' VisualDL curves
     fresh = make_trainer(args + ["--overwrite"])
     assert fresh.step == 0 and checkpoint.list_checkpoints(models) == []
+    assert glob.glob(records) == []  # not drawn over the new run's
     log = open(os.path.join(d["logs"], "run", "train.log")).read()
     assert "--overwrite: deleted the earlier run's checkpoints" in log
+    assert "--overwrite: deleted the earlier run's VisualDL records" in log
     # --overwrite never deletes the weights it is asked to load
     fresh.train()
     with pytest.raises(ToolkitError, match="--load_weights_folder"):

@@ -5,14 +5,6 @@ import pytest
 import re
 
 from tests.test_train import base_args, hints_dir, make_trainer  # noqa: F401  (fixture)
-from train_log import format_duration
-
-
-def test_format_duration():
-    assert format_duration(4.4) == "4s"
-    assert format_duration(184) == "3m04s"
-    assert format_duration(2 * 3600 + 3 * 60 + 4) == "2h03m04s"
-    assert format_duration(86400 + 2 * 3600 + 3 * 60) == "1d02h03m"
 
 
 @pytest.mark.slow
