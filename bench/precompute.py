@@ -9,8 +9,10 @@ fusion = warp + SSIM + argmin, save) summed over workers, i.e. in single-core
 milliseconds, and the rate those CPU times give on otherwise idle cores. CPU time is far
 less inflated than wall time when other jobs share the cores (not immune, though: on a
 busy machine it still grows, from shared caches and memory bandwidth). The rate is also
-given as a multiple of the published Depth Hints script's (PUBLISHED_RATE, measured on
-this 2-core machine at 1024 x 320). The SGBM yardstick printed at start and end (CPU ms of
+given as a multiple of the published Depth Hints script's: timed in the same run with
+``--published DIR`` (a checkout of nianticlabs/depth-hints, run by
+bench/published_precompute.py, whose hints are then compared with ours pixel by pixel),
+else the recorded PUBLISHED_RATE (measured on this 2-core machine at 1024 x 320). The SGBM yardstick printed at start and end (CPU ms of
 one fixed SGBM run) tells how fast the machine was: the same host has been measured
 about 2x slower at some times than at others, with nothing else running in this VM.
 With --accuracy it also prints the accuracy tables of bench/hint_accuracy.py (every
@@ -19,11 +21,12 @@ motorcycle pair beside the published script's figures) and how far the tiled fus
 from the whole-image reference. Figures are printed, never asserted.
 
     python bench/precompute.py [--data data/bench_precompute_1242x375] [--frames 12]
-        [--height 320 --width 1024] [--workers N] [--accuracy]
+        [--height 320 --width 1024] [--workers N] [--accuracy] [--published DIR]
 """
 import argparse
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,6 +37,7 @@ if ROOT not in sys.path:
 
 import numpy as np  # noqa: E402
 
+import hint_fusion as HF  # noqa: E402
 import precompute_depth_hints as P  # noqa: E402
 from bench import hint_accuracy as A  # noqa: E402
 from runtime import quiet_paddle_notices  # noqa: E402
@@ -65,7 +69,7 @@ def sgbm_yardstick(repeats=5):
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (320, 1024, 3), dtype=np.uint8)
     b = np.ascontiguousarray(np.roll(a, -10, axis=1))
-    m = P.make_matchers()[P.MATCHERS.index((3, 160))]
+    m = HF.make_matchers()[HF.MATCHERS.index((3, 160))]
     m.compute(a, b)
     t0 = time.process_time()
     for _ in range(repeats):
@@ -102,12 +106,12 @@ def naive_cpu_per_image(data, pairs, height, width):
     (HintComputer.fuse_reference). Returns (sgbm_s, fuse_s)."""
     import time
     P.limit_threads(1)
-    hc = P.HintComputer(height, width)
+    hc = HF.HintComputer(height, width)
     sgbm = fuse = 0.0
     for folder, frame in pairs:
         img = A.load_pair(data, folder, frame, width, height)
         t0 = time.process_time()
-        cands = np.stack([P.disparity_to_depth(m.compute(img["l"], img["r"]) / 16.0, hc.focal)
+        cands = np.stack([HF.disparity_to_depth(m.compute(img["l"], img["r"]) / 16.0, hc.focal)
                           for m in hc.matchers])
         t1 = time.process_time()
         hc.fuse_reference(img["l"], img["r"], cands, "l")
@@ -117,12 +121,13 @@ def naive_cpu_per_image(data, pairs, height, width):
     return sgbm / len(pairs), fuse / len(pairs)
 
 
-def bench_workers(data, files, height, width, workers):
-    """Run the precompute into a temp folder; returns the summary."""
+def bench_workers(data, files, height, width, workers, save_path=None):
+    """Run the precompute into ``save_path`` (a temp folder when None); returns the summary."""
     with tempfile.TemporaryDirectory() as tmp:
         args = P.build_parser().parse_args([
-            "--data_path", data, "--filenames", files, "--save_path", tmp,
-            "--height", str(height), "--width", str(width), "--num_workers", str(workers)])
+            "--data_path", data, "--filenames", files, "--save_path", save_path or tmp,
+            "--height", str(height), "--width", str(width), "--num_workers", str(workers),
+            "--overwrite_saved_depths"])
         with open(os.devnull, "w") as null:
             return P.run(args, out=null, err=null)
 
@@ -136,6 +141,9 @@ def main(argv=None):
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     p.add_argument("--accuracy", action="store_true", help="also print the accuracy table")
     p.add_argument("--accuracy_frames", type=int, default=6)
+    p.add_argument("--published", metavar="DIR",
+                   help="also time the published script from this checkout of nianticlabs/depth-hints "
+                        "in the same window (bench/published_precompute.py) and compare its hints")
     p.add_argument("--naive", action="store_true",
                    help="also time the straightforward method (12 matchers, whole-image fusion)")
     args = p.parse_args(argv)
@@ -148,8 +156,17 @@ def main(argv=None):
     print("| workers | images | wall s | images/s (end to end) | images/s (steady) | "
           + " | ".join(f"{s} CPU ms" for s in P.STAGES) + " | CPU ms / image | CPU-bound images/s |")
     print("|---|---|---|---|---|" + "---|" * (len(P.STAGES) + 2))
+    ours_dir = tempfile.mkdtemp(prefix="bench_hints_")
+    try:
+        return _report(args, files, ours_dir)
+    finally:
+        shutil.rmtree(ours_dir, ignore_errors=True)
+
+
+def _report(args, files, ours_dir):
+    """The tables of :func:`main`; our hints (last run) and the published script's go to ``ours_dir``."""
     for w in sorted({1, args.workers}):
-        s = bench_workers(args.data, files, args.height, args.width, w)
+        s = bench_workers(args.data, files, args.height, args.width, w, save_path=ours_dir)
         n = max(s["written"], 1)
         cpu = {k: 1000 * s["cpu_times"][k] / n for k in P.STAGES}
         stages = " | ".join(f"{cpu[k]:.0f}" for k in P.STAGES)
@@ -157,10 +174,27 @@ def main(argv=None):
               f"{steady_rate(s):.2f} | {stages} | {sum(cpu.values()):.0f} | "
               f"{1000 * w / sum(cpu.values()):.2f} |", flush=True)
     total = sum(cpu.values())
-    print(f"\n{w} workers: {s['images_per_s'] / PUBLISHED_RATE:.1f}x (end to end), "
-          f"{steady_rate(s) / PUBLISHED_RATE:.1f}x (steady) and "
-          f"{1000 * w / total / PUBLISHED_RATE:.1f}x (CPU-bound) the published script's "
-          f"{PUBLISHED_RATE} images/s; CPU split: SGBM {100 * cpu['sgbm'] / total:.0f} %, "
+    ref, ref_steady, ref_name = PUBLISHED_RATE, PUBLISHED_RATE, f"recorded {PUBLISHED_RATE} images/s"
+    if args.published:
+        from bench import published_precompute as PP
+        try:
+            r = PP.time_published(args.published, args.data, files, args.height, args.width,
+                                  save_path=os.path.join(ours_dir, "published"))
+        except PP.PublishedError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        ref, ref_steady = r["images_per_s"], r["steady"]
+        ref_name = (f"{ref:.2f} images/s end to end and {ref_steady:.2f} steady, timed just now "
+                    f"({r['images']} images, {r['seconds']:.1f} s)")
+        c = PP.compare_hints(ours_dir, r["save_path"])
+        print(f"\npublished script, same data, same window: {ref_name}; changes to run it here: "
+              f"{'; '.join(r['changes'])}.\nits hints vs ours ({c['files']} images): "
+              f"{100 * c['equal']:.3f} % of the pixels equal (rtol 1e-5), {100 * c['one_sided']:.3f} % "
+              f"hinted by one only, largest relative difference where both hint {c['max_rel']:.1e}")
+    print(f"\n{w} workers: {s['images_per_s'] / ref:.1f}x (end to end), "
+          f"{steady_rate(s) / ref_steady:.1f}x (steady) and "
+          f"{1000 * w / total / ref:.1f}x (CPU-bound vs end to end) the published script's "
+          f"{ref_name}; CPU split: SGBM {100 * cpu['sgbm'] / total:.0f} %, "
           f"fusion {100 * cpu['fuse'] / total:.0f} %, load + save "
           f"{100 * (cpu['load'] + cpu['save']) / total:.0f} %")
     print(f"\nload average at end {os.getloadavg()[0]:.2f}, SGBM yardstick "
@@ -183,7 +217,7 @@ def main(argv=None):
             moto = A.motorcycle_accuracy(tmp, compare_excluded=True)
         print("\nMiddlebury 2014 motorcycle (skimage), left hint vs ground-truth disparity:\n")
         print(A.format_motorcycle_table(moto))
-        hc = P.HintComputer(args.height, args.width)
+        hc = HF.HintComputer(args.height, args.width)
         img = A.load_pair(args.data, *pairs[0], args.width, args.height)
         cmp = A.tiled_vs_reference(hc, img["l"], img["r"])
         print("\ntiled fuse vs fuse_reference (whole image), pair 0: " + "; ".join(
