@@ -42,6 +42,9 @@ def main(argv=None):
     except ToolkitError as e:
         print("error: {}".format(e), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a second Ctrl-C / SIGTERM: stop at once
+        print("error: interrupted; the last checkpoint saved is kept: continue with --resume", file=sys.stderr)
+        return 130
     if trainer.stopped_by_signal is not None:
         return 128 + int(trainer.stopped_by_signal)  # 130 for Ctrl-C, 143 for SIGTERM
     return 0

@@ -78,6 +78,7 @@ class Trainer:
         self.epoch = self.step = self.batch_in_epoch = 0
         self.val_batches = None
         self._stop_signal = None
+        self._rank_error = None  # a data-parallel rank's load error, told to all ranks (_with_all_ranks)
         self.log = TrainLog(self.log_path, enabled=self.is_main and build_data)
         if self.is_main and build_data:
             checkpoint.tidy_models_dir(self.models_dir, log=self.log.line, overwrite=opt.overwrite)
@@ -235,7 +236,7 @@ class Trainer:
                 except datasets.DataLoadError as exc:  # raised before a step: all steps are whole
                     if self._stop_signal is not None:
                         break  # the loader's workers got the signal too: stop as signalled
-                    path = self.save_checkpoint()
+                    path = self._save_on_all_ranks()
                     raise datasets.DataLoadError("{}; training stopped at step {} (saved to {}): continue with "
                                                  "--resume once fixed".format(exc, self.step, path)) from None
                 except (SystemError, OSError, RuntimeError) as exc:  # a loader worker died, maybe mid-step
@@ -244,7 +245,7 @@ class Trainer:
                 if self._stop_signal is not None or self._done():
                     break
             if self._stop_signal is not None:
-                path = self.save_checkpoint()
+                path = self._save_on_all_ranks()
                 self.log.line("Stopping on signal {} at step {}: checkpoint saved to {}".format(
                     self._stop_signal, self.step, path))
             elif self.batch_in_epoch != 0:
@@ -261,7 +262,8 @@ class Trainer:
         opt = self.opt
         self.model.train()
         self.train_sampler.set_epoch(self.epoch, self.batch_in_epoch)
-        for batch in datasets.checked_batches(self.train_loader, self.num_workers):
+        batches = datasets.checked_batches(self.train_loader, self.num_workers)
+        for batch in (self._with_all_ranks(batches) if self.world_size > 1 else batches):
             t0 = time.time()
             inputs, outputs, losses, loss_value = self.train_step(batch)
             self.last_losses = losses
@@ -276,15 +278,63 @@ class Trainer:
                 step0 = self.step - 1
                 if (batch_in_epoch % opt.log_frequency == 0 and step0 < 2000) or step0 % 2000 == 0:
                     self.log.visualdl("train", step0, inputs, outputs, losses, self.optimizer.get_lr())
-                    self.val(step0)
+                    try:
+                        self.val(step0)
+                    except datasets.DataLoadError as exc:
+                        if self.world_size == 1:
+                            raise
+                        self._rank_error = exc  # every rank stops at the next step
             self.on_step_end()
-            if self._stop_signal is not None or self._done():
-                return
+            if (self._stop_signal is not None and self.world_size == 1) or self._done():
+                return  # (data parallel: a signal stops all ranks at the next step, _with_all_ranks)
+        if self._stop_signal is not None:
+            return
         self.scheduler.step()
         self.epoch += 1
         self.batch_in_epoch = 0
         if self.epoch % opt.save_frequency == 0 or self.epoch == opt.num_epochs or self._done():
             self.save_checkpoint("weights_{}".format(self.epoch - 1))
+
+    def _with_all_ranks(self, batches):
+        """The batches of a data-parallel run, with one tiny all-reduce before each step so that
+        every rank stops at the same step when one rank's sample (or validation batch) fails to
+        load, when one rank gets a stop signal, or at the end of the data; otherwise the other
+        ranks would wait forever in the next gradient all-reduce."""
+        import paddle.distributed as dist
+        it = iter(batches)
+        while True:
+            batch = None
+            if self._rank_error is None:
+                try:
+                    batch = next(it)
+                except StopIteration:
+                    pass
+                except datasets.DataLoadError as exc:
+                    self._rank_error = exc
+            failed = self.rank + 1 if self._rank_error is not None else 0
+            flags = paddle.to_tensor([failed, self._stop_signal or 0, int(batch is None and not failed)],
+                                     dtype="int64")
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+            failed, sig, end = (int(v) for v in flags.numpy())
+            if self._rank_error is not None:
+                raise self._rank_error
+            if failed:
+                raise datasets.DataLoadError(
+                    "rank {} of {} could not load a sample: its own error line names the file (its log, "
+                    "log/workerlog.{} under paddle.distributed.launch)".format(failed - 1, self.world_size, failed - 1))
+            if sig or end:
+                self._stop_signal = self._stop_signal or (sig or None)
+                return
+            yield batch
+
+    def _save_on_all_ranks(self):
+        """weights_last written by rank 0 while the other ranks wait (a launcher stops the
+        whole job when the first rank exits); returns its path on every rank."""
+        self.save_checkpoint()
+        if self.world_size > 1:
+            import paddle.distributed as dist
+            dist.barrier()
+        return os.path.join(self.models_dir, "weights_last")
 
     def _check_ranks_in_sync(self):
         """Data-parallel sanity check: every rank must hold the same weights."""
