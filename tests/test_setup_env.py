@@ -49,6 +49,11 @@ def test_mismatch_is_explained_only_when_asked_for():
     assert "PADDLE=cu126 PADDLE_FORCE=1 bash tools/setup_env.sh" in note
     assert "GPU build, CUDA 12.6" in ps.decide("cu126", GPU, explicit=True).message
     assert "PADDLE_FORCE" not in ps.decide("cu126", GPU, explicit=True).message
+    # a GPU build for another CUDA version is kept, and the way to move it is named
+    other = ps.decide("cu118", GPU, explicit=True)
+    assert other.action == "keep"
+    assert "PADDLE=cu118 asks for CUDA 11.8: to replace it, run PADDLE=cu118 PADDLE_FORCE=1" in other.message
+    assert "PADDLE_FORCE" not in ps.decide("cu118", GPU).message  # the default never nags
 
 
 @pytest.mark.parametrize("present", [OLD_GPU, BROKEN], ids=["paddle2", "broken"])

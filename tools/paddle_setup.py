@@ -90,10 +90,14 @@ def decide(build, present, force=False, explicit=False):
         if (major(present.version) or 0) >= 4:
             message += " (this toolkit is tested with Paddle 3.x)"
         have_gpu = bool(present.cuda)
+        wanted_cuda = "{}.{}".format(build[2:-1], build[-1]) if build != "cpu" else None  # cu126 -> 12.6
         if explicit and have_gpu != (build != "cpu"):
             message += ("; PADDLE={} asks for the {} build: to replace it, run PADDLE={} "
                         "PADDLE_FORCE=1 bash tools/setup_env.sh".format(
                             build, "CPU" if build == "cpu" else "GPU", build))
+        elif explicit and have_gpu and not str(present.cuda).startswith(wanted_cuda):
+            message += ("; PADDLE={} asks for CUDA {}: to replace it, run PADDLE={} "
+                        "PADDLE_FORCE=1 bash tools/setup_env.sh".format(build, wanted_cuda, build))
         return Plan("keep", [], message)
     if not present.dists:
         return Plan("install", [install], "{} -> install {}".format(state, _what(build)))
