@@ -18,6 +18,7 @@ evaluated by ``evaluate_pose.py``.
 The pieces are importable: :func:`compute_eval_mask`, :func:`batch_post_process_disparity`,
 :func:`evaluate_predictions`, :func:`predict_disparities` (models load through checkpoint.py).
 """
+import contextlib
 import json
 import os
 import sys
@@ -180,22 +181,24 @@ def format_metrics_table(metrics):
 
 
 def predict_disparities(encoder, decoder, dataloader, post_process=False,
-                        min_depth=0.1, max_depth=100.0, progress=True):
+                        min_depth=0.1, max_depth=100.0, progress=True, loader_timeout=0):
     """Run the depth network over a DataLoader of items with ``("color", 0, 0)``.
 
     Returns the scaled disparities (disp_to_depth with ``min_depth``/``max_depth``) at
     network resolution as numpy (N, h, w) float32. With ``post_process`` each batch runs
     together with its mirror and the two are blended (:func:`batch_post_process_disparity`).
+    ``loader_timeout`` > 0: a batch that takes longer ends the run with one line (LoaderWatchdog).
     """
     import paddle
     from tqdm import tqdm
     from layers import disp_to_depth
 
-    from datasets import checked_batches
+    from datasets import LoaderWatchdog, checked_batches
     out = []
     total = len(dataloader)
-    with paddle.no_grad():
-        for data in tqdm(checked_batches(dataloader), total=total, desc="predict", unit="batch",
+    watchdog = LoaderWatchdog(loader_timeout, "evaluation", advice="run it again")
+    with paddle.no_grad(), contextlib.closing(watchdog):
+        for data in tqdm(checked_batches(dataloader, watchdog=watchdog), total=total, desc="predict", unit="batch",
                          disable=not progress, dynamic_ncols=True):
             color = data[("color", 0, 0)]
             if not isinstance(color, paddle.Tensor):
@@ -254,8 +257,8 @@ def run_model(opt):
         "stereo-trained" if meta["use_stereo"] else "mono-trained", device))
     print("-> Computing predictions with size {}x{}".format(meta["width"], meta["height"]))
     preds = predict_disparities(encoder, decoder, loader, post_process=opt.post_process,
-                                min_depth=opt.min_depth,
-                                max_depth=opt.max_depth)
+                                min_depth=opt.min_depth, max_depth=opt.max_depth,
+                                loader_timeout=getattr(opt, "loader_timeout", 0))
     return preds, meta
 
 

@@ -3,7 +3,7 @@
 `MonodepthOptions().parse(argv=None)` returns an `argparse.Namespace`. Every option of the
 Monodepth2 and Depth-Hints command lines keeps its name and default; the toolkit adds
 `--config`, `--device`, `--seed`, `--resume`, `--overwrite`, `--check_data`, `--max_steps`,
-`--splits_dir`, `--intrinsics`, `--stereo_baseline` and `--metrics_out`.
+`--loader_timeout`, `--splits_dir`, `--intrinsics`, `--stereo_baseline` and `--metrics_out`.
 
 `--config FILE` reads options from a YAML or JSON file whose keys are the option names
 (`opt.json` of a run is one); flags given on the command line win over the file.
@@ -103,6 +103,9 @@ class MonodepthOptions:
                        help="where to run: auto picks a GPU when Paddle sees one")
         p.add_argument("--num_workers", type=int, default=12,
                        help="number of dataloader workers (clamped to the CPU count)")
+        p.add_argument("--loader_timeout", type=float, default=600,
+                       help="seconds to wait for one batch before saving weights_last and stopping with "
+                            "an error (a read that never returns, e.g. a dead network mount); 0 waits forever")
 
         # LOADING
         p.add_argument("--load_weights_folder", type=str, default=None, help="name of model to load")
@@ -300,6 +303,8 @@ def validate_options(opt):
         raise _err("max_steps must be >= 0", "--max_steps", "use 0 or more (0 saves the initial weights)")
     if opt.num_workers < 0:
         raise _err("num_workers must be >= 0", "--num_workers", "use 0 (load in the main process) or more")
+    if opt.loader_timeout < 0:
+        raise _err("loader_timeout must be >= 0", "--loader_timeout", "use seconds, or 0 to wait forever")
     if opt.learning_rate <= 0:
         raise _err("learning rate must be positive", "--learning_rate", "use e.g. 1e-4")
     if opt.resume and opt.overwrite:

@@ -23,6 +23,7 @@ import paddle.nn.functional as F
 
 import camera
 import checkpoint
+import data_parallel
 import datasets
 import layers
 import networks
@@ -78,6 +79,7 @@ class Trainer:
         self.epoch = self.step = self.batch_in_epoch = 0
         self.val_batches = None
         self._stop_signal = None
+        self._stop_agreed = False  # data parallel: the ranks agreed to stop for a signal
         self._rank_error = None  # a data-parallel rank's load error, told to all ranks (_with_all_ranks)
         self.log = TrainLog(self.log_path, enabled=self.is_main and build_data)
         if self.is_main and build_data:
@@ -213,6 +215,10 @@ class Trainer:
         for sig, h in getattr(self, "_old_handlers", {}).items():
             signal.signal(sig, h)
 
+    def _stopping(self):
+        """Stop for a signal now? Data parallel: only once all ranks agreed (_with_all_ranks)."""
+        return self._stop_signal is not None and (self.world_size == 1 or self._stop_agreed)
+
     @property
     def stopped_by_signal(self):
         """The signal number that stopped training (None when it ran to the end)."""
@@ -229,12 +235,14 @@ class Trainer:
         """Run the training loop; returns the final global step."""
         self._install_signal_handlers()
         self.log.start(self.num_total_steps, self.step)
+        self._watchdog = datasets.LoaderWatchdog(self.opt.loader_timeout, on_timeout=self._save_at_timeout)
+        self.val_batches.watchdog = self._watchdog
         try:
             while self.epoch < self.opt.num_epochs and not self._done():
                 try:
                     self.run_epoch()
                 except datasets.DataLoadError as exc:  # raised before a step: all steps are whole
-                    if self._stop_signal is not None:
+                    if self._stopping():
                         break  # the loader's workers got the signal too: stop as signalled
                     path = self._save_on_all_ranks()
                     raise datasets.DataLoadError("{}; training stopped at step {} (saved to {}): continue with "
@@ -242,17 +250,18 @@ class Trainer:
                 except (SystemError, OSError, RuntimeError) as exc:  # a loader worker died, maybe mid-step
                     raise datasets.worker_died(exc, self.num_workers, "continue with --resume (from the last "
                                                "checkpoint in {})".format(self.models_dir)) from None
-                if self._stop_signal is not None or self._done():
+                if self._stopping() or self._done():
                     break
-            if self._stop_signal is not None:
+            if self._stopping():
                 path = self._save_on_all_ranks()
                 self.log.line("Stopping on signal {} at step {}: checkpoint saved to {}".format(
                     self._stop_signal, self.step, path))
             elif self.batch_in_epoch != 0:
                 self.save_checkpoint()  # --max_steps stopped mid-epoch
             if self.world_size > 1:
-                self._check_ranks_in_sync()
+                data_parallel.check_weights_in_sync(self.parameters_to_train, self.step)
         finally:
+            self._watchdog.close()
             self._restore_signal_handlers()
             self.log.close()
         return self.step
@@ -262,7 +271,7 @@ class Trainer:
         opt = self.opt
         self.model.train()
         self.train_sampler.set_epoch(self.epoch, self.batch_in_epoch)
-        batches = datasets.checked_batches(self.train_loader, self.num_workers)
+        batches = datasets.checked_batches(self.train_loader, self.num_workers, self._watchdog)
         for batch in (self._with_all_ranks(batches) if self.world_size > 1 else batches):
             t0 = time.time()
             inputs, outputs, losses, loss_value = self.train_step(batch)
@@ -285,9 +294,9 @@ class Trainer:
                             raise
                         self._rank_error = exc  # every rank stops at the next step
             self.on_step_end()
-            if (self._stop_signal is not None and self.world_size == 1) or self._done():
-                return  # (data parallel: a signal stops all ranks at the next step, _with_all_ranks)
-        if self._stop_signal is not None:
+            if self._stopping() or self._done():
+                return
+        if self._stopping():
             return
         self.scheduler.step()
         self.epoch += 1
@@ -296,11 +305,9 @@ class Trainer:
             self.save_checkpoint("weights_{}".format(self.epoch - 1))
 
     def _with_all_ranks(self, batches):
-        """The batches of a data-parallel run, with one tiny all-reduce before each step so that
-        every rank stops at the same step when one rank's sample (or validation batch) fails to
-        load, when one rank gets a stop signal, or at the end of the data; otherwise the other
-        ranks would wait forever in the next gradient all-reduce."""
-        import paddle.distributed as dist
+        """Data-parallel batches, with one tiny all-reduce before each step: when one rank's sample
+        (or validation batch) fails to load, one rank gets a stop signal, or the data end, every
+        rank stops at that step (else the others wait forever in the next gradient all-reduce)."""
         it = iter(batches)
         while True:
             batch = None
@@ -309,47 +316,37 @@ class Trainer:
                     batch = next(it)
                 except StopIteration:
                     pass
-                except datasets.DataLoadError as exc:
-                    self._rank_error = exc
+                except datasets.DataLoadError as exc:  # after a signal: the read was interrupted
+                    self._rank_error = exc if self._stop_signal is None else None
             failed = self.rank + 1 if self._rank_error is not None else 0
-            flags = paddle.to_tensor([failed, self._stop_signal or 0, int(batch is None and not failed)],
-                                     dtype="int64")
-            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-            failed, sig, end = (int(v) for v in flags.numpy())
+            failed, sig, end = data_parallel.max_over_ranks(
+                [failed, self._stop_signal or 0, int(batch is None and not failed)])
             if self._rank_error is not None:
                 raise self._rank_error
             if failed:
                 raise datasets.DataLoadError(
                     "rank {} of {} could not load a sample: its own error line names the file (its log, "
                     "log/workerlog.{} under paddle.distributed.launch)".format(failed - 1, self.world_size, failed - 1))
+            if sig:  # agreed: every rank stops now (_stopping)
+                self._stop_signal, self._stop_agreed = self._stop_signal or sig, True
             if sig or end:
-                self._stop_signal = self._stop_signal or (sig or None)
                 return
             yield batch
+
+    def _save_at_timeout(self):
+        """LoaderWatchdog's action (its thread, the main thread waiting for a batch)."""
+        if not self.is_main:
+            return "; rank {} saves nothing (rank 0 does)".format(self.rank)
+        self.log.line("no batch within --loader_timeout {:.0f} s: stopping".format(self.opt.loader_timeout))
+        return "; training stopped at step {} (saved to {})".format(self.step, self.save_checkpoint())
 
     def _save_on_all_ranks(self):
         """weights_last written by rank 0 while the other ranks wait (a launcher stops the
         whole job when the first rank exits); returns its path on every rank."""
         self.save_checkpoint()
         if self.world_size > 1:
-            import paddle.distributed as dist
-            dist.barrier()
+            data_parallel.barrier()
         return os.path.join(self.models_dir, "weights_last")
-
-    def _check_ranks_in_sync(self):
-        """Data-parallel sanity check: every rank must hold the same weights."""
-        import paddle.distributed as dist
-        total = float(sum(float(p.astype("float64").sum()) for p in self.parameters_to_train
-                          if not p.stop_gradient))  # BN running stats stay per rank
-        hi = paddle.to_tensor([total], dtype="float64")
-        lo = paddle.to_tensor([total], dtype="float64")
-        dist.all_reduce(hi, op=dist.ReduceOp.MAX)
-        dist.all_reduce(lo, op=dist.ReduceOp.MIN)
-        hi, lo = float(hi.numpy()[0]), float(lo.numpy()[0])
-        if abs(hi - lo) > 1e-6 * max(1.0, abs(hi)):
-            raise ToolkitError("data-parallel ranks hold different weights (sum {} vs {}) after step {}: "
-                               "report this bug".format(lo, hi, self.step))
-        return hi
 
     # ------------------------------------------------------------------ validation
 

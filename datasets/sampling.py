@@ -192,6 +192,7 @@ class PositionedBatches:
 
     def __init__(self, loader, sampler, epoch=0, batch=0):
         self.loader, self.sampler = loader, sampler
+        self.watchdog = None  # times each wait, as in checked_batches
         self.seek(epoch, batch)
 
     @property
@@ -206,7 +207,7 @@ class PositionedBatches:
         for _ in range(2):
             if self._it is None:
                 self.sampler.set_epoch(self.epoch, self.batch)
-                self._it = checked_batches(self.loader, 0)
+                self._it = checked_batches(self.loader, 0, self.watchdog)
             try:
                 batch = next(self._it)
             except StopIteration:
@@ -266,15 +267,21 @@ def worker_died(exc, num_workers, then="run again"):
                          "free memory, then {}".format(line[:300], num_workers, then))
 
 
-def checked_batches(loader, num_workers=None):
+def checked_batches(loader, num_workers=None, watchdog=None):
     """Iterate ``loader`` (a DataLoader over a Safe/SeededDataset with :func:`collate`),
     raising a sample's load error as a one-line DataLoadError in this (the main) thread.
     A loader that itself fails (a worker process killed, out of shared memory) becomes a
-    DataLoadError too."""
+    DataLoadError too. ``watchdog`` (a datasets.watchdog.LoaderWatchdog) times each wait."""
     it = iter(loader)
     while True:
         try:
-            batch = next(it)
+            if watchdog is not None:
+                watchdog.waiting()
+            try:
+                batch = next(it)
+            finally:
+                if watchdog is not None:
+                    watchdog.done()
         except StopIteration:
             return
         except (ToolkitError, KeyboardInterrupt):
