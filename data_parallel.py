@@ -33,3 +33,18 @@ def check_weights_in_sync(parameters, step):
         raise ToolkitError("data-parallel ranks hold different weights (sum {} vs {}) after step {}: "
                            "report this bug".format(lo, hi, step))
     return hi
+
+
+COLLECTIVE_ERRORS = ("gloo", "NCCL", "nccl", "ProcessGroup")
+
+
+def lost_rank(exc, world_size, models_dir):
+    """A one-line ToolkitError when ``exc`` is a failed collective of a data-parallel run (a
+    gloo / NCCL error or timeout: another rank stopped or died), else None."""
+    text = str(exc)
+    if world_size <= 1 or not any(k in text for k in COLLECTIVE_ERRORS):
+        return None
+    first = (text.strip().splitlines() or [""])[-1].strip()[:300]
+    return ToolkitError("data-parallel communication failed ({}): another rank probably stopped or died "
+                        "(its log, log/workerlog.<rank> under paddle.distributed.launch, says why); continue "
+                        "with --resume from the last checkpoint in {}".format(first, models_dir))

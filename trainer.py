@@ -248,6 +248,9 @@ class Trainer:
                     raise datasets.DataLoadError("{}; training stopped at step {} (saved to {}): continue with "
                                                  "--resume once fixed".format(exc, self.step, path)) from None
                 except (SystemError, OSError, RuntimeError) as exc:  # a loader worker died, maybe mid-step
+                    lost = data_parallel.lost_rank(exc, self.world_size, self.models_dir)
+                    if lost is not None:
+                        raise lost from None
                     raise datasets.worker_died(exc, self.num_workers, "continue with --resume (from the last "
                                                "checkpoint in {})".format(self.models_dir)) from None
                 if self._stopping() or self._done():

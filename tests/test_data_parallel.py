@@ -11,10 +11,11 @@ import time
 import pytest
 
 import checkpoint
-from reliability_fixtures import D1, ROOT, error_lines, hint, train_args, write_nan_hint
+import data_parallel
+from reliability_fixtures import D1, ROOT, error_lines, hint, make_trainer, train_args, write_nan_hint
+from utils import ToolkitError
 from reliability_fixtures import hints_src, run_data  # noqa: F401 (fixtures)
 
-pytestmark = pytest.mark.slow
 TIMEOUT = 240
 
 
@@ -40,6 +41,7 @@ def _worker_logs(cwd):
     return [open(os.path.join(str(cwd), "log", f"workerlog.{r}")).read() for r in (0, 1)]
 
 
+@pytest.mark.slow
 def test_a_bad_sample_on_one_rank_stops_both(run_data, tmp_path):
     bad = hint(run_data, D1, 3, 1)  # the hint of one training line: only one rank loads it
     write_nan_hint(bad)
@@ -59,6 +61,7 @@ def test_a_bad_sample_on_one_rank_stops_both(run_data, tmp_path):
     assert checkpoint.find_resume_checkpoint(models) == os.path.join(models, "weights_last")
 
 
+@pytest.mark.slow
 def test_a_signal_to_one_rank_stops_both_and_saves(run_data, tmp_path):
     proc = _launch(run_data, tmp_path, extra=["--num_epochs", "200"])
     log0 = os.path.join(str(tmp_path), "log", "workerlog.0")
@@ -89,3 +92,28 @@ def _is_rank(pid, rank, log_dir):
         return False
     return (any(a.endswith(b"train.py") for a in cmdline) and b"PADDLE_TRAINER_ID=%d" % rank in env
             and log_dir.encode() in cmdline)
+
+
+GLOO_TIMEOUT = ("[/paddle/third_party/gloo/gloo/transport/tcp/pair.cc:584] TIMEOUT self_rank = 0 "
+                "pair_rank = 1 peer_str = [127.0.0.1]:46981")
+
+
+def test_lost_rank_message():
+    assert data_parallel.lost_rank(RuntimeError(GLOO_TIMEOUT), 1, "m") is None  # one process: not ours
+    assert data_parallel.lost_rank(RuntimeError("DataLoader process (pid 7) exited"), 2, "m") is None
+    err = data_parallel.lost_rank(RuntimeError("C++ Traceback\n" + GLOO_TIMEOUT), 2, "logs/run/models")
+    msg = str(err)
+    assert "\n" not in msg and msg.startswith("data-parallel communication failed ([/paddle/third_party/gloo")
+    assert "another rank probably stopped or died" in msg and msg.endswith("last checkpoint in logs/run/models")
+
+
+@pytest.mark.slow
+def test_a_failed_collective_is_one_line(run_data, monkeypatch):
+    tr = make_trainer(train_args(run_data))
+    tr.world_size = 2  # as in a data-parallel run whose other rank has gone
+
+    def run_epoch():
+        raise RuntimeError(GLOO_TIMEOUT)
+    monkeypatch.setattr(tr, "run_epoch", run_epoch)
+    with pytest.raises(ToolkitError, match=r"^data-parallel communication failed .*--resume"):
+        tr.train()
