@@ -133,6 +133,13 @@ def write_prediction(out_dir, name, disp, orig_size, npy_suffix, npy_array):
     return [png, npy]
 
 
+def unreadable_summary(failed, total):
+    """The closing error line when ``failed`` of ``total`` images could not be read (also
+    tools/infer_exported.py's)."""
+    return "error: {} of {} image(s) could not be read (first: {}): fix or remove them".format(
+        len(failed), total, failed[0])
+
+
 def predict(encoder, decoder, image):
     """(1, 3, h, w) numpy -> network disparity (1, 1, h, w) paddle tensor (sigmoid output)."""
     import paddle
@@ -196,8 +203,7 @@ def run(args, err=None):
             written += write_prediction(out_dir, name, disp, (orig_w, orig_h), "_disp", scaled_disp.numpy())
     print("-> Done! Wrote {} files to {}".format(len(written), out_dir))
     if failed:
-        print("error: {} of {} image(s) could not be read (first: {}): fix or remove them".format(
-            len(failed), len(paths), failed[0]), file=err)
+        print(unreadable_summary(failed, len(paths)), file=err)
     return written, failed
 
 

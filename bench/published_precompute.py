@@ -5,7 +5,7 @@ depth-hints) is not part of this toolkit and is never copied into it: point
 ``--published`` at your own checkout. It was written for PyTorch 0.4.1 on a GPU, so a
 temporary copy of its three files (``precompute_depth_hints.py``, ``layers.py``,
 ``utils.py``) is run with the least change that lets it run on today's CPU stack, each
-change checked to apply exactly once (else the run stops and names it):
+change checked to find exactly the places it expects (else the run stops and names it):
 
 - the two ``.cuda()`` calls on its projection layers are dropped when no GPU is present;
 - ``Image.ANTIALIAS`` (removed in Pillow 10) becomes its alias ``Image.LANCZOS``;
@@ -43,10 +43,10 @@ import numpy as np  # noqa: E402
 FILES = ("precompute_depth_hints.py", "layers.py", "utils.py")
 LOADER_WORKERS = 12  # the published script's DataLoader num_workers
 
-# (file, old, new, when): each applied exactly once when ``when`` holds
-_CUDA = ("precompute_depth_hints.py", ").cuda()\n", ")\n")
-_ANTIALIAS = ("precompute_depth_hints.py", "Image.ANTIALIAS", "Image.LANCZOS")
-_ALIGN = ("precompute_depth_hints.py", "padding_mode='border')", "padding_mode='border', align_corners=True)")
+# (file, old, new, how many times the published file holds ``old``)
+_CUDA = ("precompute_depth_hints.py", ").cuda()\n", ")\n", 2)  # the two projection layers
+_ANTIALIAS = ("precompute_depth_hints.py", "Image.ANTIALIAS", "Image.LANCZOS", 1)
+_ALIGN = ("precompute_depth_hints.py", "padding_mode='border')", "padding_mode='border', align_corners=True)", 1)
 
 _RESIZE_STUB = '''"""Stand-in for torchvision.transforms.Resize on PIL images (bench/published_precompute.py)."""
 
@@ -86,12 +86,11 @@ def prepare(published, work, python=sys.executable):
     if not _probe(python, "from PIL import Image; Image.ANTIALIAS"):
         patches.append(_ANTIALIAS)
     done = []
-    for name, old, new in patches:
+    for name, old, new, expected in patches:
         path = os.path.join(work, name)
         with open(path) as fh:
             text = fh.read()
         count = text.count(old)
-        expected = 2 if (name, old, new) == _CUDA else 1
         if count != expected:
             raise PublishedError(f"{os.path.join(published, name)}: expected {expected} x {old.strip()!r}, "
                                  f"found {count}; this benchmark knows the published version only")

@@ -61,7 +61,7 @@ class LoaderWatchdog:
             return
 
     def fire(self):
-        """What happens at the timeout (called by the watch thread; tests call it directly)."""
+        """What happens at the timeout (called by the watch thread, holding the lock)."""
         self.fired = True
         saved = ""
         if self.on_timeout is not None:

@@ -90,7 +90,7 @@ def run(args):
     """Process every image; returns ``(written files, unreadable images)``. An unreadable
     image is reported on stderr in one line and skipped (exit status 1 at the end)."""
     from export_model import ExportedRunner, check_size, read_info
-    from test_simple import list_images, load_image
+    from test_simple import list_images, load_image, unreadable_summary
 
     quiet_paddle_notices()
     prefix = model_prefix(args.model)
@@ -153,8 +153,7 @@ def run(args):
               f"{model_times[0][0] * 1000:.0f} ms)")
     print("-> Done! Wrote {} files to {}".format(len(written), out_dir))
     if failed:
-        print(f"error: {len(failed)} of {len(paths)} image(s) could not be read (first: {failed[0]}): "
-              "fix or remove them", file=sys.stderr)
+        print(unreadable_summary(failed, len(paths)), file=sys.stderr)
     return written, failed
 
 
