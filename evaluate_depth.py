@@ -193,7 +193,8 @@ def predict_disparities(encoder, decoder, dataloader, post_process=False,
     from tqdm import tqdm
     from layers import disp_to_depth
 
-    from datasets import LoaderWatchdog, checked_batches
+    from datasets import checked_batches
+    from run_guard import LoaderWatchdog
     out = []
     total = len(dataloader)
     watchdog = LoaderWatchdog(loader_timeout, "evaluation", advice="run it again")

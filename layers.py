@@ -22,6 +22,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 import cpu_kernels
+from utils import MAX_DEPTH, MIN_DEPTH, garg_crop_bounds
 
 __all__ = [
     "disp_to_depth", "rot_from_axisangle", "get_translation_matrix",
@@ -441,3 +442,18 @@ def compute_depth_errors(gt, pred):
     abs_rel = np.mean(np.abs(diff) / gt)
     sq_rel = np.mean(diff * diff / gt)
     return DepthErrors(float(v) for v in (abs_rel, sq_rel, rmse, rmse_log, a1, a2, a3))
+
+
+def median_scaled_errors(gt, pred, min_depth=MIN_DEPTH, max_depth=MAX_DEPTH):
+    """Monodepth2's training-time depth metrics of a batch (numpy ``[B, 1, H, W]``, ``pred``
+    at the ground truth's size): Garg crop, median scaling, clamp to the depth range; ``{}``
+    when no pixel has ground truth. Returns ``{"de/abs_rel": ..., ...}``."""
+    top, bottom, left, right = garg_crop_bounds(*gt.shape[-2:])
+    crop = np.zeros(gt.shape, bool)
+    crop[..., top:bottom, left:right] = True
+    mask = crop & (gt > 0)
+    if not mask.any():
+        return {}
+    g, p = gt[mask], np.clip(pred[mask], min_depth, max_depth)
+    p = np.clip(p * (np.median(g) / np.median(p)), min_depth, max_depth)
+    return {"de/" + k: v for k, v in zip(DepthErrors.NAMES, compute_depth_errors(g, p))}

@@ -29,13 +29,10 @@ def main(argv=None):
     try:
         opt = MonodepthOptions().parse(argv)
         validate_options(opt)
-        from trainer import Trainer, check_outputs
-        check_outputs(opt)  # the run folder, before the (possibly long) data check
-        import datasets
-        datasets.check_training_data(opt)
-        trainer = Trainer(opt)
+        from trainer import Trainer
+        trainer = Trainer(opt, check_data=True)  # the run folder, then the data, then the rest
         trainer.train()
-        if trainer.step == 0 and trainer.is_main and trainer.stopped_by_signal is None:
+        if trainer.step == 0 and trainer.is_main and trainer.guard.stopped is None:
             # e.g. --max_steps 0: keep the initial weights (an untrained baseline to evaluate)
             print("no training step was run; initial weights saved to {}".format(
                 trainer.save_checkpoint()))
@@ -45,8 +42,8 @@ def main(argv=None):
     except KeyboardInterrupt:  # a second Ctrl-C / SIGTERM: stop at once
         print("error: interrupted; the last checkpoint saved is kept: continue with --resume", file=sys.stderr)
         return 130
-    if trainer.stopped_by_signal is not None:
-        return 128 + int(trainer.stopped_by_signal)  # 130 for Ctrl-C, 143 for SIGTERM
+    if trainer.guard.stopped is not None:
+        return 128 + int(trainer.guard.stopped)  # 130 for Ctrl-C, 143 for SIGTERM
     return 0
 
 

@@ -1,21 +1,21 @@
 """Where a training run reports: the console, ``<log_dir>/<model_name>/train.log`` and
 VisualDL (``train/`` and ``val/`` under the same folder).
 
-- The console shows a tqdm bar only on a terminal; under nohup or a batch scheduler the
-  same lines as train.log are printed instead.
+- The console (progress.ProgressLog) shows a tqdm bar only on a terminal; under nohup or a
+  batch scheduler the same lines as train.log are printed instead.
 - ``train.log`` gets the start-up summary, a line every ``--log_frequency`` steps (step,
   epoch, loss, hint-won fraction, images/s, elapsed, ETA) and a line per checkpoint.
 - VisualDL gets every loss term per scale, the learning rate, the hint-won fraction and
   a few images (colour, disparity, auto-mask, hint pixels), on Monodepth2's schedule.
 """
 import os
+import shlex
 import sys
-import time
 
 import numpy as np
 
 import utils
-from progress import format_duration
+from progress import ProgressLog, format_duration
 
 
 class TrainLog:
@@ -25,57 +25,55 @@ class TrainLog:
     def __init__(self, log_path, enabled=True, stream=None):
         self.log_path = log_path
         self.enabled = enabled
-        self.stream = stream or sys.stdout
         self.writers = {}
-        self.bar = None
-        self.file = None
-        self._t0 = None
-        self._step0 = 0
+        self.out = None
         if enabled:
-            os.makedirs(log_path, exist_ok=True)
-            self.file = open(os.path.join(log_path, "train.log"), "a", buffering=1)
+            self.out = ProgressLog(None, "step", os.path.join(log_path, "train.log"), stream or sys.stdout,
+                                   interval=None)
 
     # ------------------------------------------------------------------ text
 
     def line(self, text):
         """One line to train.log (time-stamped) and the console."""
-        if not self.enabled:
-            return
-        if self.file is not None:
-            self.file.write("{} {}\n".format(time.strftime("%Y-%m-%d %H:%M:%S"), text))
-        if self.bar is not None:
-            self.bar.write(text, file=self.stream)
-        else:
-            print(text, file=self.stream, flush=True)
+        if self.out is not None:
+            self.out.message(text)
+
+    def summary(self, opt, env, world_size, num_train, num_val, split_dir, steps_per_epoch, total_steps, step):
+        """The start-up summary: where and what this run trains, and the exact command."""
+        cuda = (", no CUDA (CPU build of Paddle)" if env["cuda"] is None
+                else ", CUDA {}, cuDNN {}".format(env["cuda"], env["cudnn"]))
+        full = steps_per_epoch * opt.num_epochs
+        steps = "{} steps per epoch x {} epochs = {} steps".format(steps_per_epoch, opt.num_epochs, full)
+        if total_steps < full:
+            steps = "--max_steps {} of {}".format(total_steps, steps)
+        for text in ["command: python train.py {}".format(shlex.join(getattr(opt, "_argv", sys.argv[1:]))),
+                     "device: {} ({}), {} process(es); Paddle {}{}".format(
+                         env["device"], env["device_name"], world_size, env["paddle"], cuda),
+                     "data: {} training samples, {} validation samples from {}".format(num_train, num_val, split_dir),
+                     "schedule: {} (batch {} per process), from step {}".format(steps, opt.batch_size, step),
+                     "output: {}".format(self.log_path)]:
+            self.line(text)
 
     def start(self, total_steps, initial_step):
         """Begin the step loop: the bar (on a terminal) and the clock for rates and ETA."""
-        self._t0 = time.time()
-        self._step0 = initial_step
         self.total_steps = total_steps
-        if self.enabled and getattr(self.stream, "isatty", lambda: False)():
-            from tqdm import tqdm
-            self.bar = tqdm(total=total_steps, initial=min(initial_step, total_steps), unit="step",
-                            dynamic_ncols=True, file=self.stream)
+        if self.out is not None:
+            self.out.start(total_steps, min(initial_step, total_steps))
 
-    def step(self, step, epoch, loss, images_per_s, hint_won=None, write_line=False):
-        """After optimisation step ``step`` (1-based count of steps done)."""
-        if not self.enabled:
+    def step(self):
+        """After each optimisation step (the bar)."""
+        if self.out is not None:
+            self.out.update(1)
+
+    def status(self, step, epoch, loss, images_per_s, hint_won=None):
+        """The line every --log_frequency steps (``step``: 1-based count of steps done)."""
+        if self.out is None:
             return
-        if self.bar is not None:
-            self.bar.update(1)
-            self.bar.set_postfix(loss="{:.4f}".format(loss), img_s="{:.2f}".format(images_per_s), epoch=epoch)
-        if write_line:
-            elapsed = time.time() - self._t0
-            done = step - self._step0
-            eta = elapsed / max(done, 1) * max(self.total_steps - step, 0)
-            hint = "" if hint_won is None else " | hint won {:.3f}".format(hint_won)
-            text = ("step {}/{} | epoch {} | loss {:.5f}{} | {:.2f} images/s | elapsed {} | ETA {}".format(
-                step, self.total_steps, epoch, loss, hint, images_per_s, format_duration(elapsed),
-                format_duration(eta)))
-            self.file.write("{} {}\n".format(time.strftime("%Y-%m-%d %H:%M:%S"), text))
-            if self.bar is None:
-                print(text, file=self.stream, flush=True)
+        elapsed, eta = self.out.timing()
+        hint = "" if hint_won is None else " | hint won {:.3f}".format(hint_won)
+        self.out.update(0, "step {}/{} | epoch {} | loss {:.5f}{} | {:.2f} images/s | elapsed {} | ETA {}".format(
+            step, self.total_steps, epoch, loss, hint, images_per_s, format_duration(elapsed),
+            format_duration(eta if eta == eta else 0)), {"loss": "{:.4f}".format(loss), "epoch": epoch})
 
     # ------------------------------------------------------------------ VisualDL
 
@@ -127,12 +125,9 @@ class TrainLog:
                 gray("depth_hint/{}".format(j), utils.normalize_image(inputs["depth_hint"][j, 0].numpy()))
 
     def close(self):
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
         for w in self.writers.values():
             w.close()
         self.writers = {}
-        if self.file is not None:
-            self.file.close()
-            self.file = None
+        if self.out is not None:
+            self.out.close()
+            self.out = None

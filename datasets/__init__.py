@@ -1,18 +1,17 @@
 """KITTI datasets with Monodepth2 / Depth Hints items (docs/METHOD.md, section 1), split-file
-parsing, the up-front file checks, the resumable sampling used in training and the safe
-loading that turns a bad sample into one line in the main thread (never a hang)."""
+parsing, the up-front file checks, the resumable sampling used in training (sampling.py) and the
+safe loading that turns a bad sample into one line in the main thread (safe_loading.py)."""
 from .mono_dataset import (MonoDataset, ColorJitter, parse_split_line, read_split_file,
                            load_depth_hint, pil_loader)
 from .kitti_dataset import KITTIDataset, KITTIRAWDataset, KITTIOdomDataset, KITTIDepthDataset
 from .check import check_contents, check_eval_split, check_split, check_training_data
-from .sampling import (DataLoadError, PositionedBatches, ResumableBatchSampler, SafeDataset, SeededDataset,
-                       build_dataset, checked_batches, collate, stop_signals_end_worker, split_dir_of,
-                       worker_died)
-from .watchdog import LoaderWatchdog
+from .safe_loading import (DataLoadError, SafeDataset, checked_batches, collate, stop_signals_end_worker,
+                           worker_died)
+from .sampling import PositionedBatches, ResumableBatchSampler, SeededDataset, build_dataset, split_dir_of
 
 __all__ = ["MonoDataset", "KITTIDataset", "KITTIRAWDataset", "KITTIOdomDataset",
            "KITTIDepthDataset", "check_contents", "check_eval_split", "check_split", "check_training_data",
            "parse_split_line", "read_split_file", "load_depth_hint", "pil_loader", "ColorJitter",
            "DataLoadError", "PositionedBatches", "ResumableBatchSampler", "SafeDataset", "SeededDataset",
            "build_dataset", "checked_batches", "collate", "stop_signals_end_worker", "split_dir_of",
-           "worker_died", "LoaderWatchdog"]
+           "worker_died"]

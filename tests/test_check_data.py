@@ -167,7 +167,7 @@ def test_seeded_dataset_leaves_global_rng_alone_and_never_raises(run_data):
         list(datasets.checked_batches([batch]))
     os.remove(image(run_data, D1, 2, 2))
     with pytest.raises(datasets.DataLoadError, match="image not found"):
-        datasets.sampling.raise_if_load_error(ds[2])
+        datasets.safe_loading.raise_if_load_error(ds[2])
 
 
 def test_loader_failures_become_one_line():

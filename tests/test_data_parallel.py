@@ -3,6 +3,7 @@ that fails to load on one rank, or a stop signal to one rank, stops every rank a
 step with weights_last saved, one error line each and no hang (the other rank used to wait
 forever in the next gradient all-reduce, or be killed mid-save by the launcher)."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import time
 import pytest
 
 import checkpoint
-import data_parallel
+import run_guard
 from reliability_fixtures import D1, ROOT, error_lines, hint, make_trainer, train_args, write_nan_hint
 from utils import ToolkitError
 from reliability_fixtures import hints_src, run_data  # noqa: F401 (fixtures)
@@ -77,6 +78,8 @@ def test_a_signal_to_one_rank_stops_both_and_saves(run_data, tmp_path):
     logs = _worker_logs(tmp_path)
     assert all("Traceback" not in log for log in logs), logs
     assert "Stopping on signal 15 at step" in logs[0]
+    stops = [re.findall(r"Stopping on signal 15 at step (\d+)", log) for log in logs]
+    assert len(stops[0]) == len(stops[1]) == 1 and stops[0] == stops[1], stops  # the same step on both ranks
     models = os.path.join(run_data["logs"], "run", "models")
     assert checkpoint.find_resume_checkpoint(models) == os.path.join(models, "weights_last")
     step = checkpoint.load_trainer_state(os.path.join(models, "weights_last", checkpoint.STATE_FILE))["step"]
@@ -99,9 +102,9 @@ GLOO_TIMEOUT = ("[/paddle/third_party/gloo/gloo/transport/tcp/pair.cc:584] TIMEO
 
 
 def test_lost_rank_message():
-    assert data_parallel.lost_rank(RuntimeError(GLOO_TIMEOUT), 1, "m") is None  # one process: not ours
-    assert data_parallel.lost_rank(RuntimeError("DataLoader process (pid 7) exited"), 2, "m") is None
-    err = data_parallel.lost_rank(RuntimeError("C++ Traceback\n" + GLOO_TIMEOUT), 2, "logs/run/models")
+    assert run_guard.lost_rank(RuntimeError(GLOO_TIMEOUT), 1, "m") is None  # one process: not ours
+    assert run_guard.lost_rank(RuntimeError("DataLoader process (pid 7) exited"), 2, "m") is None
+    err = run_guard.lost_rank(RuntimeError("C++ Traceback\n" + GLOO_TIMEOUT), 2, "logs/run/models")
     msg = str(err)
     assert "\n" not in msg and msg.startswith("data-parallel communication failed ([/paddle/third_party/gloo")
     assert "another rank probably stopped or died" in msg and msg.endswith("last checkpoint in logs/run/models")

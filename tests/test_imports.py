@@ -90,19 +90,3 @@ def test_options_only_parses():
     (which checks --intrinsics; no Paddle)."""
     assert import_graph()["options"] <= {"utils", "camera"}
     assert import_graph()["camera"] <= {"utils"}
-
-
-def test_file_sizes():
-    """No Python file of the project (tests included) is over 450 lines, but the
-    synthetic-scene generator."""
-    too_long = {}
-    for folder, dirs, files in os.walk(ROOT):
-        dirs[:] = [d for d in dirs if d not in (".venv", ".git", "__pycache__") and not d.startswith(".")]
-        for f in files:
-            path = os.path.join(folder, f)
-            rel = os.path.relpath(path, ROOT)
-            if f.endswith(".py") and rel != os.path.join("tools", "make_synthetic_kitti.py"):
-                n = sum(1 for _ in open(path))
-                if n > 450:
-                    too_long[rel] = n
-    assert not too_long, too_long

@@ -1,4 +1,4 @@
-"""datasets.LoaderWatchdog and --loader_timeout: a read that never returns (here the
+"""run_guard.LoaderWatchdog and --loader_timeout: a read that never returns (here the
 training images replaced by named pipes that nobody writes to, mid-run) stops training
 with weights_last saved, one error line and exit code 2, with 0 or 2 loader workers and
 no loader process left behind; a batch that arrives in time is never touched."""
@@ -11,7 +11,7 @@ import time
 import pytest
 
 import checkpoint
-from datasets import LoaderWatchdog
+from run_guard import LoaderWatchdog
 from reliability_fixtures import ROOT, error_lines, train_args
 from reliability_fixtures import hints_src, run_data  # noqa: F401 (fixtures)
 

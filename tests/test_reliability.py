@@ -281,11 +281,15 @@ def test_resumed_run_validates_on_the_same_batches(run_data):
     rows_b = []
     record(b, rows_b)
 
-    def stop():
-        if b.step == 3:
-            b.request_stop()
-    b.on_step_end = stop
-    assert b.train() == 3
+    train_step = b.train_step
+
+    def step_then_signal(batch):  # Ctrl-C once step 3 is done
+        out = train_step(batch)
+        if b.step + 1 == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+    b.train_step = step_then_signal
+    assert b.train() == 3 and b.guard.stopped == signal.SIGINT
     c = make_trainer(train_args(d, "b", extra=["--num_epochs", "3", "--resume"]))
     assert c.step == 3 and c.val_batches.position == (1, 1)
     record(c, rows_b)

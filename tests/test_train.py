@@ -40,15 +40,29 @@ def make_trainer(args):
 
 
 class Recorder:
-    """Collects float loss terms after every step."""
+    """Collects float loss terms after every step (wrapping the trainer's step)."""
 
     def __init__(self, trainer):
         self.rows = []
-        self.trainer = trainer
-        trainer.on_step_end = self
+        step = trainer.train_step
 
-    def __call__(self):
-        self.rows.append({k: float(v) for k, v in self.trainer.last_losses.items()})
+        def recorded(batch):
+            out = step(batch)
+            self.rows.append({k: float(v) for k, v in out[2].items()})
+            return out
+        trainer.train_step = recorded
+
+
+def signal_after(trainer, step, sig=signal.SIGINT):
+    """Send this process ``sig`` (what Ctrl-C / a scheduler's SIGTERM do) once ``step`` is done."""
+    train_step = trainer.train_step
+
+    def step_then_signal(batch):
+        out = train_step(batch)
+        if trainer.step + 1 == step:
+            os.kill(os.getpid(), sig)
+        return out
+    trainer.train_step = step_then_signal
 
 
 @pytest.mark.slow
@@ -113,11 +127,8 @@ def test_interrupt_and_resume_matches_uninterrupted(synthetic_kitti, hints_dir, 
 
     b = make_trainer(base_args(synthetic_kitti, hints_dir, tmp_path / "b", "run", extra=extra))
 
-    def stop_mid_epoch():
-        if b.step == 7:
-            b.request_stop()  # what Ctrl-C / SIGTERM do
-    b.on_step_end = stop_mid_epoch
-    assert b.train() == 7
+    signal_after(b, 7)
+    assert b.train() == 7 and b.guard.stopped == signal.SIGINT
     models_b = tmp_path / "b" / "run" / "models"
     assert ckpts(models_b) == ["weights_0", "weights_last"]
 

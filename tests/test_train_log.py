@@ -20,7 +20,8 @@ def test_summary_and_train_log(synthetic_kitti, hints_dir, tmp_path, capsys):  #
     assert re.search(r"^command: python train.py --data_path \S+ .*--max_steps 4 --log_frequency 2$", text, re.M), text
     assert re.search(r"^device: cpu \(.+\), 1 process\(es\); Paddle 3\.\S+, (no CUDA|CUDA)", text, re.M), text
     assert re.search(r"^data: 11 training samples, \d+ validation samples from ", text, re.M), text
-    assert re.search(r"^schedule: 5 steps per epoch x 20 epochs = 4 steps \(batch 2 per process\), from step 0$",
+    assert re.search(r"^schedule: --max_steps 4 of 5 steps per epoch x 20 epochs = 100 steps \(batch 2 per process\), "
+                     r"from step 0$",
                      text, re.M), text
     assert "output: {}".format(tmp_path / "logged") in text
     steps = re.findall(r"^step (\d+)/4 \| epoch (\d+) \| loss (\S+) \| hint won (\S+) \| (\S+) images/s \| "
