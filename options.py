@@ -23,7 +23,7 @@ class MonodepthOptions:
     """Argument parser holding every training and evaluation option."""
 
     def __init__(self):
-        p = _Parser(description="Depth Hints / Monodepth2 options (PaddlePaddle)")
+        p = argparse.ArgumentParser(description="Depth Hints / Monodepth2 options (PaddlePaddle)")
         self.parser = p
         p.add_argument("--config", type=str, default=None,
                        help="YAML or JSON file of options (keys are option names, e.g. a run's opt.json); "
@@ -162,24 +162,23 @@ class MonodepthOptions:
         argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
         given = given_options(self.parser, argv)
         opt = self.parser.parse_args(argv)
-        if opt.config:
-            opt = self.parser.parse_args(config_to_argv(self.parser, opt.config) + argv)
+        if opt.config:  # the file's values become defaults: the command line wins
+            parser = copy.deepcopy(self.parser)
+            parser.set_defaults(**config_values(parser, opt.config))
+            opt = parser.parse_args(argv)
         opt._given = given
         opt._argv = argv
         self.options = opt
         return opt
 
 
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser that can turn its errors into ToolkitErrors (for config files)."""
+MAX_CONFIG_BYTES = 1 << 20  # a recipe is a few hundred bytes; anything near this is not one
+MAX_LIST = 64  # the longest list option (--frame_ids, --scales, --intrinsics) is a handful of values
 
-    raise_errors = False
 
-    def error(self, message):
-        if self.raise_errors:
-            from utils import ToolkitError
-            raise ToolkitError(message)
-        super().error(message)
+def _short(text, n=200):
+    text = " ".join(str(text).split())
+    return text if len(text) <= n else text[:n] + "..."
 
 
 def load_config(path):
@@ -188,17 +187,20 @@ def load_config(path):
     from utils import ToolkitError
     if not os.path.isfile(path):
         raise ToolkitError("config file not found (--config {}): give a YAML or JSON file".format(path))
-    with open(path) as f:
-        text = f.read()
+    if os.path.getsize(path) > MAX_CONFIG_BYTES:
+        raise ToolkitError("config file is over {} bytes (--config {}): a config holds a few option "
+                           "names and values".format(MAX_CONFIG_BYTES, path))
     try:
-        if path.endswith(".json"):
-            data = json.loads(text)
-        else:
-            import yaml
-            data = yaml.safe_load(text)
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as exc:
+        raise ToolkitError("config file is not UTF-8 text (--config {}: byte {} at offset {}): save it as "
+                           "UTF-8".format(path, hex(exc.object[exc.start]), exc.start)) from None
+    try:
+        data = json.loads(text) if path.endswith(".json") else __import__("yaml").safe_load(text)
     except Exception as exc:
-        raise ToolkitError("cannot parse config file (--config {}): {}".format(
-            path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)) from None
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ToolkitError("cannot parse config file (--config {}): {}".format(path, _short(first))) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -206,39 +208,65 @@ def load_config(path):
     return data
 
 
-def config_to_argv(parser, path):
-    """Turn a config file into command-line tokens for ``parser`` (so argparse checks types)."""
+def config_values(parser, path):
+    """The options of a config file as values for ``parser``'s defaults, converted and checked
+    like argparse does (type, choices). A value is never a flag: nothing in the file becomes
+    a command-line token, and a string that starts with '-' is refused."""
     from utils import ToolkitError
-    data = load_config(path)
     actions = {a.dest: a for a in parser._actions if a.option_strings}
-    argv = []
-    for key, value in data.items():
+    out = {}
+
+    def bad(key, what):
+        return ToolkitError("{} for option '{}' in config file (--config {})".format(what, key, path))
+
+    def convert(key, action, v):
+        if isinstance(v, (dict, list)):
+            raise bad(key, "bad value (a nested {})".format(type(v).__name__))
+        if isinstance(v, bool):
+            raise bad(key, "bad value {} (a switch value for an option that is not a switch)".format(v))
+        if isinstance(v, str) and v.startswith("-") and not _is_number(v):
+            raise bad(key, "refused value {!r} (starts with '-': config values are values, never flags)".format(
+                _short(v, 60)))
+        try:
+            x = action.type(v) if action.type else v
+        except (TypeError, ValueError):
+            raise bad(key, "bad value {!r}".format(_short(v, 60))) from None
+        if action.choices is not None and x not in action.choices:
+            raise bad(key, "bad value {!r} (choose from {})".format(_short(v, 60), ", ".join(map(str, action.choices))))
+        return x
+
+    for key, value in load_config(path).items():
+        key = str(key)
         if key == "config" or key.startswith("_"):
             continue
         if key not in actions:
             raise ToolkitError("unknown option '{}' in config file (--config {}): use the option names of "
-                               "`python train.py --help` (without the leading --)".format(key, path))
+                               "`python train.py --help` (without the leading --)".format(_short(key, 60), path))
         action = actions[key]
-        flag = action.option_strings[0]
         if value is None:
             continue
         if isinstance(action, argparse._StoreTrueAction):
             if not isinstance(value, bool):
                 raise ToolkitError("option '{}' is a switch: use true or false (--config {})".format(key, path))
-            if value:
-                argv.append(flag)
-            continue
-        values = value if isinstance(value, list) else [value]
-        if action.nargs not in ("+", "*") and isinstance(value, list):
+            out[key] = value
+        elif action.nargs in ("+", "*"):
+            values = value if isinstance(value, list) else [value]
+            if not values or len(values) > MAX_LIST:
+                raise bad(key, "{} values (give 1 to {})".format(len(values), MAX_LIST))
+            out[key] = [convert(key, action, v) for v in values]
+        elif isinstance(value, list):
             raise ToolkitError("option '{}' takes one value, got a list (--config {})".format(key, path))
-        argv += [flag] + [str(v) for v in values]
-    probe = copy.deepcopy(parser)
-    probe.raise_errors = True
+        else:
+            out[key] = convert(key, action, value)
+    return out
+
+
+def _is_number(text):
     try:
-        probe.parse_args(argv)
-    except Exception as exc:
-        raise ToolkitError("bad value in config file (--config {}): {}".format(path, exc)) from None
-    return argv
+        float(text)
+        return True
+    except ValueError:
+        return False
 
 
 def to_json(opt):
@@ -270,6 +298,10 @@ def validate_options(opt):
     """Reject invalid option combinations and values with one-line ToolkitErrors.
 
     Only the flags are checked here; ``datasets.check_training_data`` checks the data."""
+    import math
+    for name, value in sorted(vars(opt).items()):
+        if any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, list) else [value])):
+            raise _err("{} must be a finite number, got {}".format(name, value), "--" + name, "give a finite value")
     if opt.use_depth_hints and not opt.use_stereo:
         raise _err("depth hints need the stereo pair", "--use_depth_hints",
                    "add --use_stereo or drop --use_depth_hints")
@@ -305,6 +337,10 @@ def validate_options(opt):
         raise _err("num_workers must be >= 0", "--num_workers", "use 0 (load in the main process) or more")
     if opt.loader_timeout < 0:
         raise _err("loader_timeout must be >= 0", "--loader_timeout", "use seconds, or 0 to wait forever")
+    if opt.disparity_smoothness < 0:
+        raise _err("disparity smoothness must be >= 0", "--disparity_smoothness", "use e.g. 1e-3, or 0")
+    if opt.pred_depth_scale_factor <= 0:
+        raise _err("the depth scale factor must be positive", "--pred_depth_scale_factor", "use e.g. 1")
     if opt.learning_rate <= 0:
         raise _err("learning rate must be positive", "--learning_rate", "use e.g. 1e-4")
     if opt.resume and opt.overwrite:
