@@ -83,7 +83,14 @@ def save_checkpoint(folder, models, optimizer=None, trainer_state=None, meta=Non
 
     ``meta`` ({height, width, use_stereo, intrinsics, stereo_baseline}) is stored in
     ``encoder.pdparams``. Returns the folder. A write error (a full disk, say) leaves an
-    earlier checkpoint of ``folder`` as it was and raises one-line :class:`ToolkitError`."""
+    earlier checkpoint of ``folder`` as it was and raises one-line :class:`ToolkitError`; so
+    do weights that are not all finite (a checkpoint is finite or it is not written)."""
+    for name, model in models.items():
+        for key, value in model.state_dict().items():
+            if value.dtype in (paddle.float16, paddle.float32, paddle.float64) and not bool(paddle.isfinite(value).all()):
+                raise ToolkitError("refusing to save checkpoint {}: {}.{} holds NaN or inf (training diverged): "
+                                   "lower --learning_rate, check the data, and continue from the newest good "
+                                   "checkpoint".format(folder, name, key))
     tmp = folder + ".partial"
     shutil.rmtree(tmp, ignore_errors=True)
     try:

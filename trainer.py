@@ -27,6 +27,7 @@ import run_guard
 import runtime
 import utils
 from losses import DepthHintsLoss
+from run_lock import RunLock
 from train_log import TrainLog
 from utils import ToolkitError
 
@@ -50,8 +51,12 @@ class Trainer:
         self.opt = opt
         self.log_path = os.path.join(os.path.expanduser(opt.log_dir), opt.model_name)
         self.models_dir = os.path.join(self.log_path, "models")
+        early_lines = []  # for train.log, once it is open
+        self.lock = RunLock(self.log_path, "--log_dir/--model_name", log=early_lines.append)
         if build_data:
             check_outputs(opt)
+            if paddle.distributed.get_rank() == 0:
+                self.lock.acquire()  # one run per folder, before the (possibly long) data check
         checked = datasets.check_training_data(opt) if build_data and check_data else None
         self.device = runtime.pick_device("cpu" if opt.no_cuda else opt.device)
         dist = paddle.distributed
@@ -79,6 +84,8 @@ class Trainer:
         self.pending = []  # (loss, hint-won) tensors of the steps since the last check_loss
         self.val_batches, self.num_workers = None, 0
         self.log = TrainLog(self.log_path, enabled=self.is_main and build_data)
+        for line in early_lines:
+            self.log.line(line)
         if self.is_main and build_data:
             checkpoint.tidy_models_dir(self.models_dir, log=self.log.line, overwrite=opt.overwrite)
             if opt.overwrite and self.log.delete_visualdl_records():
@@ -204,6 +211,7 @@ class Trainer:
                     self.save_checkpoint()  # --max_steps stopped mid-epoch
         finally:
             self.log.close()
+            self.lock.release()
         return self.step
 
     def run_epoch(self):

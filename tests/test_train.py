@@ -169,7 +169,7 @@ def test_non_finite_loss_stops_naming_step(synthetic_kitti, hints_dir, tmp_path)
         return losses
     poisoned.warp_sources = orig.warp_sources
     tr.loss = poisoned
-    with pytest.raises(ToolkitError, match="non-finite loss .* at step 6"):
+    with pytest.raises(ToolkitError, match="non-finite loss .* at step 6 .*the newest good checkpoint is .*weights_0"):
         tr.train()
     models = tmp_path / "nan" / "models"
     assert ckpts(models) == ["weights_0"]  # last good checkpoint kept, nothing newer
