@@ -22,14 +22,16 @@ from ``encoder.pdparams``.
 """
 import os
 import pickle
+import random
 import re
 import shutil
 
+import numpy as np
 import paddle
 
 import networks
 import utils
-from camera import KITTI_BASELINE_M, intrinsics_vector
+from camera import KITTI_BASELINE_M, intrinsics_from_option, intrinsics_vector
 from utils import ToolkitError
 
 STATE_FILE = "trainer_state.pdstate"
@@ -104,6 +106,8 @@ def save_checkpoint(folder, models, optimizer=None, trainer_state=None, meta=Non
             utils.atomic_paddle_save(optimizer_state_to_struct(optimizer.state_dict(), models),
                                      os.path.join(tmp, ADAM_FILE))
         if trainer_state is not None:
+            trainer_state = dict(trainer_state, paddle_rng=paddle.get_rng_state(), numpy_rng=np.random.get_state(),
+                                 python_rng=random.getstate())
             utils.atomic_write_bytes(os.path.join(tmp, STATE_FILE), pickle.dumps(trainer_state))
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -118,13 +122,35 @@ def save_checkpoint(folder, models, optimizer=None, trainer_state=None, meta=Non
     return folder
 
 
+def encoder_meta(opt):
+    """What ``encoder.pdparams`` records of a training run (:func:`read_meta` reads it back)."""
+    return {"height": opt.height, "width": opt.width, "use_stereo": bool(opt.use_stereo),
+            "intrinsics": intrinsics_vector(intrinsics_from_option(opt.intrinsics)),
+            "stereo_baseline": float(opt.stereo_baseline or KITTI_BASELINE_M)}
+
+
 # ----------------------------------------------------------------------------- resuming
 
 
+def restore_rng_states(state):
+    """Set Paddle's, numpy's and Python's RNGs to those a trainer state recorded at its save."""
+    paddle.set_rng_state(state["paddle_rng"])
+    np.random.set_state(state["numpy_rng"])
+    random.setstate(state["python_rng"])
+
+
 def load_trainer_state(path):
-    """Read a ``trainer_state.pdstate`` file (a pickle written by :func:`save_checkpoint`)."""
+    """Read a ``trainer_state.pdstate`` file (a pickle written by :func:`save_checkpoint`);
+    ToolkitError when its counters are not counts."""
     with open(path, "rb") as f:
-        return pickle.load(f)
+        state = pickle.load(f)
+    if not isinstance(state, dict):
+        raise ToolkitError("{} is not a trainer state (a dict): the checkpoint is damaged".format(path))
+    for key in ("epoch", "batch_in_epoch", "step"):
+        if not isinstance(state.get(key), int) or isinstance(state.get(key), bool) or state[key] < 0:
+            raise ToolkitError("{} records a bad {} ({!r:.40}): the checkpoint is damaged; resume an earlier "
+                               "one".format(path, key, state.get(key)))
+    return state
 
 
 def _intact(folder):
@@ -166,6 +192,12 @@ def find_resume_checkpoint(models_dir, log=print):
             continue
         candidates.append(((state["step"], mtime), path))
     return max(candidates)[1] if candidates else None
+
+
+def newest_checkpoint_note(models_dir):
+    """'the newest good checkpoint is <path>' or 'no checkpoint was saved' (for error lines)."""
+    path = find_resume_checkpoint(models_dir, log=lambda _: None)
+    return "the newest good checkpoint is {}".format(path) if path else "no checkpoint was saved"
 
 
 def list_checkpoints(models_dir):
@@ -272,21 +304,32 @@ def resnet_depth(state, num_layers, path):
 def read_meta(state, path):
     """``{"height", "width", "use_stereo", "intrinsics", "stereo_baseline"}`` recorded in an
     encoder state dict (checkpoints without the last two, e.g. converted Monodepth2 ones,
-    were trained on KITTI: its intrinsics and 0.54 m)."""
+    were trained on KITTI: its intrinsics and 0.54 m). A damaged record is one line."""
+    def number(key, default, kind=float):
+        val = state.get(key, default)
+        try:
+            val = [kind(v) for v in np.asarray(val).reshape(-1)]
+        except (TypeError, ValueError):
+            val = None
+        if not val or not all(np.isfinite(val)):
+            raise ToolkitError(f"encoder.pdparams records a bad {key} ({state.get(key)!r:.60}; {path}): the "
+                               "checkpoint is damaged or not a depth encoder of this toolkit")
+        return val
     meta = {}
     for key in ("height", "width"):
         if key not in state:
             raise ToolkitError(f"encoder.pdparams does not record the training {key} ({path}): "
                                "use weights saved by train.py or tools/convert_torch_weights.py")
-        val = state[key]
-        meta[key] = int(val.item() if hasattr(val, "item") else val)
+        meta[key] = number(key, None, int)[0]
         if meta[key] <= 0 or meta[key] % 32 != 0:
             raise ToolkitError(f"recorded {key} {meta[key]} is not a positive multiple of 32 "
                                f"({path}): the checkpoint is damaged or not a depth encoder")
-    stereo = state.get("use_stereo", False)
-    meta["use_stereo"] = bool(stereo.item() if hasattr(stereo, "item") else stereo)
-    meta["intrinsics"] = [float(v) for v in state.get("intrinsics", intrinsics_vector())]
-    meta["stereo_baseline"] = float(state.get("stereo_baseline", KITTI_BASELINE_M))
+    meta["use_stereo"] = bool(number("use_stereo", False)[0])
+    meta["intrinsics"] = number("intrinsics", intrinsics_vector())
+    meta["stereo_baseline"] = number("stereo_baseline", KITTI_BASELINE_M)[0]
+    if len(meta["intrinsics"]) != 4 or meta["stereo_baseline"] <= 0:
+        raise ToolkitError(f"encoder.pdparams records bad intrinsics or stereo baseline ({path}): the checkpoint "
+                           "is damaged")
     return meta
 
 

@@ -17,7 +17,6 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-import camera
 import checkpoint
 import datasets
 import layers
@@ -115,28 +114,13 @@ class Trainer:
         opt = self.opt
         train, val = checked or (datasets.build_dataset(opt, "train", is_train=False),
                                  datasets.build_dataset(opt, "val", is_train=False))
-        train.is_train = True  # augmentation on
-        self.train_dataset = datasets.SeededDataset(train, opt.seed)
-        self.val_dataset = datasets.SeededDataset(val, opt.seed + 1)
-        if len(self.train_dataset) < opt.batch_size * self.world_size:
-            raise ToolkitError("only {} training samples for batch size {} x {} processes (--batch_size): "
-                               "lower it or use a bigger split".format(len(self.train_dataset), opt.batch_size,
-                                                                      self.world_size))
-        self.num_workers = max(0, min(opt.num_workers, os.cpu_count() or 1))
-        self.train_sampler = datasets.ResumableBatchSampler(self.train_dataset, opt.batch_size, opt.seed)
-        self.train_loader = paddle.io.DataLoader(self.train_dataset, batch_sampler=self.train_sampler,
-                                                 num_workers=self.num_workers, collate_fn=datasets.collate,
-                                                 use_shared_memory=self.num_workers > 0,
-                                                 worker_init_fn=datasets.stop_signals_end_worker)
+        d = datasets.training_loaders(opt, train, val, self.world_size)
+        self.train_dataset, self.val_dataset, self.num_workers = d.train_dataset, d.val_dataset, d.num_workers
+        self.train_sampler, self.train_loader, self.val_batches = d.train_sampler, d.train_loader, d.val_batches
         self.steps_per_epoch = len(self.train_sampler)
         self.num_total_steps = self.steps_per_epoch * opt.num_epochs
         if opt.max_steps is not None:
             self.num_total_steps = min(self.num_total_steps, opt.max_steps)
-        self.val_sampler = datasets.ResumableBatchSampler(self.val_dataset, min(opt.batch_size, len(val)),
-                                                          opt.seed + 1)
-        self.val_loader = paddle.io.DataLoader(self.val_dataset, batch_sampler=self.val_sampler,
-                                               num_workers=0, collate_fn=datasets.collate)
-        self.val_batches = datasets.PositionedBatches(self.val_loader, self.val_sampler)
 
     # ------------------------------------------------------------------ one step
 
@@ -168,26 +152,21 @@ class Trainer:
         return inputs, outputs, losses
 
     def check_loss(self, all_ranks=True):
-        """The mean loss and hint-won fraction of the steps since the last call (None when there
-        were none; averaged over the ranks); a non-finite loss ends the run with one line."""
+        """Mean loss and hint-won fraction of the steps since the last call (averaged over the
+        ranks; (None, None) when there were none); a non-finite loss ends the run with one line."""
         if not self.pending:
             return None, None
-        losses = paddle.stack([p[0] for p in self.pending]).astype("float32")
-        won = [p[1] for p in self.pending if p[1] is not None]
-        total = paddle.concat([losses, paddle.stack(won).reshape([-1]).astype("float32")]) if won else losses
+        n, won = len(self.pending), [w for _, w in self.pending if w is not None]
+        values = paddle.stack([loss for loss, _ in self.pending] + won).astype("float32").reshape([-1])
         if all_ranks and self.world_size > 1:
-            paddle.distributed.all_reduce(total)
-            total = total / self.world_size
-        values, n = total.numpy(), len(self.pending)
-        first, self.pending = self.step - n, []  # the 0-based index of the first pending step
+            paddle.distributed.all_reduce(values)
+            values = values / self.world_size
+        values, first, self.pending = values.numpy(), self.step - n, []  # first: 0-based index of step 1 of n
         bad = np.flatnonzero(~np.isfinite(values[:n]))
         if bad.size:
-            last = checkpoint.find_resume_checkpoint(self.models_dir, log=lambda _: None)
-            raise ToolkitError("non-finite loss {} at step {} (epoch {}): training stopped, {}; lower "
-                               "--learning_rate or check the data".format(
-                                   values[bad[0]], first + int(bad[0]), self.epoch,
-                                   "the newest good checkpoint is {}".format(last) if last
-                                   else "no checkpoint was saved"))
+            raise ToolkitError("non-finite loss {} at step {} (epoch {}): training stopped, {}; lower --learning_rate "
+                               "or check the data".format(values[bad[0]], first + int(bad[0]), self.epoch,
+                                                          checkpoint.newest_checkpoint_note(self.models_dir)))
         return float(values[:n].mean()), (float(values[n:].mean()) if won else None)
 
     # ------------------------------------------------------------------ the loop
@@ -270,18 +249,15 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
 
     def save_opts(self):
-        """Write opt.json (all options) to the log folder and models/, atomically."""
-        text = options.to_json(self.opt)
-        utils.atomic_write_text(os.path.join(self.log_path, "opt.json"), text)
-        utils.atomic_write_text(os.path.join(self.models_dir, "opt.json"), text)  # where Monodepth2 keeps it
+        """Write opt.json (all options) to the log folder and models/ (where Monodepth2 keeps it)."""
+        for folder in (self.log_path, self.models_dir):
+            utils.atomic_write_text(os.path.join(folder, "opt.json"), options.to_json(self.opt))
 
     def trainer_state(self):
-        """Everything besides weights and Adam needed to continue exactly."""
+        """Everything besides weights, Adam and the RNG states needed to continue exactly."""
         return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
-                "scheduler": self.scheduler.state_dict(), "paddle_rng": paddle.get_rng_state(),
-                "numpy_rng": np.random.get_state(), "python_rng": random.getstate(),
+                "scheduler": self.scheduler.state_dict(), "world_size": self.world_size,
                 "val_position": self.val_batches.position if self.val_batches else (0, 0),
-                "world_size": self.world_size,
                 "opt": {k: getattr(self.opt, k) for k in checkpoint.RESUME_MUST_MATCH + ("batch_size",)}}
 
     def save_checkpoint(self, name="weights_last", all_ranks=True):
@@ -290,11 +266,8 @@ class Trainer:
         self.check_loss(all_ranks)
         if not self.is_main:
             return None
-        meta = {"height": self.opt.height, "width": self.opt.width, "use_stereo": bool(self.opt.use_stereo),
-                "intrinsics": camera.intrinsics_vector(camera.intrinsics_from_option(self.opt.intrinsics)),
-                "stereo_baseline": float(self.opt.stereo_baseline or camera.KITTI_BASELINE_M)}
         path = checkpoint.save_checkpoint(os.path.join(self.models_dir, name), dict(self.models.items()),
-                                          self.optimizer, self.trainer_state(), meta)
+                                          self.optimizer, self.trainer_state(), checkpoint.encoder_meta(self.opt))
         self.log.line("step {}: checkpoint {}".format(self.step, path))
         return path
 
@@ -309,9 +282,7 @@ class Trainer:
         self.load_model(folder, list(self.models.keys()), quiet=True)
         self.epoch, self.batch_in_epoch, self.step = st["epoch"], st["batch_in_epoch"], st["step"]
         self.scheduler.set_state_dict(st["scheduler"])
-        paddle.set_rng_state(st["paddle_rng"])
-        np.random.set_state(st["numpy_rng"])
-        random.setstate(st["python_rng"])
+        checkpoint.restore_rng_states(st)
         if self.val_batches is not None:
             self.val_batches.seek(*st.get("val_position", (st.get("val_epoch", 0), 0)))
         self.log.line("Resuming from {} at epoch {}, step {}".format(folder, self.epoch, self.step))

@@ -7,11 +7,12 @@ from .kitti_dataset import KITTIDataset, KITTIRAWDataset, KITTIOdomDataset, KITT
 from .check import check_contents, check_eval_split, check_split, check_training_data
 from .safe_loading import (DataLoadError, SafeDataset, checked_batches, collate, stop_signals_end_worker,
                            worker_died)
-from .sampling import PositionedBatches, ResumableBatchSampler, SeededDataset, build_dataset, split_dir_of
+from .sampling import (PositionedBatches, ResumableBatchSampler, SeededDataset, build_dataset, split_dir_of,
+                       training_loaders)
 
 __all__ = ["MonoDataset", "KITTIDataset", "KITTIRAWDataset", "KITTIOdomDataset",
            "KITTIDepthDataset", "check_contents", "check_eval_split", "check_split", "check_training_data",
            "parse_split_line", "read_split_file", "load_depth_hint", "pil_loader", "ColorJitter",
            "DataLoadError", "PositionedBatches", "ResumableBatchSampler", "SafeDataset", "SeededDataset",
            "build_dataset", "checked_batches", "collate", "stop_signals_end_worker", "split_dir_of",
-           "worker_died"]
+           "worker_died", "training_loaders"]

@@ -12,7 +12,7 @@ from utils import ToolkitError, resolve_split_dir
 
 from .kitti_dataset import KITTIDepthDataset, KITTIOdomDataset, KITTIRAWDataset
 from .mono_dataset import read_split_file
-from .safe_loading import DataLoadError, SafeDataset, checked_batches
+from .safe_loading import DataLoadError, SafeDataset, checked_batches, collate, stop_signals_end_worker
 
 DATASETS = {"kitti": KITTIRAWDataset, "kitti_odom": KITTIOdomDataset, "kitti_depth": KITTIDepthDataset}
 
@@ -46,6 +46,28 @@ def build_dataset(opt, which, is_train):
                                  is_train=is_train, img_ext=".png" if opt.png else ".jpg",
                                  use_depth_hints=opt.use_depth_hints, depth_hint_path=opt.depth_hint_path,
                                  split_file=split_file, intrinsics=intrinsics)
+
+
+def training_loaders(opt, train, val, world_size=1):
+    """The loaders of a training run over the ``train`` and ``val`` data sets (augmentation
+    turned on for ``train``): a namespace of ``train_dataset``, ``val_dataset`` (both
+    :class:`SeededDataset`), ``train_sampler``, ``train_loader``, ``val_batches`` (endless,
+    resumable: :class:`PositionedBatches`) and ``num_workers``."""
+    import types
+    train.is_train = True
+    d = types.SimpleNamespace(train_dataset=SeededDataset(train, opt.seed), val_dataset=SeededDataset(val, opt.seed + 1))
+    if len(d.train_dataset) < opt.batch_size * world_size:
+        raise ToolkitError("only {} training samples for batch size {} x {} processes (--batch_size): lower it or "
+                           "use a bigger split".format(len(d.train_dataset), opt.batch_size, world_size))
+    d.num_workers = max(0, min(opt.num_workers, os.cpu_count() or 1))
+    d.train_sampler = ResumableBatchSampler(d.train_dataset, opt.batch_size, opt.seed)
+    d.train_loader = paddle.io.DataLoader(d.train_dataset, batch_sampler=d.train_sampler, num_workers=d.num_workers,
+                                          collate_fn=collate, use_shared_memory=d.num_workers > 0,
+                                          worker_init_fn=stop_signals_end_worker)
+    val_sampler = ResumableBatchSampler(d.val_dataset, min(opt.batch_size, len(val)), opt.seed + 1)
+    d.val_batches = PositionedBatches(paddle.io.DataLoader(d.val_dataset, batch_sampler=val_sampler, num_workers=0,
+                                                           collate_fn=collate), val_sampler)
+    return d
 
 
 class SeededDataset(SafeDataset):
