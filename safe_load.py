@@ -338,7 +338,9 @@ class _ArrayBuilder(_Builder):
 
 def _np_reconstruct(subtype, shape, typecode):
     if subtype is not _NDARRAY:
-        raise _Refusal("build a numpy array of class {}".format(_shown(getattr(subtype, "name", type(subtype).__name__))))
+        shown = (f"{subtype.__module__}.{subtype.__qualname__}" if isinstance(subtype, type)
+                 else getattr(subtype, "name", None) or getattr(subtype, "_name", None) or type(subtype).__name__)
+        raise _Refusal(f"build a numpy array of class {_shown(shown)}")
     if not isinstance(shape, tuple) or not isinstance(typecode, (bytes, str)):
         raise _Corrupt("bad numpy array reconstruction")
     return _ArrayBuilder()
@@ -906,6 +908,8 @@ class _Source:
 
 def _unpickle_at(src, pos, allowed, persistent=None):
     """(object, end offset) of the pickle at ``pos`` of ``src``; placeholders not yet built."""
+    if bytes(src.buf[pos:pos + 4]) == b"PK\x03\x04":
+        raise _Corrupt("it is a zip archive, not a pickle (a PyTorch .pth or a .npz file?)")
     end = _scan(src.buf, pos, len(src.buf))
     obj = _SafeUnpickler(src.stream(pos), allowed, persistent).load()
     return obj, end
@@ -1052,6 +1056,8 @@ def load_paddle(path, return_numpy=True):
     def run():
         with _Source(path) as src:
             obj, _ = _unpickle_at(src, 0, _BASE_GLOBALS)
+        if obj == _TORCH_MAGIC and type(obj) is int:
+            raise _Corrupt("it is a PyTorch .pth file (convert it with tools/convert_torch_weights.py)")
         return _paddle_result(_finish(obj, _Ctx()), return_numpy)
     return _guard(path, "weights", "a file written by paddle.save", run)
 
@@ -1257,6 +1263,8 @@ def _load_torch_zip(path, zf):
 
 def _load_torch_legacy(path, src):
     plain = {}
+    if _scan(src.buf, 0, len(src.buf)) > 64:   # the magic number's pickle is about 16 bytes
+        raise _Corrupt("it does not start with torch's magic number (not a .pth file?)")
     magic, pos = _unpickle_at(src, 0, plain)
     if magic != _TORCH_MAGIC:
         raise _Corrupt("not a torch.save file (wrong magic number)")
