@@ -55,7 +55,6 @@ import hashlib
 import io
 import json
 import math
-import mmap
 import os
 import pickle
 import pickletools
@@ -750,56 +749,53 @@ _LEN_PREFIX = {pickletools.TAKEN_FROM_ARGUMENT1: ("<B", 1), pickletools.TAKEN_FR
                pickletools.TAKEN_FROM_ARGUMENT4U: ("<I", 4), pickletools.TAKEN_FROM_ARGUMENT8U: ("<Q", 8)}
 
 
-def _scan(buf, pos, end):
-    """Check one pickle starting at ``pos``; return the offset just after its STOP."""
-    ops = 0
+def _scan(f, pos, end):
+    """Check the pickle at offset ``pos`` of file object ``f`` (``end`` bytes long) without
+    building anything; return the offset just after its STOP."""
+    f.seek(pos)
+    read, ops = f.read, 0
     while True:
-        if pos >= end:
+        c = read(1)
+        if not c:
             raise _Corrupt("the pickle ends before its STOP opcode (truncated)")
-        code = buf[pos]
-        if code not in _OPS:
-            raise _Corrupt(f"byte 0x{code:02x} at offset {pos} is not a pickle opcode")
-        name, n, argname = _OPS[code]
-        pos += 1
+        try:
+            name, n, argname = _OPS[c[0]]
+        except KeyError:
+            raise _Corrupt(f"byte 0x{c[0]:02x} at offset {f.tell() - 1} is not a pickle opcode") from None
         ops += 1
         if n > 0:
-            if pos + n > end:
+            arg = read(n)
+            if len(arg) < n:
                 raise _Corrupt("the pickle is truncated")
-            if name == "LONG_BINPUT" or name == "BINPUT":
-                idx = buf[pos] if n == 1 else struct.unpack("<I", buf[pos:pos + 4])[0]
+            if name == "BINPUT" or name == "LONG_BINPUT":
+                idx = arg[0] if n == 1 else struct.unpack("<I", arg)[0]
                 if idx > ops:
                     raise _Corrupt(f"memo index {idx} is absurd")
-            elif name == "FRAME":
-                flen = struct.unpack("<Q", buf[pos:pos + 8])[0]
-                if flen > end - pos - 8:
-                    raise _Corrupt("a pickle frame is longer than the file (truncated)")
-            pos += n
+            elif name == "FRAME" and struct.unpack("<Q", arg)[0] > end - f.tell():
+                raise _Corrupt("a pickle frame is longer than the file (truncated)")
         elif n == pickletools.UP_TO_NEWLINE:
-            lines = 2 if argname == "stringnl_noescape_pair" else 1
-            start = pos
-            for _ in range(lines):
-                nl = buf.find(b"\n", pos, end)
-                if nl < 0:
+            for _ in range(2 if argname == "stringnl_noescape_pair" else 1):
+                line = f.readline()
+                if not line.endswith(b"\n"):
                     raise _Corrupt("the pickle is truncated")
-                pos = nl + 1
             if name == "PUT":
                 try:
-                    idx = int(bytes(buf[start:pos - 1]))
+                    idx = int(line)
                 except ValueError:
                     raise _Corrupt("bad memo index") from None
                 if idx > ops or idx < 0:
                     raise _Corrupt(f"memo index {idx} is absurd")
         elif n in _LEN_PREFIX:
             fmt, size = _LEN_PREFIX[n]
-            if pos + size > end:
+            arg = read(size)
+            if len(arg) < size:
                 raise _Corrupt("the pickle is truncated")
-            length = struct.unpack(fmt, buf[pos:pos + size])[0]
-            pos += size
-            if length < 0 or length > end - pos:
+            length = struct.unpack(fmt, arg)[0]
+            if length < 0 or length > end - f.tell():
                 raise _Corrupt(f"a {name} of {length} bytes does not fit in the file (truncated or absurd)")
-            pos += length
+            f.seek(length, 1)
         if name == "STOP":
-            return pos
+            return f.tell()
 
 
 # ----------------------------------------------------------------------------- finishing
@@ -839,13 +835,17 @@ def _finish(obj, ctx, depth=0):
         elif t is tuple:
             res = tuple(_finish(v, ctx, depth + 1) for v in obj)
         elif t is dict or t is collections.OrderedDict:
-            items = [(_finish(k, ctx, depth + 1), _finish(v, ctx, depth + 1)) for k, v in obj.items()]
-            obj.clear()
-            obj.update(items)
-            if t is collections.OrderedDict:
-                extra = obj.__dict__
+            if t is collections.OrderedDict:   # BUILD may have set attributes (torch's _metadata)
+                extra = object.__getattribute__(obj, "__dict__")
                 for k in list(extra):
+                    if not isinstance(k, str) or hasattr(collections.OrderedDict, k):
+                        raise _Refusal(f"set attribute {_shown(k)} of an OrderedDict")
                     extra[k] = _finish(extra[k], ctx, depth + 1)
+            # the class's own methods: an instance attribute can not stand in for them
+            items = [(_finish(k, ctx, depth + 1), _finish(v, ctx, depth + 1)) for k, v in t.items(obj)]
+            t.clear(obj)
+            for k, v in items:
+                t.__setitem__(obj, k, v)
             res = obj
         elif t is set or t is frozenset:
             res = t(_finish(v, ctx, depth + 1) for v in obj)
@@ -868,36 +868,26 @@ def _finish(obj, ctx, depth=0):
 
 
 class _Source:
-    """A file's bytes (memory-mapped) or given bytes, with a display name."""
+    """A file (or given bytes) to read pickles from, with a display name and size."""
 
     def __init__(self, path=None, data=None, what=None):
         self.what = what or (os.fspath(path) if path is not None else "<bytes>")
-        self._file = self._map = None
         if data is not None:
-            self.buf = data
+            self.f = io.BytesIO(data)
+            self.size = len(data)
             return
         path = os.fspath(path)
         if os.path.isdir(path):
             raise _Corrupt("it is a folder")
-        self._file = open(path, "rb")
-        if os.fstat(self._file.fileno()).st_size == 0:
-            self.buf = b""
-        else:
-            self._map = self.buf = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+        self.f = open(path, "rb")
+        self.size = os.fstat(self.f.fileno()).st_size
 
-    def stream(self, pos):
-        if self._map is not None:
-            self._map.seek(pos)
-            return self._map
-        f = io.BytesIO(self.buf)
-        f.seek(pos)
-        return f
+    def read_at(self, pos, n):
+        self.f.seek(pos)
+        return self.f.read(n)
 
     def close(self):
-        if self._map is not None:
-            self._map.close()
-        if self._file is not None:
-            self._file.close()
+        self.f.close()
 
     def __enter__(self):
         return self
@@ -908,10 +898,11 @@ class _Source:
 
 def _unpickle_at(src, pos, allowed, persistent=None):
     """(object, end offset) of the pickle at ``pos`` of ``src``; placeholders not yet built."""
-    if bytes(src.buf[pos:pos + 4]) == b"PK\x03\x04":
+    if src.read_at(pos, 4) == b"PK\x03\x04":
         raise _Corrupt("it is a zip archive, not a pickle (a PyTorch .pth or a .npz file?)")
-    end = _scan(src.buf, pos, len(src.buf))
-    obj = _SafeUnpickler(src.stream(pos), allowed, persistent).load()
+    end = _scan(src.f, pos, src.size)
+    src.f.seek(pos)
+    obj = _SafeUnpickler(src.f, allowed, persistent).load()
     return obj, end
 
 
@@ -1263,7 +1254,7 @@ def _load_torch_zip(path, zf):
 
 def _load_torch_legacy(path, src):
     plain = {}
-    if _scan(src.buf, 0, len(src.buf)) > 64:   # the magic number's pickle is about 16 bytes
+    if _scan(src.f, 0, src.size) > 64:   # the magic number's pickle is about 16 bytes
         raise _Corrupt("it does not start with torch's magic number (not a .pth file?)")
     magic, pos = _unpickle_at(src, 0, plain)
     if magic != _TORCH_MAGIC:
@@ -1282,21 +1273,24 @@ def _load_torch_legacy(path, src):
     keys = _finish(keys, _Ctx())
     if not isinstance(keys, list):
         raise _Corrupt("bad storage key list")
-    buf, end = src.buf, len(src.buf)
     for key in keys:
         key = key.decode("ascii") if isinstance(key, bytes) else key
         storage = storages.get(key) if isinstance(key, str) else None
         if storage is None or storage.data is not None:
             raise _Corrupt(f"storage key {_shown(repr(key), 60)} unknown or repeated")
-        if pos + 8 > end:
+        head = src.read_at(pos, 8)
+        if len(head) < 8:
             raise _Corrupt("the storage data is truncated")
-        count = struct.unpack(order + "q", buf[pos:pos + 8])[0]
+        count = struct.unpack(order + "q", head)[0]
         pos += 8
         nbytes = count * storage.dtype.itemsize
-        if count != storage.numel or nbytes > end - pos:
+        if count != storage.numel or nbytes > src.size - pos:
             raise _Corrupt(f"storage {_shown(key)} of {storage.numel} elements holds {count} (truncated or damaged)")
         dt = storage.dtype if storage.dtype.itemsize == 1 else storage.dtype.newbyteorder(order)
-        object.__setattr__(storage, "data", np.frombuffer(buf[pos:pos + nbytes], dtype=dt))
+        data = src.read_at(pos, nbytes)
+        if len(data) < nbytes:
+            raise _Corrupt("the storage data is truncated")
+        object.__setattr__(storage, "data", np.frombuffer(data, dtype=dt))
         pos += nbytes
     return _finish(obj, _Ctx())
 
@@ -1317,7 +1311,7 @@ def load_torch(path):
             with zipfile.ZipFile(path) as zf:
                 return _load_torch_zip(path, zf)
         with _Source(path) as src:
-            if len(src.buf) >= 262 and bytes(src.buf[257:262]) == b"ustar":
+            if src.read_at(257, 5) == b"ustar":
                 raise _Corrupt("a tar archive (the format of torch < 0.4) is not supported")
             return _load_torch_legacy(path, src)
     return _guard(path, "weights", "a file written by torch.save", run)

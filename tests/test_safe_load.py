@@ -722,3 +722,18 @@ def test_damaged_files_only_raise_toolkit_errors(tmp_path):
                 loader(str(path))
             except ToolkitError as exc:
                 assert "\n" not in str(exc), str(exc)
+
+
+def test_ordered_dict_attributes_cannot_shadow_its_methods(tmp_path):
+    """BUILD on an OrderedDict sets attributes; one named like a method (items, keys, ...)
+    would be called by whoever uses the dict: refused. torch's _metadata is kept."""
+    od = _global2("collections", "OrderedDict") + b")R"
+    bad = b"\x80\x02" + od + b"}" + _s("items") + _global2("builtins", "tuple") + b"sb."
+    path = tmp_path / "od.pdparams"
+    path.write_bytes(bad)
+    with pytest.raises(UnsafeFileError, match="set attribute items of an OrderedDict"):
+        safe_load.load_paddle(str(path))
+    good = b"\x80\x02" + od + b"}" + _s("_metadata") + b"}" + _s("") + b"K\x01ssb" + b"(" + _s("w") + b"K\x02u."
+    path.write_bytes(good)
+    got = safe_load.load_paddle(str(path))
+    assert got == collections.OrderedDict(w=2) and got._metadata == {"": 1}
