@@ -12,6 +12,7 @@ allowed, each implemented here; torch is never imported.
 import collections
 import struct
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -50,15 +51,16 @@ def _torch_np_dtype(code, name):
 class _TorchStorage(Builder):
     """A storage named by a persistent id: its bytes come from the zip member or, in the
     legacy format, from after the pickles (``data`` is set by the loader)."""
-    __slots__ = ("key", "code", "dtype", "numel", "data", "_fetch")
+    __slots__ = ("key", "code", "dtype", "numel", "data", "_fetch", "lent")
 
     def __init__(self, key, code, numel, fetch=None):
         for k, v in (("key", key), ("code", code), ("dtype", _torch_np_dtype(code, code)), ("numel", numel),
-                     ("data", None), ("_fetch", fetch)):
+                     ("data", None), ("_fetch", fetch), ("lent", False)):
             object.__setattr__(self, k, v)
 
     def array(self):
-        """The storage as a 1-D little-endian array of its dtype (read-only view)."""
+        """The storage as a 1-D array of its dtype in the file's byte order (over a private
+        writable buffer: the first tensor that is all of it may keep it, see _TorchTensor)."""
         if self.data is None:
             if self._fetch is None:
                 raise Corrupt(f"storage {printable(self.key)} has no data")
@@ -93,13 +95,15 @@ def _torch_out(arr, code):
     """A storage/tensor array in native byte order; bfloat16 (held as uint16) as float32."""
     if code == "bfloat16":
         return (arr.astype(np.uint32) << 16).view(np.float32)
-    if arr.dtype.byteorder not in ("=", "|"):
+    if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
     return arr
 
 
 class _TorchTensor(Builder):
-    """``_rebuild_tensor[_v2|_v3]``: a strided view of a storage, materialised as a copy."""
+    """``_rebuild_tensor[_v2|_v3]``: a strided view of a storage, materialised as a copy
+    (or, for the first tensor that is all of its storage in C order, as that buffer: no two
+    results share memory)."""
     __slots__ = ("storage", "offset", "size", "stride", "code")
 
     def __init__(self, storage, offset, size, stride, code=None):
@@ -128,10 +132,25 @@ class _TorchTensor(Builder):
             if last >= n:
                 raise Corrupt(f"tensor of size {list(self.size)} reaches past its storage of {n} elements")
             item = base.dtype.itemsize
-            out = np.lib.stride_tricks.as_strided(base[self.offset:], shape=self.size,
-                                                  strides=[st * item for st in self.stride],
-                                                  writeable=False).copy()
+            whole = (self.offset == 0 and prod(self.size) == n and isinstance(self.storage, _TorchStorage)
+                     and not self.storage.lent and self.stride == _c_strides(self.size) and base.flags.writeable)
+            if whole:
+                object.__setattr__(self.storage, "lent", True)
+                out = base.reshape(self.size)
+            else:
+                out = np.lib.stride_tricks.as_strided(base[self.offset:], shape=self.size,
+                                                      strides=[st * item for st in self.stride],
+                                                      writeable=False).copy()
         return _torch_out(out, self.code)
+
+
+def _c_strides(size):
+    """The strides (in elements) of a C-contiguous tensor of ``size``."""
+    out, step = [], 1
+    for s in reversed(size):
+        out.append(step)
+        step *= max(s, 1)
+    return tuple(reversed(out))
 
 
 def _torch_dtype_code(d):
@@ -247,6 +266,26 @@ def _storage_from_pid(pid, storages, fetch, legacy):
     return storages[vkey]
 
 
+def _read_member(path, zf, info):
+    """The bytes of zip member ``info`` in a writable buffer, CRC checked; a stored member
+    (torch writes storages uncompressed) is read straight from the file: one copy."""
+    if info.compress_type != zipfile.ZIP_STORED:
+        return bytearray(zf.read(info))
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        head = f.read(30)
+        if len(head) != 30 or head[:4] != b"PK\x03\x04":
+            raise Corrupt(f"bad zip entry {printable(info.filename)}")
+        name_len, extra_len = struct.unpack("<HH", head[26:30])
+        f.seek(info.header_offset + 30 + name_len + extra_len)
+        buf = bytearray(info.file_size)
+        if f.readinto(buf) != info.file_size:
+            raise Corrupt(f"zip entry {printable(info.filename)} is truncated")
+    if zlib.crc32(buf) != info.CRC:
+        raise Corrupt(f"zip entry {printable(info.filename)} is damaged (CRC mismatch)")
+    return buf
+
+
 def _load_torch_zip(path, zf):
     names = zf.namelist()
     pkls = [n for n in names if n.endswith("data.pkl") and n.count("/") <= 1]
@@ -272,7 +311,7 @@ def _load_torch_zip(path, zf):
         if info.compress_type != zipfile.ZIP_STORED and nbytes > 1100 * info.compress_size + (1 << 16):
             raise Corrupt(f"storage {printable(storage.key)} claims an absurd size")
         dt = storage.dtype if storage.dtype.itemsize == 1 else storage.dtype.newbyteorder(order)
-        return np.frombuffer(zf.read(info), dtype=dt)
+        return np.frombuffer(_read_member(path, zf, info), dtype=dt)
 
     storages = {}
     allowed = dict(BASE_GLOBALS)
@@ -320,8 +359,9 @@ def _load_torch_legacy(path, src):
         if count != storage.numel or nbytes > src.size - pos:
             raise Corrupt(f"storage {printable(key)} of {storage.numel} elements holds {count} (truncated or damaged)")
         dt = storage.dtype if storage.dtype.itemsize == 1 else storage.dtype.newbyteorder(order)
-        data = src.read_at(pos, nbytes)
-        if len(data) < nbytes:
+        data = bytearray(nbytes)
+        src.f.seek(pos)
+        if src.f.readinto(data) != nbytes:
             raise Corrupt("the storage data is truncated")
         object.__setattr__(storage, "data", np.frombuffer(data, dtype=dt))
         pos += nbytes

@@ -377,6 +377,8 @@ def _check_fixture_values(got, expected):
         assert flat[k].dtype == ref.dtype and flat[k].shape == ref.shape and np.array_equal(flat[k], ref), k
         assert flat[k].flags.c_contiguous and flat[k].flags.writeable, k
     assert flat["scalar"].shape == () and flat["encoder.bn1.num_batches_tracked"].dtype == np.int64
+    arrays = list(flat.values())   # base, view and transposed share one torch storage: not one buffer here
+    assert not any(np.shares_memory(a, b) for i, a in enumerate(arrays) for b in arrays[i + 1:])
 
 
 @pytest.mark.parametrize("name", ["torch_zip.pth", "torch_legacy.pth"])
