@@ -431,3 +431,22 @@ def test_load_torch_equals_torch_load(tmp_path):
     torch.save({"u16": torch.tensor([1, 2, 60000], dtype=torch.uint16), "dtype": torch.float32}, p)
     got = safe_load.load_torch(p)
     assert got["u16"].dtype == np.uint16 and got["u16"].tolist() == [1, 2, 60000] and got["dtype"] == "torch.float32"
+
+
+def test_big_parameter_slices_are_joined(tmp_path):
+    """paddle.save with protocol 2/3 cuts parameters over 1 GiB into slices listed under
+    UnpackBigParamInfor@@; paddle.load joins them, and so does load_paddle."""
+    import paddle
+    import pickle
+    w = np.arange(12, dtype=np.float32).reshape(3, 4)
+    flat = w.reshape(-1)
+    saved = {"w@@.0": flat[:5], "w@@.1": flat[5:], "b": np.ones(2, np.float32),
+             "UnpackBigParamInfor@@": {"w": {"OriginShape": (3, 4), "slices": ["w@@.0", "w@@.1"]}},
+             "StructuredToParameterName@@": {"w": "linear_0.w_0", "b": "linear_0.b_0"}}
+    path = str(tmp_path / "big.pdparams")
+    with open(path, "wb") as f:
+        pickle.dump(saved, f, protocol=2)
+    got = safe_load.load_paddle(path)
+    assert_same(got, paddle.load(path, return_numpy=True))
+    assert list(got) == ["b", "w"] and np.array_equal(got["w"], w)
+    assert_same(safe_load.load_paddle(path, return_numpy=False), paddle.load(path))
