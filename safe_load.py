@@ -24,8 +24,9 @@ API (all return numpy, never paddle/torch objects unless asked for):
   through ``np.load(allow_pickle=False)``. ``load_npz`` returns a dict ``{name: array}``.
 - ``load_torch(path)``: a PyTorch ``.pth`` file (zip format of torch >= 1.6 and the legacy
   format of torch < 1.6) without importing torch. Tensors and Parameters come back as
-  numpy arrays (C-contiguous copies that honour stride and offset, native byte order;
-  bfloat16 as float32, exactly), storages as 1-D arrays, ``torch.float32``-style dtype
+  numpy arrays (C-contiguous, writable, honouring stride and offset, no two sharing
+  memory, native byte order; bfloat16 as float32, exactly), storages as 1-D arrays,
+  ``torch.float32``-style dtype
   values as the string ``"torch.float32"``; containers as ``torch.load`` gives them
   (``OrderedDict`` with its ``_metadata``).
 - ``save_state(path_prefix, state)`` / ``load_state(path)``: trainer state as plain data:
@@ -47,8 +48,8 @@ builtin numeric, bool, fixed-size string and object dtypes; ``builtins.tuple`` (
 writes bytes); Paddle's ``GeneratorState`` (RNG state in trainer state files), rebuilt as
 data; and for ``.pth`` files torch's storage classes, dtypes and
 ``torch._utils._rebuild_tensor[_v2|_v3]`` / ``_rebuild_parameter[_with_state]``,
-implemented in those modules. None of these is the real callable: each is a small function that
-checks its arguments and builds data. numpy's own ``ndarray.__setstate__`` is never
+implemented in those modules. None of these is the real callable: each is a small
+function that checks its arguments and builds data. numpy's own ``ndarray.__setstate__`` is never
 handed unchecked state (an object array whose element list is shorter than its shape
 crashes the interpreter there), and no real object is left on the unpickler's stack where
 a ``BUILD`` opcode could reach it.
