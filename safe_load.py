@@ -26,9 +26,8 @@ API (all return numpy, never paddle/torch objects unless asked for):
   format of torch < 1.6) without importing torch. Tensors and Parameters come back as
   numpy arrays (C-contiguous, writable, honouring stride and offset, no two sharing
   memory, native byte order; bfloat16 as float32, exactly), storages as 1-D arrays,
-  ``torch.float32``-style dtype
-  values as the string ``"torch.float32"``; containers as ``torch.load`` gives them
-  (``OrderedDict`` with its ``_metadata``).
+  ``torch.float32``-style dtype values as the string ``"torch.float32"``; containers as
+  ``torch.load`` gives them (``OrderedDict`` with its ``_metadata``).
 - ``save_state(path_prefix, state)`` / ``load_state(path)``: trainer state as plain data:
   ``<prefix>.json`` plus ``<prefix>.npz`` for numpy arrays, each written atomically;
   see :func:`save_state`.
