@@ -240,8 +240,8 @@ def test_checkpoint_folder_loads_safely(tmp_path, keep_global_rngs):
     meta = {"height": 192, "width": 640, "use_stereo": True, "intrinsics": [0.58, 1.92, 0.5, 0.5],
             "stereo_baseline": 0.54}
     state = _trainer_state_like_trainer()
-    expected = _draws()
     folder = checkpoint.save_checkpoint(str(tmp_path / "weights_0"), models, optimizer, state, meta)
+    expected = _draws()  # what follows the save (save_checkpoint records the RNG states as it saves)
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
         if name.endswith((".pdparams", ".pdopt")):

@@ -15,7 +15,7 @@ import zipfile
 
 import numpy as np
 
-from safe_pickle import (Builder, Built, Corrupt, Ctx, Marker, Refusal, Source, check_exists, check_shape,
+from .unpickler import (Builder, Built, Corrupt, Ctx, Marker, Refusal, Source, check_exists, check_shape,
                          finish, guard, is_int, named, printable, prod, unpickle_at)
 from utils import ToolkitError
 

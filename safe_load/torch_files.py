@@ -16,8 +16,8 @@ import zlib
 
 import numpy as np
 
-from safe_numpy import BASE_GLOBALS
-from safe_pickle import (Builder, Corrupt, Ctx, Marker, Refusal, Source, check_exists, check_shape, finish,
+from .numpy_files import BASE_GLOBALS
+from .unpickler import (Builder, Corrupt, Ctx, Marker, Refusal, Source, check_exists, check_shape, finish,
                          guard, is_int, named, printable, prod, scan, unpickle_at)
 
 _TORCH_STORAGE_DTYPES = {

@@ -17,8 +17,8 @@ import os
 
 import numpy as np
 
-from safe_numpy import BASE_GLOBALS, SIMPLE_KINDS, load_npz, plain_dtype
-from safe_pickle import (MAX_DEPTH, Builder, Corrupt, Ctx, Source, check_exists, finish, guard, is_int,
+from .numpy_files import BASE_GLOBALS, SIMPLE_KINDS, load_npz, plain_dtype
+from .unpickler import (MAX_DEPTH, Builder, Corrupt, Ctx, Source, check_exists, finish, guard, is_int,
                          one_line, printable, unpickle_at, unreadable_error)
 
 

@@ -1,7 +1,7 @@
 """The allow-list unpickler under safe_load: the machinery, without the allow-lists.
 
 ``SafeUnpickler.find_class`` hands out only the entries of the table it is given (see
-safe_numpy, safe_state, safe_torch); anything else raises :class:`Refusal`, before it is
+numpy_files, state, torch_files); anything else raises :class:`Refusal`, before it is
 called. ``scan`` checks a pickle's opcodes before it is unpickled (every declared length
 fits in the file; memo indices stay below the opcode count, since CPython grows its memo
 table to the largest index and a 12-byte file could otherwise ask for gigabytes).

@@ -33,9 +33,9 @@ API (all return numpy, never paddle/torch objects unless asked for):
   see :func:`save_state`.
 - ``safe_loads(data, what="<bytes>")``: the allow-list unpickler on bytes.
 
-The machinery lives in safe_pickle (the unpickler, its pre-scan and finishing pass),
-safe_numpy (numpy/builtins reconstructors, .npy/.npz), safe_state (trainer state, paddle
-RNG state), safe_torch (.pth files); this module is the one to import.
+The machinery lives in this package's unpickler.py (the unpickler, its pre-scan and
+finishing pass), numpy_files.py (numpy/builtins reconstructors, .npy/.npz), state.py
+(trainer state, paddle RNG state) and torch_files.py (.pth files); import this package.
 
 What the allow-list holds (exactly what real files of this project contain): the pickle
 opcodes for builtin containers and scalars; ``collections.OrderedDict``; numpy's array,
@@ -57,11 +57,11 @@ import collections
 
 import numpy as np
 
-from safe_numpy import BASE_GLOBALS, load_npy, load_npz, safe_loads
-from safe_pickle import (MAX_DEPTH, Corrupt, Ctx, Source, UnreadableFileError, UnsafeFileError, check_exists,
+from .numpy_files import BASE_GLOBALS, load_npy, load_npz, safe_loads
+from .unpickler import (MAX_DEPTH, Corrupt, Ctx, Source, UnreadableFileError, UnsafeFileError, check_exists,
                          check_shape, finish, guard, one_line, printable, unpickle_at)
-from safe_state import PaddleGeneratorState, load_legacy_trainer_state, load_state, save_state
-from safe_torch import TORCH_MAGIC, load_torch
+from .state import PaddleGeneratorState, load_legacy_trainer_state, load_state, save_state
+from .torch_files import TORCH_MAGIC, load_torch
 
 __all__ = [
     "UnsafeFileError", "UnreadableFileError", "PaddleGeneratorState", "MAX_DEPTH",
