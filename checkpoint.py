@@ -9,8 +9,13 @@ holds, as in Monodepth2:
   ``predictive_mask.pdparams`` when the run had those networks;
 - ``adam.pdopt``: Adam's state under model-and-parameter names (``depth.decoder.0...``),
   not Paddle's process-specific parameter names, so it loads in any process;
-- ``trainer_state.pdstate`` (train.py only): epoch, batch in epoch, step, scheduler,
-  RNG states and validation position, everything ``--resume`` needs.
+- ``trainer_state.json`` + ``trainer_state.npz`` (train.py only): epoch, batch in epoch,
+  step, scheduler, RNG states and validation position, everything ``--resume`` needs, as
+  plain data (checkpoints of earlier releases hold ``trainer_state.pdstate``, a pickle,
+  which is still read, through the safe loader).
+
+Every file of a weights folder is read with safe_load (an allow-list unpickler: a file
+with code in it is refused with one line, never run).
 
 A folder is written as ``<name>.partial/`` and then renamed into place, so a crash leaves
 the old or the new checkpoint, never a mix.
@@ -21,7 +26,6 @@ fine-tuning): the weights decide. The ResNet depth is read from the weights (a
 from ``encoder.pdparams``.
 """
 import os
-import pickle
 import random
 import re
 import shutil
@@ -30,11 +34,13 @@ import numpy as np
 import paddle
 
 import networks
+import safe_load
 import utils
 from camera import KITTI_BASELINE_M, intrinsics_from_option, intrinsics_vector
 from utils import ToolkitError
 
-STATE_FILE = "trainer_state.pdstate"
+STATE_FILE = "trainer_state.json"  # with trainer_state.npz beside it (the RNG arrays)
+LEGACY_STATE_FILE = "trainer_state.pdstate"  # a pickle, as earlier releases wrote it
 ADAM_FILE = "adam.pdopt"
 # options that fix the shapes and the networks: resuming with others cannot load
 RESUME_MUST_MATCH = ("height", "width", "num_layers", "frame_ids", "use_stereo", "scales",
@@ -108,7 +114,7 @@ def save_checkpoint(folder, models, optimizer=None, trainer_state=None, meta=Non
         if trainer_state is not None:
             trainer_state = dict(trainer_state, paddle_rng=paddle.get_rng_state(), numpy_rng=np.random.get_state(),
                                  python_rng=random.getstate())
-            utils.atomic_write_bytes(os.path.join(tmp, STATE_FILE), pickle.dumps(trainer_state))
+            safe_load.save_state(os.path.join(tmp, STATE_FILE[:-len(".json")]), trainer_state)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise ToolkitError(f"cannot write checkpoint {folder}: {exc.strerror or exc}; free space on that "
@@ -139,11 +145,21 @@ def restore_rng_states(state):
     random.setstate(state["python_rng"])
 
 
+def state_path(folder):
+    """The trainer-state file of a checkpoint folder: this release's JSON, else an earlier
+    release's pickle when that is what the folder holds."""
+    legacy = os.path.join(folder, LEGACY_STATE_FILE)
+    path = os.path.join(folder, STATE_FILE)
+    return legacy if not os.path.isfile(path) and os.path.isfile(legacy) else path
+
+
 def load_trainer_state(path):
-    """Read a ``trainer_state.pdstate`` file (a pickle written by :func:`save_checkpoint`);
+    """Read a trainer state (``trainer_state.json``, or an earlier release's pickle), safely;
     ToolkitError when its counters are not counts."""
-    with open(path, "rb") as f:
-        state = pickle.load(f)
+    if path.endswith(".json"):
+        state = safe_load.load_state(path)
+    else:
+        state = safe_load.load_legacy_trainer_state(path)
     if not isinstance(state, dict):
         raise ToolkitError("{} is not a trainer state (a dict): the checkpoint is damaged".format(path))
     for key in ("epoch", "batch_in_epoch", "step"):
@@ -156,14 +172,18 @@ def load_trainer_state(path):
 def _intact(folder):
     """(trainer state, None) when every file of ``folder`` reads back, else (None, reason)."""
     try:
-        state = load_trainer_state(os.path.join(folder, STATE_FILE))
+        state = load_trainer_state(state_path(folder))
         step = int(state["step"])
+    except safe_load.UnsafeFileError:
+        raise  # a file with code in it: one line, exit 2, never skipped quietly
     except Exception as exc:  # truncated / not a pickle / wrong content
-        return None, "{} unreadable ({}: {})".format(STATE_FILE, type(exc).__name__, exc)
+        return None, "{} unreadable ({}: {})".format(os.path.basename(state_path(folder)), type(exc).__name__, exc)
     for name in sorted(os.listdir(folder)):
         if name.endswith((".pdparams", ".pdopt")):
             try:
-                paddle.load(os.path.join(folder, name))
+                safe_load.load_paddle(os.path.join(folder, name))
+            except safe_load.UnsafeFileError:
+                raise
             except Exception as exc:
                 return None, "{} unreadable ({}: {})".format(name, type(exc).__name__, exc)
     state["step"] = step
@@ -180,7 +200,7 @@ def find_resume_checkpoint(models_dir, log=print):
     found = []
     for name in os.listdir(models_dir):
         path = os.path.join(models_dir, name)
-        sfile = os.path.join(path, STATE_FILE)
+        sfile = state_path(path)
         if name.endswith((".partial", ".old")) or not os.path.isfile(sfile):
             continue
         found.append((os.path.getmtime(sfile), path))
@@ -210,7 +230,7 @@ def list_checkpoints(models_dir):
     for name in names:
         path = os.path.join(models_dir, name)
         try:
-            if os.path.isdir(path) and any(f.endswith((".pdparams", ".pdopt", ".pdstate"))
+            if os.path.isdir(path) and any(f.endswith((".pdparams", ".pdopt", ".pdstate")) or f == STATE_FILE
                                            for f in os.listdir(path)):
                 out.append(name)
         except OSError:
@@ -248,7 +268,7 @@ def tidy_models_dir(models_dir, log=print, overwrite=False):
             if not name.endswith(suffix) or not os.path.isdir(path):
                 continue
             base = path[:-len(suffix)]
-            complete = suffix == ".old" or os.path.isfile(os.path.join(path, STATE_FILE))
+            complete = suffix == ".old" or os.path.isfile(state_path(path))
             if not os.path.exists(base) and complete:
                 os.replace(path, base)
                 log("recovered checkpoint {} from {} (a save was interrupted)".format(base, name))
@@ -396,7 +416,7 @@ def load_adam(optimizer, folder, models, scheduler_state):
     path = os.path.join(folder, ADAM_FILE)
     if not os.path.isfile(path):
         return False
-    state = optimizer_state_from_struct(paddle.load(path), models)
+    state = optimizer_state_from_struct(safe_load.load_paddle(path), models)
     state["LR_Scheduler"] = scheduler_state
     optimizer.set_state_dict(state)
     return True

@@ -273,7 +273,7 @@ class Trainer:
 
     def resume_from(self, folder):
         """Restore weights, Adam, scheduler, counters and RNG states from ``folder``."""
-        st = checkpoint.load_trainer_state(os.path.join(folder, checkpoint.STATE_FILE))
+        st = checkpoint.load_trainer_state(checkpoint.state_path(folder))
         saved = st.get("opt", {})
         checkpoint.check_resume_options(saved, self.opt, folder)
         if saved.get("batch_size", self.opt.batch_size) != self.opt.batch_size:

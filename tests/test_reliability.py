@@ -10,7 +10,6 @@ nothing is lost. Each case is a line of docs/TROUBLESHOOTING.md.
 """
 import glob
 import os
-import pickle
 import shutil
 import signal
 import subprocess
@@ -297,8 +296,8 @@ def test_resumed_run_validates_on_the_same_batches(run_data):
     assert len(rows_a) == len(rows_b) == 6
     assert [r["color"] for r in rows_a] == [r["color"] for r in rows_b]
     np.testing.assert_allclose([r["loss"] for r in rows_a], [r["loss"] for r in rows_b], rtol=1e-4)
-    with open(os.path.join(d["logs"], "b", "models", "weights_last", checkpoint.STATE_FILE), "rb") as f:
-        assert pickle.load(f)["val_position"] == (1, 1)
+    state = checkpoint.load_trainer_state(os.path.join(d["logs"], "b", "models", "weights_last", checkpoint.STATE_FILE))
+    assert state["val_position"] == (1, 1)
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ against torch.load.
 """
 import collections
 import os
+import pickle
 import random
 
 import numpy as np
@@ -247,9 +248,14 @@ def test_checkpoint_folder_loads_safely(tmp_path, keep_global_rngs):
         if name.endswith((".pdparams", ".pdopt")):
             assert_same(safe_load.load_paddle(path), paddle.load(path, return_numpy=True))
             assert_same(safe_load.load_paddle(path, return_numpy=False), paddle.load(path))
-    path = os.path.join(folder, checkpoint.STATE_FILE)
-    ref = checkpoint.load_trainer_state(path)
+    new = checkpoint.load_trainer_state(os.path.join(folder, checkpoint.STATE_FILE))  # JSON + npz
+    path = os.path.join(folder, checkpoint.LEGACY_STATE_FILE)  # as the previous release wrote it
+    with open(path, "wb") as f:
+        pickle.dump(new, f)
+    with open(path, "rb") as f:
+        ref = pickle.load(f)
     got = safe_load.load_legacy_trainer_state(path)
+    assert checkpoint.load_trainer_state(path).keys() == got.keys()
     assert list(got) == list(ref)
     for k in ref:
         if k != "paddle_rng":

@@ -66,7 +66,7 @@ def test_data_parallel_two_cpu_processes(synthetic_kitti, hints_dir, tmp_path): 
     logs = {f: open(tmp_path / "launch" / f).read() for f in os.listdir(tmp_path / "launch")}
     assert r.returncode == 0, (r.stderr[-1500:], {k: v[-1500:] for k, v in logs.items()})
     from checkpoint import load_trainer_state
-    st = load_trainer_state(str(tmp_path / "log" / "mdp" / "models" / "weights_last" / "trainer_state.pdstate"))
+    st = load_trainer_state(str(tmp_path / "log" / "mdp" / "models" / "weights_last" / "trainer_state.json"))
     assert st["step"] == 3 and st["world_size"] == 2
     # 11 samples / 2 ranks -> 6 per rank -> 6 steps per epoch at batch 1
     assert st["batch_in_epoch"] == 3
