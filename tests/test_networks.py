@@ -8,7 +8,7 @@ import pytest
 import networks
 from networks import (DepthDecoder, PoseCNN, PoseDecoder, ResnetEncoder, infer_num_layers,
                       load_state_dict_strict)
-from networks import resnet_encoder as resnet_encoder_mod
+from networks import pretrained as pretrained_mod
 from utils import ToolkitError
 
 
@@ -134,7 +134,7 @@ def test_unprefixed_imagenet_file_loads(tmp_path):
 
 
 def test_pretrained_without_local_file_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(resnet_encoder_mod, "DEFAULT_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.setattr(pretrained_mod, "DEFAULT_WEIGHTS_DIR", str(tmp_path))
     with pytest.raises(ToolkitError) as err:
         ResnetEncoder(18, True)
     msg = str(err.value)
