@@ -310,6 +310,8 @@ def export(weights_folder, output_path, height=None, width=None, num_layers=None
     the same prefix is replaced only with ``overwrite``."""
     import paddle
 
+    from export_ops import traced_forms
+
     if fmt not in FORMATS:
         raise ToolkitError(f"unknown format {fmt!r} (--format): use paddle or onnx")
     if fmt == "onnx":  # fail before the slow part when the optional packages are missing
@@ -340,7 +342,8 @@ def export(weights_folder, output_path, height=None, width=None, num_layers=None
     try:
         tmp_prefix = os.path.join(tmp, prefix)
         spec = [paddle.static.InputSpec([None, 3, None, None], "float32", name=INPUT_NAME)]
-        paddle.jit.save(net, tmp_prefix, input_spec=spec)
+        with traced_forms(net.decoder):
+            paddle.jit.save(net, tmp_prefix, input_spec=spec)
         info = {
             "format": fmt,
             "input": {"name": INPUT_NAME, "shape": ["batch", 3, "height", "width"],

@@ -5,6 +5,7 @@ import numpy as np
 import paddle
 import pytest
 
+import layers
 import networks
 from networks import (DepthDecoder, PoseCNN, PoseDecoder, ResnetEncoder, infer_num_layers,
                       load_state_dict_strict)
@@ -67,6 +68,28 @@ def test_depth_decoder_state_dict_in_monodepth2_order(enc18):
         exp[f"decoder.{k}.conv.bias"] = [1]
     assert shapes == exp
     assert len(dec.decoder) == 14
+
+
+def test_depth_decoder_pads_with_its_ops_attributes(enc18):
+    """The decoder pads through its attributes (layers' ops by default), which an instance
+    may replace (export_ops.traced_forms does while tracing): every pad goes through them."""
+    paddle.seed(0)
+    dec = DepthDecoder(enc18.num_ch_enc)
+    dec.eval()
+    assert dec.reflection_pad1 is layers.reflection_pad1 and dec.upsample_pad1 is layers.upsample_pad1
+    with paddle.no_grad():
+        feats = enc18(paddle.rand([1, 3, 64, 64]))
+        want = dec(feats)
+        calls = []
+        dec.reflection_pad1 = lambda x: calls.append("pad") or layers.reflection_pad1(x)
+        dec.upsample_pad1 = lambda x: calls.append("up") or layers.upsample_pad1(x)
+        got = dec(feats)
+    del dec.reflection_pad1, dec.upsample_pad1
+    # per stage: upconv(i,0)'s input, the upsampling, the skip (i > 0), dispconv(i) (i < 4)
+    assert calls.count("up") == 5 and calls.count("pad") == 5 + 4 + 4
+    for key in want:
+        np.testing.assert_array_equal(got[key].numpy(), want[key].numpy())
+    assert dec.reflection_pad1 is layers.reflection_pad1
 
 
 @pytest.mark.parametrize("num_layers,channels", [(18, [64, 64, 128, 256, 512]),
