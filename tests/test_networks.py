@@ -92,6 +92,22 @@ def test_depth_decoder_pads_with_its_ops_attributes(enc18):
     assert dec.reflection_pad1 is layers.reflection_pad1
 
 
+def test_check_input_size_is_the_one_rule():
+    assert (networks.INPUT_SIZE_MULTIPLE, networks.MIN_INPUT_SIZE) == (32, 64)
+    for h, w in ((64, 64), (192, 640), (320, 1024)):
+        networks.check_input_size(h, w)
+    for h, w in ((100, 640), (192, 630), (32, 640), (192, 32), (0, 640)):
+        with pytest.raises(ToolkitError) as err:
+            networks.check_input_size(h, w)
+        msg = str(err.value)
+        assert msg == (f"input size {w}x{h} is not a multiple of 32 of at least 64x64 "
+                       "(--height/--width): use e.g. 640x192 or 1024x320")
+    with pytest.raises(ToolkitError) as err:
+        networks.check_input_size(32, 64, "--model_path", what="recorded training size", fix="retrain")
+    assert str(err.value) == ("recorded training size 64x32 is not a multiple of 32 of at least "
+                              "64x64 (--model_path): retrain")
+
+
 @pytest.mark.parametrize("num_layers,channels", [(18, [64, 64, 128, 256, 512]),
                                                  (50, [64, 256, 512, 1024, 2048])])
 @pytest.mark.slow
