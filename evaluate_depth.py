@@ -233,6 +233,7 @@ def run_model(opt):
     """Load the model of ``opt.load_weights_folder`` and predict the split's disparities."""
     import paddle
     import datasets
+    from networks import check_input_size
     from runtime import pick_device
     from utils import readlines
 
@@ -240,6 +241,8 @@ def run_model(opt):
         opt.device = "cpu"
     device = pick_device(opt.device)
     encoder, decoder, meta = load_depth_model(opt.load_weights_folder, explicit_num_layers(opt))
+    check_input_size(meta["height"], meta["width"], "--load_weights_folder",
+                     what="recorded training size", fix="use weights trained at such a size, e.g. 640x192")
     _, test_file = _split_file(opt)
     filenames = readlines(test_file)
     img_ext = ".png" if opt.png else ".jpg"

@@ -46,23 +46,12 @@ from utils import ToolkitError, atomic_write_text, check_output_dir, clean_stale
 OUTPUT_KINDS = ("disp", "depth", "metric")
 FORMATS = ("paddle", "onnx")
 MIN_DEPTH, MAX_DEPTH = 0.1, 100.0  # the training range (Monodepth2's defaults, docs/METHOD.md 3)
-SIZE_MULTIPLE = 32  # five stride-2 stages in the encoder
-MIN_SIZE = 64       # the deepest feature map (1/32) needs two pixels for its reflection padding
 INPUT_NAME = "image"
 INFO_SUFFIX = "_export.json"  # not "<prefix>.<x>.json": paddle.jit.load reads those as programs
 ONNX_OPSET = 13
 CHECK_TOL = 1e-4    # |exported - dynamic| <= CHECK_TOL * (1 + |dynamic|)
 CHECK_SECOND_SHAPE = (2, 3, 64, 96)  # besides (1, 3, height, width): another batch and size
 DEPLOY_REQUIREMENTS = "requirements-deploy.txt"
-
-
-def check_size(height, width, flag="--height/--width"):
-    """ToolkitError unless height and width are multiples of 32 of at least 64."""
-    if (height % SIZE_MULTIPLE or width % SIZE_MULTIPLE or height < MIN_SIZE
-            or width < MIN_SIZE):
-        raise ToolkitError(f"input size {width}x{height} is not a multiple of {SIZE_MULTIPLE} "
-                           f"of at least {MIN_SIZE}x{MIN_SIZE} ({flag}): use e.g. 640x192 or "
-                           "1024x320")
 
 
 def _import_optional(name, flag):
@@ -310,6 +299,9 @@ def export(weights_folder, output_path, height=None, width=None, num_layers=None
     the same prefix is replaced only with ``overwrite``."""
     import paddle
 
+    from export_ops import traced_forms
+    from networks import INPUT_SIZE_MULTIPLE, MIN_INPUT_SIZE, check_input_size
+
     if fmt not in FORMATS:
         raise ToolkitError(f"unknown format {fmt!r} (--format): use paddle or onnx")
     if fmt == "onnx":  # fail before the slow part when the optional packages are missing
@@ -332,7 +324,7 @@ def export(weights_folder, output_path, height=None, width=None, num_layers=None
     net, meta = build_depth_net(weights_folder, num_layers, output, min_depth, max_depth)
     height = int(height or meta["height"])
     width = int(width or meta["width"])
-    check_size(height, width)
+    check_input_size(height, width)
 
     os.makedirs(out_dir, exist_ok=True)
     clean_stale_temp_files(out_dir)
@@ -340,14 +332,15 @@ def export(weights_folder, output_path, height=None, width=None, num_layers=None
     try:
         tmp_prefix = os.path.join(tmp, prefix)
         spec = [paddle.static.InputSpec([None, 3, None, None], "float32", name=INPUT_NAME)]
-        paddle.jit.save(net, tmp_prefix, input_spec=spec)
+        with traced_forms(net.decoder):
+            paddle.jit.save(net, tmp_prefix, input_spec=spec)
         info = {
             "format": fmt,
             "input": {"name": INPUT_NAME, "shape": ["batch", 3, "height", "width"],
                       "dtype": "float32", "layout": "NCHW", "color": "RGB", "range": [0.0, 1.0],
-                      "size_rule": f"height and width multiples of {SIZE_MULTIPLE}, at least "
-                                   f"{MIN_SIZE}; any batch size",
-                      "size_multiple": SIZE_MULTIPLE, "min_size": MIN_SIZE,
+                      "size_rule": f"height and width multiples of {INPUT_SIZE_MULTIPLE}, at "
+                                   f"least {MIN_INPUT_SIZE}; any batch size",
+                      "size_multiple": INPUT_SIZE_MULTIPLE, "min_size": MIN_INPUT_SIZE,
                       "height": height, "width": width},
             "output": {"kind": output, "shape": ["batch", 1, "height", "width"],
                        "min_depth": min_depth, "max_depth": max_depth, "scale": meta["scale"]},
@@ -391,7 +384,7 @@ def export(weights_folder, output_path, height=None, width=None, num_layers=None
     checked = ("checked against the dynamic model in " + info["check"]["runtime"]
                if info["check"] else "not checked (--no_check)")
     print(f"-> exported ResNet{meta['num_layers']} depth net ({output}, {fmt}) for input "
-          f"[batch, 3, height, width], height and width multiples of {SIZE_MULTIPLE} "
+          f"[batch, 3, height, width], height and width multiples of {INPUT_SIZE_MULTIPLE} "
           f"(default {width}x{height}); {checked}:")
     for path in written:
         print(f"   {path}")

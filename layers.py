@@ -9,8 +9,9 @@ training agree by construction.
 
 A few operations have faster CPU forms in ``cpu_kernels.py`` (same values and gradients,
 tested pairwise); each such function here says so and dispatches on
-``cpu_kernels.active(x)``: CPU tensors in dynamic mode only. On a GPU and in exported
-static graphs the plain operation below runs.
+``cpu_kernels.active(x)``: CPU tensors in dynamic mode only. On a GPU and in static
+graphs the plain operation below runs (the export traces the decoder with forms of its own,
+of the same values: export_ops.py).
 
 :func:`warp` is the single image-sampling helper of the project; it works around Paddle's
 CPU ``grid_sample`` backward crash that happens when the grid needs a gradient but the
@@ -193,13 +194,7 @@ def reflection_pad1(x):
     ``cpu_kernels.reflection_pad1``."""
     if cpu_kernels.active(x):
         return cpu_kernels.reflection_pad1(x)
-    if paddle.in_dynamic_mode():
-        return F.pad(x, [1, 1, 1, 1], mode="reflect")
-    # Static graphs (export_model.py): the same values as mirrored rows, then columns
-    # (row 1 above row 0, row H-2 below row H-1). Paddle Inference's oneDNN pad3d takes
-    # longer than the 3x3 convolution it feeds; two concatenations take a fraction of it.
-    x = paddle.concat([x[:, :, 1:2], x, x[:, :, -2:-1]], axis=2)
-    return paddle.concat([x[:, :, :, 1:2], x, x[:, :, :, -2:-1]], axis=3)
+    return F.pad(x, [1, 1, 1, 1], mode="reflect")
 
 
 def upsample(x):
@@ -207,13 +202,7 @@ def upsample(x):
     a, b in {0, 1}. CPU twin: ``cpu_kernels.upsample``."""
     if cpu_kernels.active(x):
         return cpu_kernels.upsample(x)
-    if paddle.in_dynamic_mode():
-        return F.interpolate(x, scale_factor=2, mode="nearest")
-    # Static graphs (export_model.py): every pixel repeated into a 2x2 block. interpolate
-    # stores its scale as an array of doubles, which Paddle Inference 3.3 cannot run with
-    # oneDNN, its default CPU config (PaddlePaddle/Paddle issue 79749).
-    blocks = x.unsqueeze([3, 5]).tile([1, 1, 1, 2, 1, 2])  # (B, C, H, 2, W, 2)
-    return blocks.flatten(4, 5).flatten(2, 3)
+    return F.interpolate(x, scale_factor=2, mode="nearest")
 
 
 def upsample_pad1(x):

@@ -164,6 +164,7 @@ def run(args, err=None):
     image is reported on ``err`` in one line and skipped."""
     from checkpoint import load_depth_model
     from layers import disp_to_depth
+    from networks import check_input_size
     from runtime import pick_device
     from utils import check_output_dir, clean_stale_temp_files
 
@@ -171,6 +172,8 @@ def run(args, err=None):
     out_dir = check_output_dir(args.output_dir or default_out, "--output_dir")  # before any work
     device = pick_device("cpu" if args.no_cuda else args.device)
     encoder, decoder, meta = load_depth_model(args.model_path, args.num_layers, flag="--model_path")
+    check_input_size(meta["height"], meta["width"], "--model_path", what="recorded training size",
+                     fix="use weights trained at such a size, e.g. 640x192")
     if args.pred_metric_depth and not meta["use_stereo"]:
         raise ToolkitError(
             f"metric depth needs a stereo-trained model, but {args.model_path}/encoder.pdparams "

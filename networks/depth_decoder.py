@@ -4,6 +4,11 @@ All convolutions live in one LayerList ``decoder`` in Monodepth2's construction 
 upconv(4,0), upconv(4,1), upconv(3,0), ..., upconv(0,1), then dispconv(s) for s in scales
 (14 entries for 4 scales). A ConvBlock's weights are ``decoder.k.conv.conv.*``, a
 dispconv's ``decoder.k.conv.*``.
+
+The decoder pads every convolution's input itself with its attributes ``reflection_pad1``
+and ``upsample_pad1`` (``layers``' functions): a deployment may set other forms with the
+same values on an instance while it traces the network (export_model.py does, with
+export_ops.py).
 """
 import numpy as np
 import paddle
@@ -19,6 +24,10 @@ NUM_CH_DEC = (16, 32, 64, 128, 256)
 
 class DepthDecoder(nn.Layer):
     """Returns ``{("disp", s): sigmoid(dispconv_s(x_s))}`` with shape (B, C, H/2^s, W/2^s)."""
+
+    # the ops padding the convolutions' inputs (see the module docstring)
+    reflection_pad1 = staticmethod(reflection_pad1)
+    upsample_pad1 = staticmethod(upsample_pad1)
 
     def __init__(self, num_ch_enc, scales=range(4), num_output_channels=1, use_skips=True):
         super().__init__()
@@ -54,14 +63,15 @@ class DepthDecoder(nn.Layer):
         outputs = {}
         x = input_features[-1]
         for i in range(4, -1, -1):
-            x = self.conv(("upconv", i, 0))(x)
+            x = self.conv(("upconv", i, 0))(self.reflection_pad1(x), padded=True)
             # upconv(i,1) pads reflect(concat(up(x), skip)) = concat(reflect(up(x)), reflect(skip));
             # upsampling and padding in one gather is ~2x faster on CPU
-            x = [upsample_pad1(x)]
+            x = [self.upsample_pad1(x)]
             if self.use_skips and i > 0:
-                x.append(reflection_pad1(input_features[i - 1]))
+                x.append(self.reflection_pad1(input_features[i - 1]))
             x = paddle.concat(x, axis=1) if len(x) > 1 else x[0]
             x = self.conv(("upconv", i, 1))(x, padded=True)
             if i in self.scales:
-                outputs[("disp", i)] = F.sigmoid(self.conv(("dispconv", i))(x))
+                x_pad = self.reflection_pad1(x)
+                outputs[("disp", i)] = F.sigmoid(self.conv(("dispconv", i))(x_pad, padded=True))
         return outputs

@@ -3,7 +3,8 @@
 ``load_state_dict_strict`` is the one place the trainer, the evaluators and the export
 tool load ``.pdparams`` files: anything missing, unexpected or of the wrong shape is
 reported by name in a single :class:`utils.ToolkitError` instead of being silently skipped
-(Paddle's ``set_state_dict`` only warns).
+(Paddle's ``set_state_dict`` only warns). ``imagenet_state_for`` maps an ImageNet ResNet
+file onto the encoders' ResNet (``networks.pretrained`` fetches such files).
 """
 import os
 import re
@@ -16,6 +17,9 @@ from utils import ToolkitError
 # Non-tensor entries stored beside the encoder's parameters: Monodepth2's training size and
 # stereo flag, and this toolkit's camera (normalised fx fy cx cy) and stereo baseline (metres).
 META_KEYS = ("height", "width", "use_stereo", "intrinsics", "stereo_baseline")
+
+# The ImageNet classifier of a ResNet file: not built in the encoders, ignored when loading.
+FC_KEYS = ("fc.weight", "fc.bias")
 
 _MAX_LISTED = 6
 
@@ -96,6 +100,25 @@ def load_state_dict_strict(model, state, what="encoder.pdparams", ignore_keys=()
             "these weights, or convert PyTorch weights with tools/convert_torch_weights.py")
     model.set_state_dict({k: _to_numpy(tensors[k], own[k]) for k in own})
     return model
+
+
+def imagenet_state_for(state, num_input_images=1):
+    """Turn a single-image ResNet state dict (keys with or without ``encoder.``) into one for
+    the un-prefixed ResNet: ``fc`` dropped, ``conv1`` tiled N times on the input-channel
+    axis and divided by N when ``num_input_images`` = N > 1 (Monodepth2's pose encoder)."""
+    out = {}
+    for key, value in state.items():
+        if not isinstance(key, str) or not hasattr(value, "shape"):
+            continue  # metadata (height, width, use_stereo)
+        name = key[len("encoder."):] if key.startswith("encoder.") else key
+        if name in FC_KEYS:
+            continue
+        out[name] = value
+    w = out.get("conv1.weight")
+    if w is not None and num_input_images > 1 and int(w.shape[1]) == 3:
+        w = w.numpy() if isinstance(w, paddle.Tensor) else np.asarray(w)
+        out["conv1.weight"] = np.concatenate([w] * num_input_images, axis=1) / num_input_images
+    return out
 
 
 _BLOCKS_TO_LAYERS = {

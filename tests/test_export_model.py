@@ -1,5 +1,6 @@
 """export_model.py: the exported model (Paddle Inference with its default config, ONNX
 Runtime) takes any batch and size and returns what the dynamic model computes."""
+import contextlib
 import json
 import os
 import subprocess
@@ -76,6 +77,8 @@ def test_default_paddle_inference_config_runs_the_program(exported, stereo_model
                      for attr in op.get("A", []) if attr["AT"]["#"] == "0.a_array"
                      and any(e.get("#") == "0.a_f64" for e in attr["AT"]["D"])]
     assert double_arrays == []
+    # the decoder is traced with export_ops' forms: no oneDNN pad3d, no interpolate
+    assert not [op["#"] for op in ops if "pad3d" in op["#"] or "interp" in op["#"]]
     config = paddle_infer.Config(prefix + ".json", prefix + ".pdiparams")  # nothing changed
     assert config.mkldnn_enabled()
     predictor = paddle_infer.create_predictor(config)
@@ -138,6 +141,32 @@ def test_onnx_runtime_any_size_and_batch_equals_dynamic_model(exported, stereo_m
         got = session.run(None, {"image": images})[0]
         assert got.shape == (batch, 1, height, width)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_traced_forms_equal_the_decoders_ops(stereo_model):
+    """export_ops' forms give the values of layers' ops, inside traced_forms only."""
+    import cpu_kernels
+    import export_ops
+    import layers
+    x0 = np.random.RandomState(0).rand(2, 3, 4, 5).astype(np.float32)
+    x = paddle.to_tensor(x0)
+    padded = np.pad(x0, ((0, 0), (0, 0), (1, 1), (1, 1)), "reflect")
+    np.testing.assert_array_equal(export_ops.pad1_by_concat(x).numpy(), padded)
+    for kernels in (True, False):  # layers' CPU kernels and plain ops
+        with (contextlib.nullcontext() if kernels else cpu_kernels.disabled()):
+            np.testing.assert_array_equal(export_ops.pad1_by_concat(x).numpy(),
+                                          layers.reflection_pad1(x).numpy())
+            np.testing.assert_array_equal(export_ops.upsample_by_tile(x).numpy(), layers.upsample(x).numpy())
+            np.testing.assert_array_equal(export_ops.upsample_pad1_by_tile(x).numpy(),
+                                          layers.upsample_pad1(x).numpy())
+    _, enc, dec = stereo_model
+    images = _images(2, 64, 96)
+    want = reference(enc, dec, images, "disp")
+    with export_ops.traced_forms(dec):
+        assert dec.reflection_pad1 is export_ops.pad1_by_concat
+        assert dec.upsample_pad1 is export_ops.upsample_pad1_by_tile
+        np.testing.assert_array_equal(reference(enc, dec, images, "disp"), want)
+    assert dec.reflection_pad1 is layers.reflection_pad1 and dec.upsample_pad1 is layers.upsample_pad1
 
 
 def test_metric_of_a_mono_model_is_refused(mono_model, tmp_path, capsys):

@@ -5,10 +5,11 @@ import numpy as np
 import paddle
 import pytest
 
+import layers
 import networks
 from networks import (DepthDecoder, PoseCNN, PoseDecoder, ResnetEncoder, infer_num_layers,
                       load_state_dict_strict)
-from networks import resnet_encoder as resnet_encoder_mod
+from networks import pretrained as pretrained_mod
 from utils import ToolkitError
 
 
@@ -67,6 +68,44 @@ def test_depth_decoder_state_dict_in_monodepth2_order(enc18):
         exp[f"decoder.{k}.conv.bias"] = [1]
     assert shapes == exp
     assert len(dec.decoder) == 14
+
+
+def test_depth_decoder_pads_with_its_ops_attributes(enc18):
+    """The decoder pads through its attributes (layers' ops by default), which an instance
+    may replace (export_ops.traced_forms does while tracing): every pad goes through them."""
+    paddle.seed(0)
+    dec = DepthDecoder(enc18.num_ch_enc)
+    dec.eval()
+    assert dec.reflection_pad1 is layers.reflection_pad1 and dec.upsample_pad1 is layers.upsample_pad1
+    with paddle.no_grad():
+        feats = enc18(paddle.rand([1, 3, 64, 64]))
+        want = dec(feats)
+        calls = []
+        dec.reflection_pad1 = lambda x: calls.append("pad") or layers.reflection_pad1(x)
+        dec.upsample_pad1 = lambda x: calls.append("up") or layers.upsample_pad1(x)
+        got = dec(feats)
+    del dec.reflection_pad1, dec.upsample_pad1
+    # per stage: upconv(i,0)'s input, the upsampling, the skip (i > 0), dispconv(i) (i < 4)
+    assert calls.count("up") == 5 and calls.count("pad") == 5 + 4 + 4
+    for key in want:
+        np.testing.assert_array_equal(got[key].numpy(), want[key].numpy())
+    assert dec.reflection_pad1 is layers.reflection_pad1
+
+
+def test_check_input_size_is_the_one_rule():
+    assert (networks.INPUT_SIZE_MULTIPLE, networks.MIN_INPUT_SIZE) == (32, 64)
+    for h, w in ((64, 64), (192, 640), (320, 1024)):
+        networks.check_input_size(h, w)
+    for h, w in ((100, 640), (192, 630), (32, 640), (192, 32), (0, 640)):
+        with pytest.raises(ToolkitError) as err:
+            networks.check_input_size(h, w)
+        msg = str(err.value)
+        assert msg == (f"input size {w}x{h} is not a multiple of 32 of at least 64x64 "
+                       "(--height/--width): use e.g. 640x192 or 1024x320")
+    with pytest.raises(ToolkitError) as err:
+        networks.check_input_size(32, 64, "--model_path", what="recorded training size", fix="retrain")
+    assert str(err.value) == ("recorded training size 64x32 is not a multiple of 32 of at least "
+                              "64x64 (--model_path): retrain")
 
 
 @pytest.mark.parametrize("num_layers,channels", [(18, [64, 64, 128, 256, 512]),
@@ -134,7 +173,7 @@ def test_unprefixed_imagenet_file_loads(tmp_path):
 
 
 def test_pretrained_without_local_file_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(resnet_encoder_mod, "DEFAULT_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.setattr(pretrained_mod, "DEFAULT_WEIGHTS_DIR", str(tmp_path))
     with pytest.raises(ToolkitError) as err:
         ResnetEncoder(18, True)
     msg = str(err.value)

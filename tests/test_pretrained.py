@@ -19,7 +19,7 @@ import paddle.utils.download as paddle_download
 import pytest
 
 import networks
-from networks import resnet_encoder as re_mod
+from networks import pretrained as pt_mod
 from utils import ToolkitError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -51,7 +51,7 @@ def empty_home(tmp_path, monkeypatch):
     """Paddle's cache and the repo's weights/ folder pointed at empty temp folders, offline."""
     cache = tmp_path / "home" / CACHE_SUBDIR
     monkeypatch.setattr(paddle_download, "WEIGHTS_HOME", str(cache))
-    monkeypatch.setattr(re_mod, "DEFAULT_WEIGHTS_DIR", str(tmp_path / "repo_weights"))
+    monkeypatch.setattr(pt_mod, "DEFAULT_WEIGHTS_DIR", str(tmp_path / "repo_weights"))
     for var in PROXY_VARS:
         monkeypatch.setenv(var, DEAD_PROXY)
     monkeypatch.delenv("NO_PROXY", raising=False)
@@ -66,16 +66,25 @@ def _link(src, dst):
 
 def test_cache_path_is_paddles(empty_home):
     url, md5 = paddle.vision.models.resnet.model_urls["resnet50"]
-    assert re_mod.PADDLE_IMAGENET_WEIGHTS[50] == (url, md5)
-    assert sorted(re_mod.PADDLE_IMAGENET_WEIGHTS) == [18, 34, 50, 101, 152]
-    assert re_mod.paddle_cache_path(50) == os.path.join(str(empty_home), "resnet50.pdparams")
+    assert pt_mod.PADDLE_IMAGENET_WEIGHTS[50] == (url, md5)
+    assert sorted(pt_mod.PADDLE_IMAGENET_WEIGHTS) == [18, 34, 50, 101, 152]
+    assert pt_mod.paddle_cache_path(50) == os.path.join(str(empty_home), "resnet50.pdparams")
     # the default WEIGHTS_HOME is ~/.cache/paddle/hapi/weights
     assert paddle_download.WEIGHTS_HOME.endswith(CACHE_SUBDIR)
 
 
+def test_scratch_weights_do_not_import_the_downloader(repo_root):
+    """Building the networks without ImageNet weights never imports networks.pretrained."""
+    code = ("import sys, networks; networks.ResnetEncoder(18, False, num_input_images=2); "
+            "assert 'networks.pretrained' not in sys.modules, 'imported'; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo_root, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+
+
 def test_offline_error_in_process(empty_home):
     with pytest.raises(ToolkitError) as err:
-        re_mod.resolve_pretrained_path(18, True)
+        pt_mod.resolve_pretrained_path(18, True)
     msg = str(err.value)
     assert "\n" not in msg
     assert os.path.join(str(empty_home), "resnet18.pdparams") in msg
@@ -91,7 +100,7 @@ def test_cached_vision_file_loads_with_pose_tiling(empty_home, vision_files, dep
     src, want = vision_files[depth]
     # a file at the cache path is used although its md5 is not Paddle's (no re-download)
     _link(src, empty_home / f"resnet{depth}.pdparams")
-    assert re_mod.resolve_pretrained_path(depth, True) == str(empty_home / f"resnet{depth}.pdparams")
+    assert pt_mod.resolve_pretrained_path(depth, True) == str(empty_home / f"resnet{depth}.pdparams")
 
     enc = networks.ResnetEncoder(depth, True)
     got = {k: v.numpy() for k, v in enc.state_dict().items()}
@@ -115,7 +124,7 @@ def test_local_weights_file_comes_first(empty_home, vision_files, tmp_path):
     _link(src, empty_home / "resnet18.pdparams")
     local = tmp_path / "repo_weights" / "resnet18.pdparams"
     _link(src, local)
-    assert re_mod.resolve_pretrained_path(18, True) == str(local)
+    assert pt_mod.resolve_pretrained_path(18, True) == str(local)
 
 
 def test_corrupt_cached_file_says_to_delete_it(empty_home, vision_files):
@@ -136,7 +145,7 @@ def test_corrupt_cached_file_says_to_delete_it(empty_home, vision_files):
 
 def test_explicit_path_missing_is_one_line(empty_home, tmp_path):
     with pytest.raises(ToolkitError) as err:
-        re_mod.resolve_pretrained_path(18, str(tmp_path))
+        pt_mod.resolve_pretrained_path(18, str(tmp_path))
     assert "\n" not in str(err.value) and str(tmp_path / "resnet18.pdparams") in str(err.value)
 
 
@@ -164,8 +173,8 @@ def test_download_through_paddle_utility(empty_home, vision_files, local_server,
     for var in PROXY_VARS:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    monkeypatch.setitem(re_mod.PADDLE_IMAGENET_WEIGHTS, 18, (local_server + "/resnet18.pdparams", md5))
-    path = re_mod.resolve_pretrained_path(18, True)
+    monkeypatch.setitem(pt_mod.PADDLE_IMAGENET_WEIGHTS, 18, (local_server + "/resnet18.pdparams", md5))
+    path = pt_mod.resolve_pretrained_path(18, True)
     assert path == str(empty_home / "resnet18.pdparams") and os.path.isfile(path)
     assert not os.path.islink(path)
     enc = networks.ResnetEncoder(18, True)

@@ -89,7 +89,7 @@ def write_outputs(name, out, kind, info, orig_size, out_dir):
 def run(args):
     """Process every image; returns ``(written files, unreadable images)``. An unreadable
     image is reported on stderr in one line and skipped (exit status 1 at the end)."""
-    from export_model import ExportedRunner, check_size, read_info
+    from export_model import ExportedRunner, read_info
     from test_simple import list_images, load_image, unreadable_summary
 
     quiet_paddle_notices()
@@ -101,7 +101,8 @@ def run(args):
                            "(--model): export the model again with this toolkit's export_model.py")
     height = int(args.height or info["input"]["height"])
     width = int(args.width or info["input"]["width"])
-    check_size(height, width)
+    from networks import check_input_size  # imports paddle: after quiet_paddle_notices
+    check_input_size(height, width)
     if args.batch_size < 1:
         raise ToolkitError(f"bad batch size {args.batch_size} (--batch_size): use 1 or more")
     if args.threads is not None and args.threads < 1:
