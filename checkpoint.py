@@ -9,9 +9,8 @@ holds, as in Monodepth2:
   ``predictive_mask.pdparams`` when the run had those networks;
 - ``adam.pdopt``: Adam's state under model-and-parameter names (``depth.decoder.0...``),
   not Paddle's process-specific parameter names, so it loads in any process;
-- ``trainer_state.json`` + ``trainer_state.npz`` (train.py only): epoch, batch in epoch,
-  step, scheduler, RNG states and validation position, everything ``--resume`` needs, as
-  plain data (checkpoints of earlier releases hold ``trainer_state.pdstate``, a pickle,
+- ``trainer_state.json`` (train.py only): epoch, batch in epoch, step, scheduler, RNG
+  states and validation position, everything ``--resume`` needs, as plain data (checkpoints of earlier releases hold ``trainer_state.pdstate``, a pickle,
   which is still read, through the safe loader).
 
 Every file of a weights folder is read with safe_load (an allow-list unpickler: a file
@@ -25,6 +24,7 @@ fine-tuning): the weights decide. The ResNet depth is read from the weights (a
 ``--num_layers`` that names another depth is refused), the resolution and the stereo flag
 from ``encoder.pdparams``.
 """
+import json
 import os
 import random
 import re
@@ -34,12 +34,12 @@ import numpy as np
 import paddle
 
 import networks
-import safe_load
 import utils
 from camera import KITTI_BASELINE_M, intrinsics_from_option, intrinsics_vector
 from utils import ToolkitError
 
-STATE_FILE = "trainer_state.json"  # with trainer_state.npz beside it (the RNG arrays)
+STATE_FILE = "trainer_state.json"  # plain data, RNG states included
+STATE_FORMAT = "depth-hints-paddle trainer state 1"
 LEGACY_STATE_FILE = "trainer_state.pdstate"  # a pickle, as earlier releases wrote it
 ADAM_FILE = "adam.pdopt"
 # options that fix the shapes and the networks: resuming with others cannot load
@@ -112,9 +112,7 @@ def save_checkpoint(folder, models, optimizer=None, trainer_state=None, meta=Non
             utils.atomic_paddle_save(optimizer_state_to_struct(optimizer.state_dict(), models),
                                      os.path.join(tmp, ADAM_FILE))
         if trainer_state is not None:
-            trainer_state = dict(trainer_state, paddle_rng=paddle.get_rng_state(), numpy_rng=np.random.get_state(),
-                                 python_rng=random.getstate())
-            safe_load.save_state(os.path.join(tmp, STATE_FILE[:-len(".json")]), trainer_state)
+            utils.atomic_write_text(os.path.join(tmp, STATE_FILE), trainer_state_json(trainer_state))
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise ToolkitError(f"cannot write checkpoint {folder}: {exc.strerror or exc}; free space on that "
@@ -139,10 +137,19 @@ def encoder_meta(opt):
 
 
 def restore_rng_states(state):
-    """Set Paddle's, numpy's and Python's RNGs to those a trainer state recorded at its save."""
-    paddle.set_rng_state(state["paddle_rng"])
-    np.random.set_state(state["numpy_rng"])
-    random.setstate(state["python_rng"])
+    """Set Paddle's, numpy's and Python's RNGs to those a trainer state recorded at its save
+    (JSON lists here; an earlier release's pickle holds the objects themselves)."""
+    gens = state["paddle_rng"]
+    if gens and isinstance(gens[0], list):
+        cls = type(paddle.get_rng_state()[0])
+        gens = [cls.__new__(cls) for _ in state["paddle_rng"]]
+        for g, (device, seed, offset, text) in zip(gens, state["paddle_rng"]):
+            g.__setstate__((device, seed, offset, list(text.encode("latin-1"))))
+    paddle.set_rng_state(gens)
+    name, keys, *rest = state["numpy_rng"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
+    version, internal, gauss = state["python_rng"]
+    random.setstate((version, tuple(internal), gauss))
 
 
 def state_path(folder):
@@ -153,13 +160,33 @@ def state_path(folder):
     return legacy if not os.path.isfile(path) and os.path.isfile(legacy) else path
 
 
+def trainer_state_json(state):
+    """``state`` (plain data: numbers, strings, lists, dicts) plus the RNG states now, as JSON."""
+    nstate = np.random.get_state()
+    rng = {"paddle_rng": [[g.__getstate__()[0], g.__getstate__()[1], g.__getstate__()[2],
+                           bytes(g.__getstate__()[3]).decode("latin-1")] for g in paddle.get_rng_state()],
+           "numpy_rng": [nstate[0], nstate[1].tolist()] + [v.item() if hasattr(v, "item") else v for v in nstate[2:]],
+           "python_rng": random.getstate()}
+    return json.dumps(dict(state, format=STATE_FORMAT, **rng), allow_nan=False)
+
+
 def load_trainer_state(path):
-    """Read a trainer state (``trainer_state.json``, or an earlier release's pickle), safely;
-    ToolkitError when its counters are not counts."""
-    if path.endswith(".json"):
-        state = safe_load.load_state(path)
-    else:
+    """Read a trainer state (``trainer_state.json``, or an earlier release's pickle through the
+    safe loader); ToolkitError when it is not one or its counters are not counts."""
+    if not path.endswith(".json"):
+        import safe_load
         state = safe_load.load_legacy_trainer_state(path)
+    else:
+        try:
+            with open(path, encoding="utf-8") as f:
+                state = json.loads(f.read(1 << 22))
+        except FileNotFoundError:
+            raise utils.MissingFileError("trainer state not found: {}".format(path)) from None
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise ToolkitError("{} is not readable JSON ({}): the checkpoint is damaged; resume an earlier "
+                               "one".format(path, str(exc)[:100])) from None
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise ToolkitError("{} is not a trainer state of this toolkit: the checkpoint is damaged".format(path))
     if not isinstance(state, dict):
         raise ToolkitError("{} is not a trainer state (a dict): the checkpoint is damaged".format(path))
     for key in ("epoch", "batch_in_epoch", "step"):
@@ -169,8 +196,15 @@ def load_trainer_state(path):
     return state
 
 
+def load_paddle(path):
+    """A ``.pdparams`` / ``.pdopt`` file, read without running code (safe_load)."""
+    import safe_load
+    return safe_load.load_paddle(path)
+
+
 def _intact(folder):
     """(trainer state, None) when every file of ``folder`` reads back, else (None, reason)."""
+    import safe_load
     try:
         state = load_trainer_state(state_path(folder))
         step = int(state["step"])
@@ -181,7 +215,7 @@ def _intact(folder):
     for name in sorted(os.listdir(folder)):
         if name.endswith((".pdparams", ".pdopt")):
             try:
-                safe_load.load_paddle(os.path.join(folder, name))
+                load_paddle(os.path.join(folder, name))
             except safe_load.UnsafeFileError:
                 raise
             except Exception as exc:
@@ -416,7 +450,7 @@ def load_adam(optimizer, folder, models, scheduler_state):
     path = os.path.join(folder, ADAM_FILE)
     if not os.path.isfile(path):
         return False
-    state = optimizer_state_from_struct(safe_load.load_paddle(path), models)
+    state = optimizer_state_from_struct(load_paddle(path), models)
     state["LR_Scheduler"] = scheduler_state
     optimizer.set_state_dict(state)
     return True

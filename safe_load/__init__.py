@@ -28,9 +28,6 @@ API (all return numpy, never paddle/torch objects unless asked for):
   memory, native byte order; bfloat16 as float32, exactly), storages as 1-D arrays,
   ``torch.float32``-style dtype values as the string ``"torch.float32"``; containers as
   ``torch.load`` gives them (``OrderedDict`` with its ``_metadata``).
-- ``save_state(path_prefix, state)`` / ``load_state(path)``: trainer state as plain data:
-  ``<prefix>.json`` plus ``<prefix>.npz`` for numpy arrays, each written atomically;
-  see :func:`save_state`.
 - ``safe_loads(data, what="<bytes>")``: the allow-list unpickler on bytes.
 
 The machinery lives in this package's unpickler.py (the unpickler, its pre-scan and
@@ -60,13 +57,13 @@ import numpy as np
 from .numpy_files import BASE_GLOBALS, load_npy, load_npz, safe_loads
 from .unpickler import (MAX_DEPTH, Corrupt, Ctx, Source, UnreadableFileError, UnsafeFileError, check_exists,
                          check_shape, finish, guard, one_line, printable, unpickle_at)
-from .state import PaddleGeneratorState, load_legacy_trainer_state, load_state, save_state
+from .state import PaddleGeneratorState, load_legacy_trainer_state
 from .torch_files import TORCH_MAGIC, load_torch
 
 __all__ = [
     "UnsafeFileError", "UnreadableFileError", "PaddleGeneratorState", "MAX_DEPTH",
     "load_paddle", "load_legacy_trainer_state", "load_npy", "load_npz", "load_torch",
-    "save_state", "load_state", "safe_loads",
+    "safe_loads",
 ]
 
 

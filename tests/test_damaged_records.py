@@ -1,5 +1,6 @@
 """A checkpoint whose records are damaged (a height that is not a number, a NaN baseline, an
 epoch that is not a count) is one line naming the file, not a traceback or NaN depth."""
+import json
 import pickle
 
 import numpy as np
@@ -31,12 +32,12 @@ def test_damaged_meta_is_one_line(key, value):
 @pytest.mark.parametrize("legacy", [False, True])
 @pytest.mark.parametrize("key,value", [("epoch", "x"), ("step", -1), ("batch_in_epoch", 1.5), ("step", True)])
 def test_damaged_trainer_state_is_one_line(tmp_path, key, value, legacy):
-    import safe_load
     state = dict({"epoch": 1, "batch_in_epoch": 0, "step": 5}, **{key: value})
     if legacy:  # an earlier release's pickle
         path = tmp_path / checkpoint.LEGACY_STATE_FILE
         path.write_bytes(pickle.dumps(state))
     else:
-        path = safe_load.save_state(str(tmp_path / "trainer_state"), state)
+        path = tmp_path / checkpoint.STATE_FILE
+        path.write_text(json.dumps(dict(state, format=checkpoint.STATE_FORMAT)))
     with pytest.raises(ToolkitError, match="records a bad {}".format(key)):
         checkpoint.load_trainer_state(str(path))

@@ -3,9 +3,11 @@ trainer_state.pdstate, read through the safe loader now) still resumes, and exac
 release's own checkpoint of the same state does."""
 import os
 import pickle
+import random
 import shutil
 
 import numpy as np
+import paddle
 import pytest
 
 import checkpoint
@@ -21,10 +23,12 @@ def test_a_previous_release_checkpoint_resumes(run_data):
     shutil.copytree(models, os.path.join(run_data["logs"], "old", "models"))
     old = os.path.join(run_data["logs"], "old", "models", "weights_last")
     state = checkpoint.load_trainer_state(os.path.join(old, checkpoint.STATE_FILE))
+    del state["format"]
+    checkpoint.restore_rng_states(state)  # the RNG objects themselves, as the previous release pickled them
+    state.update(paddle_rng=paddle.get_rng_state(), numpy_rng=np.random.get_state(), python_rng=random.getstate())
     with open(os.path.join(old, checkpoint.LEGACY_STATE_FILE), "wb") as f:
         pickle.dump(state, f)  # what the previous release wrote: a pickle of the same dict
     os.remove(os.path.join(old, checkpoint.STATE_FILE))
-    os.remove(os.path.join(old, "trainer_state.npz"))
     finals = []
     for name in ("a", "old"):
         tr = make_trainer(train_args(run_data, name, extra=["--num_epochs", "3", "--resume"]))

@@ -297,7 +297,7 @@ def test_resumed_run_validates_on_the_same_batches(run_data):
     assert [r["color"] for r in rows_a] == [r["color"] for r in rows_b]
     np.testing.assert_allclose([r["loss"] for r in rows_a], [r["loss"] for r in rows_b], rtol=1e-4)
     state = checkpoint.load_trainer_state(os.path.join(d["logs"], "b", "models", "weights_last", checkpoint.STATE_FILE))
-    assert state["val_position"] == (1, 1)
+    assert tuple(state["val_position"]) == (1, 1)
 
 
 @pytest.mark.slow

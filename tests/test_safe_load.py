@@ -2,8 +2,8 @@
 
 paddle.save state dicts (a model's, one with Monodepth2's height/width/use_stereo extras,
 Adam's with its LR_Scheduler entry, a plain dict, a single Tensor, protocol 2), a folder
-written by checkpoint.save_checkpoint with its trainer_state.pdstate pickle, the
-plain-data trainer state of save_state, Monodepth2's gt_depths.npz object array and
+written by checkpoint.save_checkpoint with the trainer_state.pdstate pickle earlier
+releases wrote, Monodepth2's gt_depths.npz object array and
 PyTorch .pth files of both formats must load to the same keys, types, dtypes and values,
 and the RNG states must restore the same random numbers. Crafted and damaged files are in
 test_safe_load_payloads.py.
@@ -240,22 +240,22 @@ def test_checkpoint_folder_loads_safely(tmp_path, keep_global_rngs):
         sched.step()
     meta = {"height": 192, "width": 640, "use_stereo": True, "intrinsics": [0.58, 1.92, 0.5, 0.5],
             "stereo_baseline": 0.54}
-    state = _trainer_state_like_trainer()
+    state = _trainer_state_like_trainer()  # with the RNG objects, as the previous release pickled them
     folder = checkpoint.save_checkpoint(str(tmp_path / "weights_0"), models, optimizer, state, meta)
-    expected = _draws()  # what follows the save (save_checkpoint records the RNG states as it saves)
+    expected = _draws()  # what follows the capture (this release records the RNG states at the save: the same)
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
         if name.endswith((".pdparams", ".pdopt")):
             assert_same(safe_load.load_paddle(path), paddle.load(path, return_numpy=True))
             assert_same(safe_load.load_paddle(path, return_numpy=False), paddle.load(path))
-    new = checkpoint.load_trainer_state(os.path.join(folder, checkpoint.STATE_FILE))  # JSON + npz
+    new = checkpoint.load_trainer_state(os.path.join(folder, checkpoint.STATE_FILE))  # this release's JSON
     path = os.path.join(folder, checkpoint.LEGACY_STATE_FILE)  # as the previous release wrote it
     with open(path, "wb") as f:
-        pickle.dump(new, f)
+        pickle.dump(state, f)
     with open(path, "rb") as f:
         ref = pickle.load(f)
     got = safe_load.load_legacy_trainer_state(path)
-    assert checkpoint.load_trainer_state(path).keys() == got.keys()
+    assert checkpoint.load_trainer_state(path).keys() == got.keys() and set(new) == set(got) | {"format"}
     assert list(got) == list(ref)
     for k in ref:
         if k != "paddle_rng":
@@ -263,44 +263,12 @@ def test_checkpoint_folder_loads_safely(tmp_path, keep_global_rngs):
     assert [g.__getstate__() for g in got["paddle_rng"]] == [g.__getstate__() for g in ref["paddle_rng"]]
     data = safe_load.load_legacy_trainer_state(path, paddle_rng="data")
     assert all(isinstance(g, safe_load.PaddleGeneratorState) for g in data["paddle_rng"])
-    paddle.seed(99)
-    np.random.seed(98)
-    random.seed(97)
-    paddle.set_rng_state(got["paddle_rng"])
-    np.random.set_state(got["numpy_rng"])
-    random.setstate(got["python_rng"])
-    _assert_draws(_draws(), expected)
-
-
-# ----------------------------------------------------------------------------- plain-data state
-
-
-def test_save_state_roundtrip_restores_rngs(tmp_path, keep_global_rngs):
-    import paddle
-    paddle.seed(21)
-    np.random.seed(22)
-    random.seed(23)
-    state = _trainer_state_like_trainer()
-    state.update(odd={1: "int key", "__tuple__": "tag-like key"}, od=collections.OrderedDict(b=1, a=2),
-                 floats=[float("inf"), -float("inf"), 0.1], raw=b"\x00\xff", np_scalars=[np.float32(0.5), np.int64(-4)],
-                 tensor=paddle.to_tensor([1.5, 2.5]))
-    expected = _draws()
-    json_path = safe_load.save_state(str(tmp_path / "trainer_state"), state)
-    assert json_path.endswith("trainer_state.json") and os.path.isfile(str(tmp_path / "trainer_state.npz"))
-    paddle.seed(1)
-    got = safe_load.load_state(str(tmp_path / "trainer_state"))
-    for k in ("epoch", "batch_in_epoch", "step", "scheduler", "numpy_rng", "python_rng", "val_position",
-              "world_size", "opt", "odd", "od", "floats", "raw", "np_scalars"):
-        assert_same(got[k], state[k], k)
-    assert np.array_equal(got["tensor"], np.array([1.5, 2.5], dtype=np.float32))
-    assert [g.__getstate__() for g in got["paddle_rng"]] == [g.__getstate__() for g in state["paddle_rng"]]
-    paddle.set_rng_state(got["paddle_rng"])
-    np.random.set_state(got["numpy_rng"])
-    random.setstate(got["python_rng"])
-    _assert_draws(_draws(), expected)
-    assert isinstance(safe_load.load_state(json_path, paddle_rng="data")["paddle_rng"][0],
-                      safe_load.PaddleGeneratorState)
-    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+    for restored in (got, new):  # both formats restore the same random numbers
+        paddle.seed(99)
+        np.random.seed(98)
+        random.seed(97)
+        checkpoint.restore_rng_states(restored)
+        _assert_draws(_draws(), expected)
 
 
 # ----------------------------------------------------------------------------- numpy files

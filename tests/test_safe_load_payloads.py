@@ -6,7 +6,7 @@ file (os.system, subprocess, eval, getattr/__import__ chains, functools.partial,
 copyreg, operator, a call tucked into a real-looking state dict) or abuse an allowed
 reconstructor must raise one-line UnsafeFileError naming the file and the refused global,
 and the marker must never appear. Absurd, damaged and truncated files raise one-line
-ToolkitErrors only; save_state refuses what is not plain data. Payloads are raw pickle opcodes, as an attacker writes them.
+ToolkitErrors only. Payloads are raw pickle opcodes, as an attacker writes them.
 """
 import collections
 import io
@@ -334,22 +334,6 @@ def test_whole_torch_module_is_refused(tmp_path):
     with pytest.raises(UnsafeFileError, match=r"torch\.nn\.modules\.linear\.Linear") as info:
         safe_load.load_torch(p)
     assert "\n" not in str(info.value) and p in str(info.value)
-
-
-def test_save_state_refuses_objects_and_a_mixed_pair(tmp_path):
-    with pytest.raises(TypeError):
-        safe_load.save_state(str(tmp_path / "s"), {"x": object()})
-    with pytest.raises(TypeError):
-        safe_load.save_state(str(tmp_path / "s"), {"x": np.array([None], dtype=object)})
-    safe_load.save_state(str(tmp_path / "s"), {"a": np.arange(3)})
-    json_text = open(tmp_path / "s.json").read()
-    safe_load.save_state(str(tmp_path / "s"), {"a": np.arange(4)})
-    open(tmp_path / "s.json", "w").write(json_text)          # the JSON of the first save, the npz of the second
-    with pytest.raises(UnreadableFileError, match="belongs to another save"):
-        safe_load.load_state(str(tmp_path / "s.json"))
-    (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(UnreadableFileError):
-        safe_load.load_state(str(tmp_path / "bad.json"))
 
 
 def test_fixtures_are_small():

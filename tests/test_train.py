@@ -112,8 +112,6 @@ def _load_ckpt(folder):
             obj = load_trainer_state(os.path.join(folder, f))
             out["state"] = {k: obj[k] for k in ("epoch", "batch_in_epoch", "step", "scheduler")}
             continue
-        if f.endswith(".npz"):  # the trainer state's RNG arrays
-            continue
         obj = paddle.load(os.path.join(folder, f))
         for k, v in obj.items():
             if hasattr(v, "numpy"):
