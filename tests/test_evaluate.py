@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import evaluate_depth as ed
+from layers import DepthErrors
 # tests/test_loader_watchdog.py imports these two from here; to be removed when it uses the
 # identity_encoder / ramp_decoder fixtures of tests/conftest.py
 from conftest import _Identity, _RampDecoder  # noqa: F401
@@ -150,9 +151,9 @@ def test_post_process_blend_constructed_case():
 
 
 def test_metrics_table_format():
-    metrics = dict(zip(ed.METRIC_NAMES, [0.1234, 0.8, 4.96, 0.209, 0.864, 0.948, 0.975]))
+    metrics = dict(zip(DepthErrors.NAMES, [0.1234, 0.8, 4.96, 0.209, 0.864, 0.948, 0.975]))
     header, row = ed.format_metrics_table(metrics).split("\n")
-    assert [h.strip() for h in header.split("|")][:7] == list(ed.METRIC_NAMES)
+    assert [h.strip() for h in header.split("|")][:7] == list(DepthErrors.NAMES)
     vals = [float(v) for v in row.replace("\\\\", "").split("&")[1:]]
     assert vals == [0.123, 0.8, 4.96, 0.209, 0.864, 0.948, 0.975]
     assert row.startswith("&   0.123  &")
@@ -332,7 +333,7 @@ def _eval_cli(weights, data, splits, out_json, extra=()):
     # the printed table row matches the JSON to 3 decimals
     row = [line for line in r.stdout.splitlines() if line.startswith("&")][-1]
     printed = [float(v) for v in row.replace("\\\\", "").split("&")[1:]]
-    assert printed == pytest.approx([m["metrics"][k] for k in ed.METRIC_NAMES], abs=6e-4)
+    assert printed == pytest.approx([m["metrics"][k] for k in DepthErrors.NAMES], abs=6e-4)
     return m
 
 
