@@ -33,12 +33,11 @@ cpu_env_defaults()  # MKL/OpenMP settings, before paddle is imported
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from layers import compute_depth_errors  # noqa: E402
+from layers import DepthErrors, compute_depth_errors  # noqa: E402
 from camera import STEREO_SCALE_FACTOR  # noqa: E402
 from checkpoint import check_weights_folder, load_depth_model  # noqa: E402
 from options import explicit_num_layers  # noqa: E402
 from utils import MAX_DEPTH, MIN_DEPTH, ToolkitError, garg_crop_bounds, run_cli  # noqa: E402
-METRIC_NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 DEPTH_SPLITS = ("eigen", "eigen_benchmark", "benchmark")
 ODOM_SPLITS = ("odom_9", "odom_10")
 BENCHMARK_SIZE = (1216, 352)  # (width, height) of KITTI depth benchmark submissions
@@ -143,10 +142,10 @@ def evaluate_predictions(pred_disps, gt_depths, opt=None, **overrides):
         pred_depth = np.clip(pred_depth, MIN_DEPTH, MAX_DEPTH)
         errors.append(tuple(compute_depth_errors(gt_depth, pred_depth)))
 
-    errors = np.array(errors, dtype=np.float64).reshape(-1, len(METRIC_NAMES))
+    errors = np.array(errors, dtype=np.float64).reshape(-1, len(DepthErrors.NAMES))
     mean_errors = errors.mean(0)
     result = {
-        "metrics": {k: float(v) for k, v in zip(METRIC_NAMES, mean_errors)},
+        "metrics": {k: float(v) for k, v in zip(DepthErrors.NAMES, mean_errors)},
         "per_image": errors.tolist(),
         "num_images": int(len(errors)),
         "eval_split": split,
@@ -171,8 +170,8 @@ def format_ratio_line(ratio_stats):
 
 def format_metrics_table(metrics):
     """The two-line Monodepth2 table: header ``abs_rel | ... | a3`` and ``&   0.xxx  ...``."""
-    values = [metrics[k] for k in METRIC_NAMES]
-    header = ("{:>8} | " * 7).format(*METRIC_NAMES)
+    values = [metrics[k] for k in DepthErrors.NAMES]
+    header = ("{:>8} | " * 7).format(*DepthErrors.NAMES)
     row = ("&{: 8.3f}  " * 7).format(*values) + "\\\\"
     return header + "\n" + row
 

@@ -1,7 +1,9 @@
 """Command-line options for training and evaluation (Monodepth2 / Depth Hints names and defaults).
 
 `MonodepthOptions().parse(argv=None)` returns an `argparse.Namespace`. Every option of the
-Monodepth2 and Depth-Hints command lines keeps its name and default; the toolkit adds
+Monodepth2 and Depth-Hints command lines keeps its name and default, except Monodepth2's
+`--eval_eigen_to_benchmark`, which is not offered (it needs an index file this project does
+not ship; predict on `--eval_split eigen_benchmark` instead). The toolkit adds
 `--config`, `--device`, `--seed`, `--resume`, `--overwrite`, `--check_data`, `--max_steps`,
 `--loader_timeout`, `--splits_dir`, `--intrinsics`, `--stereo_baseline` and `--metrics_out`.
 
@@ -143,9 +145,6 @@ class MonodepthOptions:
         p.add_argument("--save_pred_disps", action="store_true",
                        help="if set saves predicted disparities")
         p.add_argument("--no_eval", action="store_true", help="if set disables evaluation")
-        p.add_argument("--eval_eigen_to_benchmark", action="store_true",
-                       help="if set assume we are loading eigen results from npy but "
-                            "we want to evaluate using the new benchmark.")
         p.add_argument("--eval_out_dir", type=str, default=None,
                        help="if set will output the disparities to this folder")
         p.add_argument("--post_process", action="store_true",

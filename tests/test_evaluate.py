@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 
 import evaluate_depth as ed
-from helpers import save_untrained_depth_model
+from layers import DepthErrors
+# tests/test_loader_watchdog.py imports these two from here; to be removed when it uses the
+# identity_encoder / ramp_decoder fixtures of tests/conftest.py
+from conftest import _Identity, _RampDecoder  # noqa: F401
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable
@@ -148,34 +151,24 @@ def test_post_process_blend_constructed_case():
 
 
 def test_metrics_table_format():
-    metrics = dict(zip(ed.METRIC_NAMES, [0.1234, 0.8, 4.96, 0.209, 0.864, 0.948, 0.975]))
+    metrics = dict(zip(DepthErrors.NAMES, [0.1234, 0.8, 4.96, 0.209, 0.864, 0.948, 0.975]))
     header, row = ed.format_metrics_table(metrics).split("\n")
-    assert [h.strip() for h in header.split("|")][:7] == list(ed.METRIC_NAMES)
+    assert [h.strip() for h in header.split("|")][:7] == list(DepthErrors.NAMES)
     vals = [float(v) for v in row.replace("\\\\", "").split("&")[1:]]
     assert vals == [0.123, 0.8, 4.96, 0.209, 0.864, 0.948, 0.975]
     assert row.startswith("&   0.123  &")
 
 
-class _Identity:
-    def __call__(self, x):
-        return x
-
-
-class _RampDecoder:
-    """disp = the image's first channel (so a mirrored input gives a mirrored disparity)."""
-
-    def __call__(self, x):
-        return {("disp", 0): x[:, :1]}
-
-
-def test_predict_disparities_post_process_flips_back():
+def test_predict_disparities_post_process_flips_back(identity_encoder, ramp_decoder):
+    """disp = the image's first channel (ramp_decoder), so a mirrored input gives a mirrored
+    disparity: post-processing flips it back."""
     import paddle
     from layers import disp_to_depth
     ramp = np.tile(np.linspace(0.0, 1.0, 16, dtype=np.float32), (3, 8, 1))  # (3, 8, 16)
     batch = {("color", 0, 0): paddle.to_tensor(np.stack([ramp, ramp * 0.5]))}
-    plain = ed.predict_disparities(_Identity(), _RampDecoder(), [batch], post_process=False,
+    plain = ed.predict_disparities(identity_encoder, ramp_decoder, [batch], post_process=False,
                                    progress=False)
-    pp = ed.predict_disparities(_Identity(), _RampDecoder(), [batch], post_process=True,
+    pp = ed.predict_disparities(identity_encoder, ramp_decoder, [batch], post_process=True,
                                 progress=False)
     expected, _ = disp_to_depth(np.stack([ramp[0], ramp[0] * 0.5]), 0.1, 100.0)
     assert plain.shape == (2, 8, 16)
@@ -340,12 +333,12 @@ def _eval_cli(weights, data, splits, out_json, extra=()):
     # the printed table row matches the JSON to 3 decimals
     row = [line for line in r.stdout.splitlines() if line.startswith("&")][-1]
     printed = [float(v) for v in row.replace("\\\\", "").split("&")[1:]]
-    assert printed == pytest.approx([m["metrics"][k] for k in ed.METRIC_NAMES], abs=6e-4)
+    assert printed == pytest.approx([m["metrics"][k] for k in DepthErrors.NAMES], abs=6e-4)
     return m
 
 
 @pytest.mark.slow
-def test_end_to_end_train_export_evaluate(synthetic_kitti, tmp_path):
+def test_end_to_end_train_export_evaluate(synthetic_kitti, save_untrained_depth_model, tmp_path):
     """The whole pipeline on synthetic KITTI: precompute fused SGM hints, train 60 steps with
     --use_depth_hints (stereo, 64x192), export the Eigen gt, evaluate with --eval_stereo: the
     metrics print and parse, and the trained model beats an untrained one on abs_rel and a1

@@ -10,7 +10,6 @@ import pytest
 
 import export_model
 import test_simple
-from helpers import save_untrained_depth_model
 from tools import infer_exported
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,7 +18,7 @@ IMAGES = (("a", (50, 70)), ("b", (40, 90)), ("c", (64, 96)))  # name, (h, w)
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
+def model(tmp_path_factory, save_untrained_depth_model):
     folder = str(tmp_path_factory.mktemp("stereo"))
     save_untrained_depth_model(folder, H, W, use_stereo=True, seed=3)
     return folder

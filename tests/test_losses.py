@@ -7,7 +7,6 @@ import pytest
 
 import cpu_kernels
 from camera import KITTI_K
-from helpers import write_true_depth_hints
 from losses import DepthHintsLoss
 
 H, W = 8, 32
@@ -118,13 +117,12 @@ def test_automask_hides_pixels_the_unwarped_source_explains():
 
 
 @pytest.fixture(scope="module")
-def true_depth_hints(synthetic_kitti, tmp_path_factory):
+def true_depth_hints(synthetic_kitti, tmp_path_factory, write_true_depth_hints):
     """Hints from the synthetic scene's true depth (network units)."""
     return write_true_depth_hints(synthetic_kitti, str(tmp_path_factory.mktemp("hints")), drop=0)
 
 
-def _step_with_and_without_kernels(synthetic_kitti, hints, tmp_path, extra, use_hints=True):
-    from tests.test_train import base_args, make_trainer
+def _step_with_and_without_kernels(base_args, make_trainer, synthetic_kitti, hints, tmp_path, extra, use_hints=True):
     from datasets import build_dataset, collate
     args = base_args(synthetic_kitti, hints, tmp_path, "k", extra=["--max_steps", "1"] + extra)
     if not use_hints:
@@ -153,11 +151,12 @@ class _nothing:
 
 
 @pytest.mark.slow
-def test_training_step_same_without_cpu_kernels(synthetic_kitti, true_depth_hints, tmp_path):
+def test_training_step_same_without_cpu_kernels(synthetic_kitti, true_depth_hints, base_args, make_trainer, tmp_path):
     """No per-pixel argmin (stereo only, no auto-masking, no hints): the loss, its terms and
     every gradient of a 64x192 training step agree to float rounding, CPU kernels on vs off."""
     (t_fast, g_fast), (t_plain, g_plain) = _step_with_and_without_kernels(
-        synthetic_kitti, true_depth_hints, tmp_path, ["--disable_automasking"], use_hints=False)
+        base_args, make_trainer, synthetic_kitti, true_depth_hints, tmp_path, ["--disable_automasking"],
+        use_hints=False)
     for k in t_fast:
         assert t_fast[k] == pytest.approx(t_plain[k], rel=1e-5, abs=1e-8), k
     assert set(g_fast) == set(g_plain) and len(g_fast) > 50
@@ -169,11 +168,13 @@ def test_training_step_same_without_cpu_kernels(synthetic_kitti, true_depth_hint
 
 
 @pytest.mark.slow
-def test_paper_recipe_loss_same_without_cpu_kernels(synthetic_kitti, true_depth_hints, tmp_path):
+def test_paper_recipe_loss_same_without_cpu_kernels(synthetic_kitti, true_depth_hints, base_args, make_trainer,
+                                                    tmp_path):
     """S + hints with auto-masking (the paper's recipe): the continuous terms agree to float
     rounding; the per-pixel argmin flips on a few near-ties when the errors differ by
     rounding (~0.03 % of the pixels of this untrained network), moving the hint term by as much."""
-    (t_fast, _), (t_plain, _) = _step_with_and_without_kernels(synthetic_kitti, true_depth_hints, tmp_path, [])
+    (t_fast, _), (t_plain, _) = _step_with_and_without_kernels(base_args, make_trainer, synthetic_kitti,
+                                                               true_depth_hints, tmp_path, [])
     for k in t_fast:
         if k[0] in ("reproj", "smooth"):
             assert t_fast[k] == pytest.approx(t_plain[k], rel=1e-5, abs=1e-8), k

@@ -24,9 +24,12 @@ def test_defaults_match_monodepth2():
                     device="auto", seed=0, resume=False, max_steps=None, splits_dir=None,
                     eval_stereo=False, eval_mono=False, disable_median_scaling=False, pred_depth_scale_factor=1,
                     ext_disp_to_eval=None, eval_split="eigen", save_pred_disps=False, no_eval=False,
-                    eval_eigen_to_benchmark=False, eval_out_dir=None, post_process=False, metrics_out=None)
+                    eval_out_dir=None, post_process=False, metrics_out=None)
     for k, v in expected.items():
         assert getattr(o, k) == v, k
+    assert not hasattr(o, "eval_eigen_to_benchmark")  # Monodepth2's only option not offered
+    with pytest.raises(SystemExit):
+        MonodepthOptions().parse(["--eval_eigen_to_benchmark"])
     assert o.log_dir == os.path.join(os.path.expanduser("~"), "tmp")
 
 

@@ -1,14 +1,12 @@
 """A run you can follow: the start-up summary and train.log (a line every --log_frequency
 steps and per checkpoint), printed plainly when stdout is not a terminal."""
-import os
-import pytest
 import re
 
-from tests.test_train import base_args, hints_dir, make_trainer  # noqa: F401  (fixture)
+import pytest
 
 
 @pytest.mark.slow
-def test_summary_and_train_log(synthetic_kitti, hints_dir, tmp_path, capsys):  # noqa: F811
+def test_summary_and_train_log(synthetic_kitti, hints_dir, base_args, make_trainer, tmp_path, capsys):
     tr = make_trainer(base_args(synthetic_kitti, hints_dir, tmp_path, "logged",
                                 extra=["--max_steps", "4", "--log_frequency", "2"]))
     assert tr.train() == 4

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from options import MonodepthOptions, validate_options
-from tests.test_train import Recorder, hints_dir  # noqa: F401  (fixture)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,12 +30,12 @@ VARIANTS = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(VARIANTS))
-def test_variant_runs(synthetic_kitti, hints_dir, tmp_path, name):  # noqa: F811
+def test_variant_runs(synthetic_kitti, hints_dir, loss_recorder, tmp_path, name):
     from trainer import Trainer
     opt = MonodepthOptions().parse(args_for(synthetic_kitti, hints_dir, tmp_path, VARIANTS[name]))
     validate_options(opt)
     tr = Trainer(opt)
-    rec = Recorder(tr)
+    rec = loss_recorder(tr)
     assert tr.train() == 1
     row = rec.rows[0]
     assert np.isfinite(row["loss"]) and row["loss"] > 0
@@ -52,7 +51,7 @@ def test_variant_runs(synthetic_kitti, hints_dir, tmp_path, name):  # noqa: F811
 
 
 @pytest.mark.slow
-def test_data_parallel_two_cpu_processes(synthetic_kitti, hints_dir, tmp_path):  # noqa: F811
+def test_data_parallel_two_cpu_processes(synthetic_kitti, hints_dir, tmp_path):
     """`python -m paddle.distributed.launch --nproc_per_node 2 train.py ...` on CPU (gloo):
     rank 0 alone saves; the trainer checks at the end that both ranks hold the same weights."""
     args = args_for(synthetic_kitti, hints_dir, tmp_path / "log",
