@@ -13,9 +13,6 @@ module of tests/: what several modules need is here, as a fixture.
 - Datasets: `hints` (ramp-pattern hints) and `dataset_kit` (`H`, `W`, `FRAMES`, `lines`,
   `make`, `write_hints`).
 - Evaluation: `identity_encoder` and `ramp_decoder`, stand-ins for the networks.
-
-The plain functions and classes are module-level here so that the modules still imported
-by some tests (tests/helpers.py, tests/reliability_fixtures.py, see there) can re-export them.
 """
 import glob
 import os
@@ -134,15 +131,17 @@ def make_trainer(args):
 
 
 class Recorder:
-    """Collects float loss terms after every step."""
+    """Collects float loss terms after every step (wrapping the trainer's step)."""
 
     def __init__(self, trainer):
         self.rows = []
-        self.trainer = trainer
-        trainer.on_step_end = self
+        step = trainer.train_step
 
-    def __call__(self):
-        self.rows.append({k: float(v) for k, v in self.trainer.last_losses.items()})
+        def recorded(batch):
+            out = step(batch)
+            self.rows.append({k: float(v) for k, v in out[2].items()})
+            return out
+        trainer.train_step = recorded
 
 
 @pytest.fixture(scope="session", name="base_args")

@@ -18,41 +18,38 @@ import numpy as np
 import pytest
 
 import checkpoint
-from reliability_fixtures import (D1, D2, _eval_args, _opt, assert_one_line_error, error_lines, hint, image,
-                                  run_script, train_args, write_garbage_jpeg, write_nan_hint)
-from reliability_fixtures import depth_model, eval_splits, hints_src, run_data  # noqa: F401 (fixtures)
 from utils import ToolkitError
 
 
 # ----------------------------------------------------------------------------- bad samples
 
 
-def _case_file(d, where, kind):
+def _case_file(rel_kit, d, where, kind):
     if where == "train":
-        return image(d, D1, 2, 2) if kind == "image" else hint(d, D1, 3, 1)
-    return image(d, D2, 3, 4) if kind == "image" else hint(d, D2, 2, 3)
+        return rel_kit.image(d, rel_kit.D1, 2, 2) if kind == "image" else rel_kit.hint(d, rel_kit.D1, 3, 1)
+    return rel_kit.image(d, rel_kit.D2, 3, 4) if kind == "image" else rel_kit.hint(d, rel_kit.D2, 2, 3)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("where,kind,workers", [("train", "image", 0), ("train", "hint", 2),
                                                 ("val", "hint", 0), ("val", "image", 2)])
-def test_bad_sample_stops_with_one_line_and_saves(run_data, where, kind, workers):
+def test_bad_sample_stops_with_one_line_and_saves(run_data, where, kind, workers, rel_kit):
     """Used to hang forever (no worker: the error stayed in Paddle's reader thread; the
     validation loader never has workers) or to bury the message in tracebacks (workers)."""
-    bad = _case_file(run_data, where, kind)
+    bad = _case_file(rel_kit, run_data, where, kind)
     backup = bad + ".good"
     shutil.copy(bad, backup)
-    (write_garbage_jpeg if kind == "image" else write_nan_hint)(bad)
-    args = train_args(run_data, workers=workers)
-    r = run_script("train.py", args)
-    line = assert_one_line_error(r, bad, "--resume", "weights_last")
+    (rel_kit.write_garbage_jpeg if kind == "image" else rel_kit.write_nan_hint)(bad)
+    args = rel_kit.train_args(run_data, workers=workers)
+    r = rel_kit.run_script("train.py", args)
+    line = rel_kit.assert_one_line_error(r, bad, "--resume", "weights_last")
     assert ("NaN" in line) if kind == "hint" else ("decode" in line or "cannot identify" in line), line
     state = os.path.join(run_data["logs"], "run", "models", "weights_last", checkpoint.STATE_FILE)
     st = checkpoint.load_trainer_state(state)
     assert st["step"] == 2 * st["epoch"] + st["batch_in_epoch"]  # whole steps only
     if (where, kind) == ("train", "image"):
         os.replace(backup, bad)  # fixed: --resume finishes the run
-        r = run_script("train.py", args + ["--resume"])
+        r = rel_kit.run_script("train.py", args + ["--resume"])
         assert r.returncode == 0, r.stderr[-3000:]
         assert "Resuming from" in r.stdout
         st = checkpoint.load_trainer_state(os.path.join(run_data["logs"], "run", "models", "weights_1",
@@ -63,24 +60,24 @@ def test_bad_sample_stops_with_one_line_and_saves(run_data, where, kind, workers
 # ----------------------------------------------------------------------------- --check_data
 
 
-def test_check_data_quick_catches_broken_files(run_data):
+def test_check_data_quick_catches_broken_files(run_data, rel_kit):
     import datasets
     d = run_data
-    datasets.check_training_data(_opt(d))  # all good
-    np.save(hint(d, D1, 2, 1), np.ones((64, 192), np.float32))             # (H, W): wrong shape
-    np.save(hint(d, D1, 3, 1), np.ones((1, 64, 192), np.int32))            # wrong dtype
-    p = hint(d, D1, 2, 2)
+    datasets.check_training_data(rel_kit.train_opt(d))  # all good
+    np.save(rel_kit.hint(d, rel_kit.D1, 2, 1), np.ones((64, 192), np.float32))        # (H, W): wrong shape
+    np.save(rel_kit.hint(d, rel_kit.D1, 3, 1), np.ones((1, 64, 192), np.int32))       # wrong dtype
+    p = rel_kit.hint(d, rel_kit.D1, 2, 2)
     data = open(p, "rb").read()
-    open(p, "wb").write(data[: len(data) // 2])                             # truncated hint
-    p = image(d, D1, 3, 2)
+    open(p, "wb").write(data[: len(data) // 2])                                       # truncated hint
+    p = rel_kit.image(d, rel_kit.D1, 3, 2)
     data = open(p, "rb").read()
-    open(p, "wb").write(data[: len(data) // 2])                             # truncated JPEG
-    open(image(d, D2, 2, 1), "wb").close()                                  # empty image
-    write_nan_hint(hint(d, D2, 2, 2))                                       # only full sees these two
-    write_garbage_jpeg(image(d, D2, 2, 3))
+    open(p, "wb").write(data[: len(data) // 2])                                       # truncated JPEG
+    open(rel_kit.image(d, rel_kit.D2, 2, 1), "wb").close()                            # empty image
+    rel_kit.write_nan_hint(rel_kit.hint(d, rel_kit.D2, 2, 2))                         # only full sees these two
+    rel_kit.write_garbage_jpeg(rel_kit.image(d, rel_kit.D2, 2, 3))
     t0 = time.time()
     with pytest.raises(ToolkitError) as e:
-        datasets.check_training_data(_opt(d))
+        datasets.check_training_data(rel_kit.train_opt(d))
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith("5 bad file(s) in the training data (2 image, 3 hint;")
     assert time.time() - t0 < 60  # generous; just not a decode of everything
@@ -90,59 +87,61 @@ def test_check_data_quick_catches_broken_files(run_data):
     assert "0000000002.jpg (truncated or corrupt" in msg
 
     with pytest.raises(ToolkitError) as e:
-        datasets.check_training_data(_opt(d, ["--check_data", "full"]))
+        datasets.check_training_data(rel_kit.train_opt(d, ["--check_data", "full"]))
     msg = str(e.value)
     assert msg.startswith("7 bad file(s) in the training data (3 image, 4 hint; --check_data full)")
-    assert "NaN" in msg and hint(d, D2, 2, 2) in msg and image(d, D2, 2, 3) in msg
+    assert "NaN" in msg and rel_kit.hint(d, rel_kit.D2, 2, 2) in msg and rel_kit.image(d, rel_kit.D2, 2, 3) in msg
     assert "more" not in msg  # every bad file listed
 
 
-def test_check_data_full_reports_rate(run_data, capsys):
+def test_check_data_full_reports_rate(run_data, capsys, rel_kit):
     import datasets
-    datasets.check_training_data(_opt(run_data, ["--check_data", "full"]))
+    datasets.check_training_data(rel_kit.train_opt(run_data, ["--check_data", "full"]))
     out = capsys.readouterr().out
     assert "images/s" in out and "0 bad" in out
 
 
 @pytest.mark.slow
-def test_check_data_cli_reports_truncated_hint(run_data):
-    p = hint(run_data, D2, 2, 4)
+def test_check_data_cli_reports_truncated_hint(run_data, rel_kit):
+    p = rel_kit.hint(run_data, rel_kit.D2, 2, 4)
     data = open(p, "rb").read()
     open(p, "wb").write(data[: len(data) // 2])
-    r = run_script("train.py", train_args(run_data))
-    assert_one_line_error(r, p, "truncated", "precompute_depth_hints.py")
+    r = rel_kit.run_script("train.py", rel_kit.train_args(run_data))
+    rel_kit.assert_one_line_error(r, p, "truncated", "precompute_depth_hints.py")
     assert not os.path.isdir(os.path.join(run_data["logs"], "run", "models"))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 2])
-def test_evaluate_depth_corrupt_image_is_one_line(depth_model, synthetic_kitti, eval_splits, tmp_path, workers):
+def test_evaluate_depth_corrupt_image_is_one_line(depth_model, synthetic_kitti, eval_splits, tmp_path, workers,
+                                                  rel_kit):
     data = str(tmp_path / "data")
     shutil.copytree(synthetic_kitti, data)
-    bad = image({"data": data}, D2, 2, 5)
-    write_garbage_jpeg(bad)
-    args = _eval_args(depth_model, data, eval_splits, "--metrics_out", str(tmp_path / "m.json"))
+    bad = rel_kit.image({"data": data}, rel_kit.D2, 2, 5)
+    rel_kit.write_garbage_jpeg(bad)
+    args = rel_kit.eval_args(depth_model, data, eval_splits, "--metrics_out", str(tmp_path / "m.json"))
     args[args.index("--num_workers") + 1] = str(workers)
-    r = run_script("evaluate_depth.py", args)
-    assert_one_line_error(r, bad)
+    r = rel_kit.run_script("evaluate_depth.py", args)
+    rel_kit.assert_one_line_error(r, bad)
     assert not os.path.exists(tmp_path / "m.json")
 
 
 @pytest.mark.slow
-def test_test_simple_reports_unreadable_image_and_does_the_rest(depth_model, synthetic_kitti, tmp_path, capsys):
+def test_test_simple_reports_unreadable_image_and_does_the_rest(depth_model, synthetic_kitti, tmp_path, capsys,
+                                                                 rel_kit):
     import test_simple
     folder = tmp_path / "imgs"
     folder.mkdir()
     for i in range(3):
-        shutil.copy(image({"data": synthetic_kitti}, D1, 2, i), folder / f"{i}.jpg")
-    write_garbage_jpeg(str(folder / "1.jpg"))
+        shutil.copy(rel_kit.image({"data": synthetic_kitti}, rel_kit.D1, 2, i), folder / f"{i}.jpg")
+    rel_kit.write_garbage_jpeg(str(folder / "1.jpg"))
     out = tmp_path / "out"
     rc = test_simple.main(["--image_path", str(folder), "--model_path", depth_model,
                            "--output_dir", str(out), "--device", "cpu"])
     err = capsys.readouterr().err
     assert rc == 1, err
     assert sorted(os.listdir(out)) == ["0_disp.npy", "0_disp.png", "2_disp.npy", "2_disp.png"]
-    lines = error_lines(err)
+    lines = rel_kit.error_lines(err)
     assert any(str(folder / "1.jpg") in ln and "skipped" in ln for ln in lines), err
     assert "Traceback" not in err
 
@@ -150,22 +149,22 @@ def test_test_simple_reports_unreadable_image_and_does_the_rest(depth_model, syn
 # ----------------------------------------------------------------------------- sampling
 
 
-def test_seeded_dataset_leaves_global_rng_alone_and_never_raises(run_data):
+def test_seeded_dataset_leaves_global_rng_alone_and_never_raises(run_data, rel_kit):
     import random
 
     import datasets
-    opt = _opt(run_data)
+    opt = rel_kit.train_opt(run_data)
     ds = datasets.SeededDataset(datasets.build_dataset(opt, "train", is_train=True), 3)
     py, npy = random.getstate(), np.random.get_state()
     a = ds[5]
     assert random.getstate() == py and np.array_equal(np.random.get_state()[1], npy[1])
     np.testing.assert_array_equal(a[("color_aug", 0, 0)], ds[5][("color_aug", 0, 0)])
-    write_nan_hint(hint(run_data, D1, 3, 1))
+    rel_kit.write_nan_hint(rel_kit.hint(run_data, rel_kit.D1, 3, 1))
     marker = ds[1]  # key 1 = item 1 = "D1 1 r"
     batch = datasets.collate([a, marker])
     with pytest.raises(datasets.DataLoadError, match="NaN"):
         list(datasets.checked_batches([batch]))
-    os.remove(image(run_data, D1, 2, 2))
+    os.remove(rel_kit.image(run_data, rel_kit.D1, 2, 2))
     with pytest.raises(datasets.DataLoadError, match="image not found"):
         datasets.safe_loading.raise_if_load_error(ds[2])
 

@@ -13,16 +13,16 @@ import pytest
 
 import checkpoint
 import run_guard
-from reliability_fixtures import D1, ROOT, error_lines, hint, make_trainer, train_args, write_nan_hint
 from utils import ToolkitError
-from reliability_fixtures import hints_src, run_data  # noqa: F401 (fixtures)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 TIMEOUT = 240
 
 
-def _launch(d, cwd, extra=()):
+def _launch(rel_kit, d, cwd, extra=()):
     cmd = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
-           os.path.join(ROOT, "train.py")] + train_args(d, extra=list(extra))
+           os.path.join(ROOT, "train.py")] + rel_kit.train_args(d, extra=list(extra))
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     return subprocess.Popen(cmd, cwd=str(cwd), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
@@ -43,13 +43,13 @@ def _worker_logs(cwd):
 
 
 @pytest.mark.slow
-def test_a_bad_sample_on_one_rank_stops_both(run_data, tmp_path):
-    bad = hint(run_data, D1, 3, 1)  # the hint of one training line: only one rank loads it
-    write_nan_hint(bad)
-    rc, out = _wait(_launch(run_data, tmp_path))
+def test_a_bad_sample_on_one_rank_stops_both(run_data, tmp_path, rel_kit):
+    bad = rel_kit.hint(run_data, rel_kit.D1, 3, 1)  # the hint of one training line: only one rank loads it
+    rel_kit.write_nan_hint(bad)
+    rc, out = _wait(_launch(rel_kit, run_data, tmp_path))
     assert rc != 0, out[-3000:]
     logs = _worker_logs(tmp_path)
-    errors = [error_lines(log) for log in logs]
+    errors = [rel_kit.error_lines(log) for log in logs]
     assert [len(e) for e in errors] == [1, 1], errors
     assert all("Traceback" not in log for log in logs)
     failing = [r for r in (0, 1) if bad in errors[r][0]]
@@ -63,8 +63,8 @@ def test_a_bad_sample_on_one_rank_stops_both(run_data, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_signal_to_one_rank_stops_both_and_saves(run_data, tmp_path):
-    proc = _launch(run_data, tmp_path, extra=["--num_epochs", "200"])
+def test_a_signal_to_one_rank_stops_both_and_saves(run_data, tmp_path, rel_kit):
+    proc = _launch(rel_kit, run_data, tmp_path, extra=["--num_epochs", "200"])
     log0 = os.path.join(str(tmp_path), "log", "workerlog.0")
     deadline = time.time() + TIMEOUT
     while time.time() < deadline and proc.poll() is None:
@@ -111,8 +111,8 @@ def test_lost_rank_message():
 
 
 @pytest.mark.slow
-def test_a_failed_collective_is_one_line(run_data, monkeypatch):
-    tr = make_trainer(train_args(run_data))
+def test_a_failed_collective_is_one_line(run_data, monkeypatch, rel_kit, make_trainer):
+    tr = make_trainer(rel_kit.train_args(run_data))
     tr.world_size = 2  # as in a data-parallel run whose other rank has gone
 
     def run_epoch():

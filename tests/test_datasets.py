@@ -14,13 +14,6 @@ from datasets import ColorJitter, KITTIDepthDataset, KITTIOdomDataset, KITTIRAWD
 from datasets.mono_dataset import hsv_to_rgb, rgb_to_hsv
 from utils import ToolkitError
 
-H, W = 64, 192          # dataset resolution (native synthetic images are 96 x 320)
-FRAMES = [0, -1, 1, "s"]
-
-
-def _lines(root, name="train_files.txt"):
-    return [ln for ln in open(os.path.join(root, "splits", "synthetic", name)).read().split("\n") if ln]
-
 
 class Forced(KITTIRAWDataset):
     """Dataset with a fixed augmentation, to test flips and jitter deterministically."""
@@ -31,40 +24,14 @@ class Forced(KITTIRAWDataset):
         return self.force_flip, self.force_jitter
 
 
-def _make(cls, root, lines, hint_dir=None, **kw):
-    return cls(root, lines, H, W, kw.pop("frames", FRAMES), 4, is_train=kw.pop("is_train", True),
-               use_depth_hints=hint_dir is not None, depth_hint_path=hint_dir, **kw)
-
-
-def _write_hints(hint_dir, lines, shape, pattern="ramp"):
-    """Hint files (1, h, w) with an asymmetric, known pattern (zeros in the left columns)."""
-    h, w = shape
-    for ln in lines:
-        folder, frame, side = ln.split()
-        d = os.path.join(hint_dir, folder, "image_0{}".format(2 if side == "l" else 3))
-        os.makedirs(d, exist_ok=True)
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        hint = 1.0 + xx * 0.5 + yy * 0.01 + int(frame)
-        hint[:, : w // 5] = 0                     # invalid strip on the left only
-        np.save(os.path.join(d, "{:010d}.npy".format(int(frame))), hint[None])
-
-
-@pytest.fixture(scope="module")
-def hints(synthetic_kitti, tmp_path_factory):
-    d = str(tmp_path_factory.mktemp("hints"))
-    lines = _lines(synthetic_kitti) + _lines(synthetic_kitti, "val_files.txt")
-    _write_hints(d, lines, (H, W))
-    return d
-
-
-def test_item_keys_shapes_dtypes(synthetic_kitti, hints):
-    lines = _lines(synthetic_kitti)
-    ds = _make(KITTIRAWDataset, synthetic_kitti, lines, hints)
+def test_item_keys_shapes_dtypes(synthetic_kitti, hints, dataset_kit):
+    lines = dataset_kit.lines(synthetic_kitti)
+    ds = dataset_kit.make(KITTIRAWDataset, synthetic_kitti, lines, hints)
     assert len(ds) == len(lines) and ds.load_depth
     random.seed(0)
     item = ds[0]
     expected = set()
-    for f in FRAMES:
+    for f in dataset_kit.FRAMES:
         for s in range(4):
             expected |= {("color", f, s), ("color_aug", f, s)}
     for s in range(4):
@@ -73,14 +40,15 @@ def test_item_keys_shapes_dtypes(synthetic_kitti, hints):
     assert set(item) == expected
     for k, v in item.items():
         assert isinstance(v, np.ndarray) and v.dtype == np.float32, k
-    for f in FRAMES:
+    for f in dataset_kit.FRAMES:
         for s in range(4):
             for n in ("color", "color_aug"):
                 a = item[(n, f, s)]
-                assert a.shape == (3, H // 2 ** s, W // 2 ** s)
+                assert a.shape == (3, dataset_kit.H // 2 ** s, dataset_kit.W // 2 ** s)
                 assert 0 <= a.min() and a.max() <= 1 and a.std() > 0.05
     assert item["depth_gt"].shape == (1, 375, 1242)
-    assert item["depth_hint"].shape == (1, H, W) and item["depth_hint_mask"].shape == (1, H, W)
+    hw = (1, dataset_kit.H, dataset_kit.W)
+    assert item["depth_hint"].shape == hw and item["depth_hint_mask"].shape == hw
     assert item["stereo_T"].shape == (4, 4)
     # temporal neighbours and the stereo pair are different images
     c0 = item[("color", 0, 0)]
@@ -88,27 +56,28 @@ def test_item_keys_shapes_dtypes(synthetic_kitti, hints):
         assert np.abs(item[("color", f, 0)] - c0).mean() > 0.01
 
 
-def test_images_are_lanczos_resizes_of_native(synthetic_kitti):
+def test_images_are_lanczos_resizes_of_native(synthetic_kitti, dataset_kit):
     from PIL import Image
-    line = _lines(synthetic_kitti)[0]
+    line = dataset_kit.lines(synthetic_kitti)[0]
     folder, frame, side = line.split()
-    ds = _make(Forced, synthetic_kitti, [line], is_train=False)
+    ds = dataset_kit.make(Forced, synthetic_kitti, [line], is_train=False)
     item = ds[0]
     path = os.path.join(synthetic_kitti, folder, "image_0{}".format(2 if side == "l" else 3), "data",
                         "{:010d}.jpg".format(int(frame)))
     native = Image.open(path).convert("RGB")
     for s in range(4):
-        ref = np.asarray(native.resize((W // 2 ** s, H // 2 ** s), Image.LANCZOS), np.float32) / 255
+        size = (dataset_kit.W // 2 ** s, dataset_kit.H // 2 ** s)
+        ref = np.asarray(native.resize(size, Image.LANCZOS), np.float32) / 255
         np.testing.assert_allclose(item[("color", 0, s)], ref.transpose(2, 0, 1), atol=1e-6)
         np.testing.assert_array_equal(item[("color_aug", 0, s)], item[("color", 0, s)])
 
 
-def test_K_per_scale(synthetic_kitti):
-    ds = _make(KITTIRAWDataset, synthetic_kitti, _lines(synthetic_kitti)[:1])
+def test_K_per_scale(synthetic_kitti, dataset_kit):
+    ds = dataset_kit.make(KITTIRAWDataset, synthetic_kitti, dataset_kit.lines(synthetic_kitti)[:1])
     item = ds[0]
     for s in range(4):
         K, inv_K = item[("K", s)], item[("inv_K", s)]
-        w, h = W // 2 ** s, H // 2 ** s
+        w, h = dataset_kit.W // 2 ** s, dataset_kit.H // 2 ** s
         np.testing.assert_allclose(K, [[0.58 * w, 0, 0.5 * w, 0], [0, 1.92 * h, 0.5 * h, 0],
                                        [0, 0, 1, 0], [0, 0, 0, 1]], rtol=1e-6)
         np.testing.assert_allclose(inv_K @ K, np.eye(4), atol=1e-5)
@@ -116,9 +85,9 @@ def test_K_per_scale(synthetic_kitti):
 
 @pytest.mark.parametrize("side,flip,expected", [("l", False, -0.1), ("r", False, 0.1),
                                                  ("l", True, 0.1), ("r", True, -0.1)])
-def test_stereo_T_sign(synthetic_kitti, side, flip, expected):
-    folder, frame = _lines(synthetic_kitti)[0].split()[:2]
-    ds = _make(Forced, synthetic_kitti, [f"{folder} {frame} {side}"], frames=[0, "s"])
+def test_stereo_T_sign(synthetic_kitti, side, flip, expected, dataset_kit):
+    folder, frame = dataset_kit.lines(synthetic_kitti)[0].split()[:2]
+    ds = dataset_kit.make(Forced, synthetic_kitti, [f"{folder} {frame} {side}"], frames=[0, "s"])
     ds.force_flip = flip
     T = ds[0]["stereo_T"]
     ref = np.eye(4, dtype=np.float32)
@@ -126,27 +95,27 @@ def test_stereo_T_sign(synthetic_kitti, side, flip, expected):
     np.testing.assert_allclose(T, ref, atol=1e-7)
 
 
-def test_no_stereo_no_stereo_T(synthetic_kitti):
-    ds = _make(KITTIRAWDataset, synthetic_kitti, _lines(synthetic_kitti)[:1], frames=[0, -1, 1])
+def test_no_stereo_no_stereo_T(synthetic_kitti, dataset_kit):
+    ds = dataset_kit.make(KITTIRAWDataset, synthetic_kitti, dataset_kit.lines(synthetic_kitti)[:1], frames=[0, -1, 1])
     item = ds[0]
     assert "stereo_T" not in item and ("color", "s", 0) not in item
 
 
-def test_stereo_frame_is_other_side(synthetic_kitti):
-    folder, frame = _lines(synthetic_kitti)[0].split()[:2]
-    l = _make(Forced, synthetic_kitti, [f"{folder} {frame} l"], frames=[0, "s"])[0]
-    r = _make(Forced, synthetic_kitti, [f"{folder} {frame} r"], frames=[0, "s"])[0]
+def test_stereo_frame_is_other_side(synthetic_kitti, dataset_kit):
+    folder, frame = dataset_kit.lines(synthetic_kitti)[0].split()[:2]
+    l = dataset_kit.make(Forced, synthetic_kitti, [f"{folder} {frame} l"], frames=[0, "s"])[0]
+    r = dataset_kit.make(Forced, synthetic_kitti, [f"{folder} {frame} r"], frames=[0, "s"])[0]
     np.testing.assert_array_equal(l[("color", "s", 0)], r[("color", 0, 0)])
     np.testing.assert_array_equal(r[("color", "s", 0)], l[("color", 0, 0)])
 
 
-def test_flip_images_hint_depth(synthetic_kitti, hints):
-    line = _lines(synthetic_kitti)[0]
-    ds = _make(Forced, synthetic_kitti, [line], hints)
+def test_flip_images_hint_depth(synthetic_kitti, hints, dataset_kit):
+    line = dataset_kit.lines(synthetic_kitti)[0]
+    ds = dataset_kit.make(Forced, synthetic_kitti, [line], hints)
     a = ds[0]
     ds.force_flip = True
     b = ds[0]
-    for f in FRAMES:
+    for f in dataset_kit.FRAMES:
         for s in range(4):
             # Lanczos is symmetric: resize(flip(x)) == flip(resize(x)) up to uint8 rounding
             np.testing.assert_allclose(b[("color", f, s)], a[("color", f, s)][..., ::-1], atol=1.5 / 255)
@@ -158,33 +127,35 @@ def test_flip_images_hint_depth(synthetic_kitti, hints):
     stored = np.load(os.path.join(hints, folder, "image_02" if line.endswith("l") else "image_03",
                                   "{:010d}.npy".format(int(frame))))
     np.testing.assert_array_equal(a["depth_hint"], stored)
-    assert (a["depth_hint"][0, :, : W // 5] == 0).all() and (a["depth_hint"][0, :, W // 5:] > 0).all()
-    assert (b["depth_hint"][0, :, -(W // 5):] == 0).all()
+    strip = dataset_kit.W // 5
+    assert (a["depth_hint"][0, :, :strip] == 0).all() and (a["depth_hint"][0, :, strip:] > 0).all()
+    assert (b["depth_hint"][0, :, -(dataset_kit.W // 5):] == 0).all()
     np.testing.assert_array_equal(a["depth_hint_mask"], (stored > 0).astype(np.float32))
 
 
-def test_hint_other_resolution_nearest(synthetic_kitti, tmp_path):
+def test_hint_other_resolution_nearest(synthetic_kitti, tmp_path, dataset_kit):
     """A hint stored at another resolution is flipped, then nearest-resized (Depth Hints)."""
-    line = _lines(synthetic_kitti)[0]
-    _write_hints(str(tmp_path), [line], (100, 330))
+    line = dataset_kit.lines(synthetic_kitti)[0]
+    dataset_kit.write_hints(str(tmp_path), [line], (100, 330))
     folder, frame, side = line.split()
     raw = np.load(os.path.join(str(tmp_path), folder, "image_0{}".format(2 if side == "l" else 3),
                                "{:010d}.npy".format(int(frame))))[0]
-    ds = _make(Forced, synthetic_kitti, [line], str(tmp_path), frames=[0])
+    ds = dataset_kit.make(Forced, synthetic_kitti, [line], str(tmp_path), frames=[0])
     for flip in (False, True):
         ds.force_flip = flip
         got = ds[0]["depth_hint"]
         src = np.ascontiguousarray(raw[:, ::-1]) if flip else raw
-        np.testing.assert_array_equal(got[0], cv2.resize(src, (W, H), interpolation=cv2.INTER_NEAREST))
+        want = cv2.resize(src, (dataset_kit.W, dataset_kit.H), interpolation=cv2.INTER_NEAREST)
+        np.testing.assert_array_equal(got[0], want)
         assert set(np.unique(got)) <= set(np.unique(raw))
 
 
-def test_depth_gt_matches_lidar(synthetic_kitti):
+def test_depth_gt_matches_lidar(synthetic_kitti, dataset_kit):
     """depth_gt is the LiDAR map (nearest-resized to 375 x 1242), values = true depths."""
     import kitti_utils
-    line = _lines(synthetic_kitti)[0]
+    line = dataset_kit.lines(synthetic_kitti)[0]
     folder, frame, side = line.split()
-    item = _make(Forced, synthetic_kitti, [line], frames=[0])[0]
+    item = dataset_kit.make(Forced, synthetic_kitti, [line], frames=[0])[0]
     gt = kitti_utils.generate_depth_map(os.path.join(synthetic_kitti, folder.split("/")[0]),
                                         os.path.join(synthetic_kitti, folder, "velodyne_points", "data",
                                                      "{:010d}.bin".format(int(frame))),
@@ -196,13 +167,13 @@ def test_depth_gt_matches_lidar(synthetic_kitti):
     assert (d > 0).mean() > 0.02
 
 
-def test_colour_jitter_same_for_all_frames(synthetic_kitti):
-    line = _lines(synthetic_kitti)[0]
-    ds = _make(Forced, synthetic_kitti, [line])
+def test_colour_jitter_same_for_all_frames(synthetic_kitti, dataset_kit):
+    line = dataset_kit.lines(synthetic_kitti)[0]
+    ds = dataset_kit.make(Forced, synthetic_kitti, [line])
     jit = ColorJitter(1.15, 0.85, 1.2, 0.07, order=(3, 0, 2, 1))
     ds.force_jitter = jit
     item = ds[0]
-    for f in FRAMES:
+    for f in dataset_kit.FRAMES:
         for s in range(4):
             c, a = item[("color", f, s)], item[("color_aug", f, s)]
             np.testing.assert_allclose(a, jit(c), atol=1e-6)
@@ -216,13 +187,13 @@ def test_colour_jitter_same_for_all_frames(synthetic_kitti):
             drawn.append(out)
             return out
 
-    rd = _make(Record, synthetic_kitti, [line])
+    rd = dataset_kit.make(Record, synthetic_kitti, [line])
     for seed in range(40):
         random.seed(seed)
         it = rd[0]
         flip, j = drawn[-1]
         if j is not None:
-            for f in FRAMES:
+            for f in dataset_kit.FRAMES:
                 np.testing.assert_allclose(it[("color_aug", f, 1)], j(it[("color", f, 1)]), atol=1e-6)
             break
     else:
@@ -263,14 +234,14 @@ def test_colour_jitter_known_answers():
     np.testing.assert_allclose(ColorJitter(hue=-1 / 3)(red)[:, 0, 0], [0, 0, 1], atol=1e-5)
 
 
-def test_eval_mode_no_augmentation(synthetic_kitti):
-    ds = _make(KITTIRAWDataset, synthetic_kitti, _lines(synthetic_kitti)[:1], is_train=False)
+def test_eval_mode_no_augmentation(synthetic_kitti, dataset_kit):
+    ds = dataset_kit.make(KITTIRAWDataset, synthetic_kitti, dataset_kit.lines(synthetic_kitti)[:1], is_train=False)
     a, b = ds[0], ds[0]
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
-    for f in FRAMES:
+    for f in dataset_kit.FRAMES:
         np.testing.assert_array_equal(a[("color_aug", f, 0)], a[("color", f, 0)])
-    side_sign = -1 if _lines(synthetic_kitti)[0].endswith("l") else 1
+    side_sign = -1 if dataset_kit.lines(synthetic_kitti)[0].endswith("l") else 1
     assert a["stereo_T"][0, 3] == pytest.approx(side_sign * 0.1)
 
 
@@ -294,39 +265,40 @@ def test_png_and_depth_dataset(tmp_path):
     np.testing.assert_allclose(ds2[0][("color", 0, 0)], img.transpose(2, 0, 1) / 255.0, atol=1e-6)
 
 
-def test_odometry_dataset(synthetic_kitti, tmp_path):
-    folder = _lines(synthetic_kitti)[0].split()[0]
+def test_odometry_dataset(synthetic_kitti, tmp_path, dataset_kit):
+    folder = dataset_kit.lines(synthetic_kitti)[0].split()[0]
     for cam in (2, 3):
         d = tmp_path / "sequences" / "09" / f"image_{cam}"
         d.mkdir(parents=True)
         for i in range(3):
             src = os.path.join(synthetic_kitti, folder, f"image_0{cam}", "data", f"{i:010d}.jpg")
             cv2.imwrite(str(d / f"{i:06d}.png"), cv2.imread(src))
-    ds = KITTIOdomDataset(str(tmp_path), ["9 1 l", "09 1 r"], H, W, [0, -1, 1, "s"], 2, img_ext=".png")
+    ds = KITTIOdomDataset(str(tmp_path), ["9 1 l", "09 1 r"], dataset_kit.H, dataset_kit.W, [0, -1, 1, "s"], 2,
+                          img_ext=".png")
     check_split(ds)
     item = ds[0]
     assert not ds.load_depth and "depth_gt" not in item
-    assert item[("color", 0, 0)].shape == (3, H, W)
+    assert item[("color", 0, 0)].shape == (3, dataset_kit.H, dataset_kit.W)
     np.testing.assert_array_equal(ds[1][("color", "s", 0)], item[("color", 0, 0)])
     with pytest.raises(ToolkitError, match="sequence"):
-        KITTIOdomDataset(str(tmp_path), ["nine 1 l"], H, W, [0], 1)[0]
+        KITTIOdomDataset(str(tmp_path), ["nine 1 l"], dataset_kit.H, dataset_kit.W, [0], 1)[0]
 
 
 # ----------------------------------------------------------------------------- loader
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_paddle_dataloader_collates_tuple_keys(synthetic_kitti, hints, workers):
+def test_paddle_dataloader_collates_tuple_keys(synthetic_kitti, hints, workers, dataset_kit):
     """paddle.io.DataLoader's default collate keeps the tuple keys and stacks each value into
     a (B, ...) float32 tensor, also with worker processes."""
-    lines = _lines(synthetic_kitti)[:4]
-    ds = _make(KITTIRAWDataset, synthetic_kitti, lines, hints, is_train=False)
+    lines = dataset_kit.lines(synthetic_kitti)[:4]
+    ds = dataset_kit.make(KITTIRAWDataset, synthetic_kitti, lines, hints, is_train=False)
     loader = paddle.io.DataLoader(ds, batch_size=2, shuffle=False, num_workers=workers)
     batches = list(loader)
     assert len(batches) == 2
     b = batches[0]
     assert set(b) == set(ds[0])
-    assert tuple(b[("color_aug", "s", 3)].shape) == (2, 3, H // 8, W // 8)
+    assert tuple(b[("color_aug", "s", 3)].shape) == (2, 3, dataset_kit.H // 8, dataset_kit.W // 8)
     assert tuple(b["depth_gt"].shape) == (2, 1, 375, 1242)
     assert tuple(b[("K", 1)].shape) == (2, 4, 4)
     assert b["depth_hint"].dtype == paddle.float32

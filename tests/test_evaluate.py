@@ -11,9 +11,6 @@ import pytest
 
 import evaluate_depth as ed
 from layers import DepthErrors
-# tests/test_loader_watchdog.py imports these two from here; to be removed when it uses the
-# identity_encoder / ramp_decoder fixtures of tests/conftest.py
-from conftest import _Identity, _RampDecoder  # noqa: F401
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = sys.executable

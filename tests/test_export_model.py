@@ -12,7 +12,6 @@ import pytest
 
 import export_model
 from camera import STEREO_SCALE_FACTOR
-from helpers import save_untrained_depth_model
 from layers import disp_to_depth
 
 # (batch, height, width): two batch sizes at the training size and at another one
@@ -20,7 +19,7 @@ SHAPES = [(1, 64, 128), (3, 64, 128), (1, 96, 160), (3, 96, 160)]
 
 
 @pytest.fixture(scope="module")
-def stereo_model(tmp_path_factory):
+def stereo_model(tmp_path_factory, save_untrained_depth_model):
     """A random stereo-trained ResNet18 model folder 'trained' at 128x64."""
     folder = tmp_path_factory.mktemp("weights_stereo")
     enc, dec = save_untrained_depth_model(str(folder), 64, 128, use_stereo=True, seed=5)
@@ -28,7 +27,7 @@ def stereo_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def mono_model(tmp_path_factory):
+def mono_model(tmp_path_factory, save_untrained_depth_model):
     folder = tmp_path_factory.mktemp("weights_mono")
     save_untrained_depth_model(str(folder), 64, 128, use_stereo=False, seed=6)
     return str(folder)

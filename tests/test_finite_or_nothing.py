@@ -7,9 +7,7 @@ import paddle
 import pytest
 
 import checkpoint
-from reliability_fixtures import make_trainer, train_args
 from utils import ToolkitError
-from reliability_fixtures import hints_src, run_data  # noqa: F401 (fixtures)
 
 
 def test_save_checkpoint_refuses_non_finite_weights(tmp_path):
@@ -25,8 +23,8 @@ def test_save_checkpoint_refuses_non_finite_weights(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_first_step_nan_saves_nothing_and_says_so(run_data):
-    tr = make_trainer(train_args(run_data, "nan0", extra=["--max_steps", "1"]))
+def test_a_first_step_nan_saves_nothing_and_says_so(run_data, rel_kit, make_trainer):
+    tr = make_trainer(rel_kit.train_args(run_data, "nan0", extra=["--max_steps", "1"]))
     orig = tr.loss
 
     def poisoned(inputs, outputs):

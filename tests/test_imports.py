@@ -93,18 +93,9 @@ def test_options_only_parses():
     assert import_graph()["camera"] <= {"utils"}
 
 
-# Imports of test-dir modules (tests/*.py) and of bench/ that remain until their files move
-# to conftest.py's fixtures (tests/helpers.py and tests/reliability_fixtures.py re-export
-# conftest.py for them; test_evaluate.py re-exports two stand-ins for test_loader_watchdog.py).
-# test_bench_published.py unit-tests bench/published_precompute.py itself.
-PENDING = {
-    "helpers.py": {"conftest"}, "reliability_fixtures.py": {"conftest"}, "test_evaluate.py": {"conftest"},
-    "test_train.py": {"helpers"}, "test_test_simple.py": {"helpers"}, "test_export_model.py": {"helpers"},
-    "test_check_data.py": {"reliability_fixtures"}, "test_reliability.py": {"reliability_fixtures"},
-    "test_data_parallel.py": {"reliability_fixtures"},
-    "test_loader_watchdog.py": {"reliability_fixtures", "test_evaluate"},
-    "test_dataset_errors.py": {"tests"}, "test_precompute.py": {"bench"}, "test_bench_published.py": {"bench"},
-}
+# test_bench_published.py unit-tests bench/published_precompute.py itself; test_precompute.py
+# reads images and true depth through bench/hint_accuracy.py.
+PENDING = {"test_precompute.py": {"bench"}, "test_bench_published.py": {"bench"}}
 
 
 def test_modules_imported(tmp_path):

@@ -12,8 +12,8 @@ import pytest
 
 import checkpoint
 from run_guard import LoaderWatchdog
-from reliability_fixtures import ROOT, error_lines, train_args
-from reliability_fixtures import hints_src, run_data  # noqa: F401 (fixtures)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _exit(code):
@@ -49,14 +49,13 @@ def test_zero_timeout_watches_nothing():
     assert not wd.fired
 
 
-def test_evaluation_stops_on_a_batch_that_never_arrives(monkeypatch, capsys):
+def test_evaluation_stops_on_a_batch_that_never_arrives(monkeypatch, capsys, identity_encoder, ramp_decoder):
     import threading
 
     import numpy as np
     import paddle
 
     import evaluate_depth as ed
-    from test_evaluate import _Identity, _RampDecoder
     unblock, codes = threading.Event(), []
 
     def fake_exit(code):  # os._exit would end pytest: record it and let the loader go on
@@ -72,7 +71,7 @@ def test_evaluation_stops_on_a_batch_that_never_arrives(monkeypatch, capsys):
             yield {("color", 0, 0): paddle.to_tensor(np.ones((1, 3, 8, 16), np.float32))}
             unblock.wait(30)
 
-    preds = ed.predict_disparities(_Identity(), _RampDecoder(), Loader(), progress=False, loader_timeout=0.5)
+    preds = ed.predict_disparities(identity_encoder, ramp_decoder, Loader(), progress=False, loader_timeout=0.5)
     assert preds.shape == (1, 8, 16) and codes == [2]
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: no evaluation batch arrived in 0 s")
@@ -98,8 +97,8 @@ sys.exit(train.main(sys.argv[1:]))
 
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 2])
-def test_a_read_that_never_returns_stops_training_and_saves(run_data, tmp_path, workers):
-    args = train_args(run_data, workers=workers, extra=["--num_epochs", "100", "--loader_timeout", "5"])
+def test_a_read_that_never_returns_stops_training_and_saves(run_data, tmp_path, workers, rel_kit):
+    args = rel_kit.train_args(run_data, workers=workers, extra=["--num_epochs", "100", "--loader_timeout", "5"])
     marker = str(tmp_path / "reads_hang_now")
     code = DRIVER.format(root=ROOT, marker=marker)
     env = dict(os.environ, PYTHONWARNINGS="ignore")
@@ -118,7 +117,7 @@ def test_a_read_that_never_returns_stops_training_and_saves(run_data, tmp_path, 
         proc.communicate()
         pytest.fail("training still waits for its data after 180 s")
     assert proc.returncode == 2, err[-3000:]
-    lines = error_lines(err)
+    lines = rel_kit.error_lines(err)
     assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
     models = os.path.join(log_dir, "run", "models")
     assert lines[0].startswith("error: no training batch arrived in 5 s: a read may never return")

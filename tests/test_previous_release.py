@@ -11,13 +11,11 @@ import paddle
 import pytest
 
 import checkpoint
-from reliability_fixtures import make_trainer, train_args
-from reliability_fixtures import hints_src, run_data  # noqa: F401 (fixtures)
 
 
 @pytest.mark.slow
-def test_a_previous_release_checkpoint_resumes(run_data):
-    a = make_trainer(train_args(run_data, "a", extra=["--num_epochs", "3", "--max_steps", "3"]))
+def test_a_previous_release_checkpoint_resumes(run_data, rel_kit, make_trainer):
+    a = make_trainer(rel_kit.train_args(run_data, "a", extra=["--num_epochs", "3", "--max_steps", "3"]))
     assert a.train() == 3
     models = os.path.join(run_data["logs"], "a", "models")
     shutil.copytree(models, os.path.join(run_data["logs"], "old", "models"))
@@ -31,7 +29,7 @@ def test_a_previous_release_checkpoint_resumes(run_data):
     os.remove(os.path.join(old, checkpoint.STATE_FILE))
     finals = []
     for name in ("a", "old"):
-        tr = make_trainer(train_args(run_data, name, extra=["--num_epochs", "3", "--resume"]))
+        tr = make_trainer(rel_kit.train_args(run_data, name, extra=["--num_epochs", "3", "--resume"]))
         assert (tr.epoch, tr.batch_in_epoch, tr.step) == (1, 1, 3)
         assert tr.train() == 6
         finals.append({k: v.numpy() for k, v in tr.models["depth"].state_dict().items()})

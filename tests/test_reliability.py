@@ -21,19 +21,19 @@ import pytest
 
 import checkpoint
 import utils
-from reliability_fixtures import ROOT, D1, _eval_args, error_lines, image, make_trainer, run_script, train_args
-from reliability_fixtures import depth_model, eval_splits, hints_src, run_data  # noqa: F401 (fixtures)
 from utils import ToolkitError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # ----------------------------------------------------------------------------- run folders
 
 
 @pytest.mark.slow
-def test_second_run_refuses_without_resume_or_overwrite(run_data, capsys):
+def test_second_run_refuses_without_resume_or_overwrite(run_data, capsys, rel_kit, make_trainer):
     import train
     d = run_data
-    args = train_args(d, extra=["--max_steps", "1"])
+    args = rel_kit.train_args(d, extra=["--max_steps", "1"])
     tr = make_trainer(args)
     assert tr.train() == 1
     models = os.path.join(d["logs"], "run", "models")
@@ -43,7 +43,7 @@ def test_second_run_refuses_without_resume_or_overwrite(run_data, capsys):
         make_trainer(args)
     assert train.main(args) == 2
     err = capsys.readouterr().err
-    assert len(error_lines(err)) == 1 and "weights_last" in err and "Traceback" not in err
+    assert len(rel_kit.error_lines(err)) == 1 and "weights_last" in err and "Traceback" not in err
     assert os.path.getmtime(os.path.join(models, "weights_last", checkpoint.STATE_FILE)) == before
     # --resume continues, --overwrite starts again (the earlier checkpoints are deleted)
     res = make_trainer(args[:-2] + ["--max_steps", "2", "--resume"])
@@ -118,15 +118,15 @@ def test_disk_full_while_saving_keeps_the_earlier_checkpoint(tmp_path, monkeypat
 
 
 @pytest.mark.slow
-def test_resume_cli_falls_back_and_says_so(run_data):
+def test_resume_cli_falls_back_and_says_so(run_data, rel_kit, make_trainer):
     d = run_data
-    args = train_args(d, extra=["--log_frequency", "1000"])
+    args = rel_kit.train_args(d, extra=["--log_frequency", "1000"])
     tr = make_trainer(args + ["--max_steps", "3"])
     assert tr.train() == 3  # weights_0 (step 2) and weights_last (step 3)
     p = os.path.join(d["logs"], "run", "models", "weights_last", checkpoint.STATE_FILE)
     data = open(p, "rb").read()
     open(p, "wb").write(data[: len(data) // 2])
-    r = run_script("train.py", args + ["--resume"])
+    r = rel_kit.run_script("train.py", args + ["--resume"])
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Traceback" not in r.stderr
     assert "skipping checkpoint" in r.stdout and "weights_last" in r.stdout and "unreadable" in r.stdout
@@ -136,20 +136,20 @@ def test_resume_cli_falls_back_and_says_so(run_data):
 # ----------------------------------------------------------------------------- output paths
 
 
-def test_train_log_dir_under_a_file(run_data, tmp_path, capsys):
+def test_train_log_dir_under_a_file(run_data, tmp_path, capsys, rel_kit):
     import train
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    args = train_args(run_data)
+    args = rel_kit.train_args(run_data)
     args[args.index("--log_dir") + 1] = str(blocker / "logs")
     assert train.main(args) == 2
     err = capsys.readouterr().err
-    assert len(error_lines(err)) == 1 and "--log_dir" in err and str(blocker) in err
+    assert len(rel_kit.error_lines(err)) == 1 and "--log_dir" in err and str(blocker) in err
     assert "Traceback" not in err
 
 
 def test_evaluate_depth_bad_output_paths_fail_before_predicting(depth_model, synthetic_kitti, eval_splits,
-                                                               tmp_path, capsys):
+                                                               tmp_path, capsys, rel_kit):
     import evaluate_depth
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
@@ -157,25 +157,25 @@ def test_evaluate_depth_bad_output_paths_fail_before_predicting(depth_model, syn
             (["--metrics_out", str(blocker / "m.json")], "--metrics_out"),
             (["--metrics_out", str(tmp_path)], "--metrics_out"),
             (["--save_pred_disps", "--eval_out_dir", str(blocker / "out")], "--eval_out_dir")):
-        assert evaluate_depth.main(_eval_args(depth_model, synthetic_kitti, eval_splits, *extra)) == 2
+        assert evaluate_depth.main(rel_kit.eval_args(depth_model, synthetic_kitti, eval_splits, *extra)) == 2
         cap = capsys.readouterr()
-        assert len(error_lines(cap.err)) == 1 and flag in cap.err, cap.err
+        assert len(rel_kit.error_lines(cap.err)) == 1 and flag in cap.err, cap.err
         assert "Computing predictions" not in cap.out and "abs_rel" not in cap.out
 
 
-def test_evaluate_depth_checks_gt_length_before_predicting(depth_model, synthetic_kitti, eval_splits, capsys):
+def test_evaluate_depth_checks_gt_length_before_predicting(depth_model, synthetic_kitti, eval_splits, capsys, rel_kit):
     import evaluate_depth
     gt = np.empty(5, dtype=object)
     for i in range(5):
         gt[i] = np.full((96, 320), 10.0, np.float32)
     np.savez(os.path.join(eval_splits, "eigen", "gt_depths.npz"), data=gt)
-    assert evaluate_depth.main(_eval_args(depth_model, synthetic_kitti, eval_splits)) == 2
+    assert evaluate_depth.main(rel_kit.eval_args(depth_model, synthetic_kitti, eval_splits)) == 2
     cap = capsys.readouterr()
     assert "8 test images but 5 ground-truth maps" in cap.err
     assert "Computing predictions" not in cap.out
 
 
-def test_evaluate_pose_bad_output_paths(tmp_path, capsys):
+def test_evaluate_pose_bad_output_paths(tmp_path, capsys, rel_kit):
     import evaluate_pose
     weights = tmp_path / "w"
     weights.mkdir()
@@ -188,28 +188,28 @@ def test_evaluate_pose_bad_output_paths(tmp_path, capsys):
         rc = evaluate_pose.main(["--eval_split", "odom_9", "--load_weights_folder", str(weights),
                                  "--data_path", str(tmp_path / "nodata")] + extra)
         err = capsys.readouterr().err
-        assert rc == 2 and len(error_lines(err)) == 1 and flag in err, err
+        assert rc == 2 and len(rel_kit.error_lines(err)) == 1 and flag in err, err
 
 
-def test_test_simple_output_dir_under_a_file(depth_model, synthetic_kitti, tmp_path, capsys):
+def test_test_simple_output_dir_under_a_file(depth_model, synthetic_kitti, tmp_path, capsys, rel_kit):
     import test_simple
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
-    img = image({"data": synthetic_kitti}, D1, 2, 0)
+    img = rel_kit.image({"data": synthetic_kitti}, rel_kit.D1, 2, 0)
     assert test_simple.main(["--image_path", img, "--model_path", depth_model,
                              "--output_dir", str(blocker / "out"), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
-    assert len(error_lines(err)) == 1 and "--output_dir" in err, err
+    assert len(rel_kit.error_lines(err)) == 1 and "--output_dir" in err, err
 
 
-def test_export_gt_output_is_checked_first(synthetic_kitti, tmp_path, capsys):
+def test_export_gt_output_is_checked_first(synthetic_kitti, tmp_path, capsys, rel_kit):
     import export_gt_depth
     splits = tmp_path / "splits"
     shutil.copytree(os.path.join(synthetic_kitti, "splits"), splits)
     (splits / "eigen" / "gt_depths.npz").mkdir()  # a folder where the file should go
     rc = export_gt_depth.main(["--data_path", synthetic_kitti, "--split", "eigen", "--splits_dir", str(splits)])
     err = capsys.readouterr().err
-    assert rc == 2 and len(error_lines(err)) == 1 and "--splits_dir" in err, err
+    assert rc == 2 and len(rel_kit.error_lines(err)) == 1 and "--splits_dir" in err, err
 
 
 # ----------------------------------------------------------------------------- temp files and saves
@@ -230,9 +230,9 @@ def test_clean_stale_temp_files(tmp_path):
 
 
 @pytest.mark.slow
-def test_trainer_start_tidies_models_dir(run_data):
+def test_trainer_start_tidies_models_dir(run_data, rel_kit, make_trainer):
     d = run_data
-    tr = make_trainer(train_args(d, extra=["--max_steps", "1"]))
+    tr = make_trainer(rel_kit.train_args(d, extra=["--max_steps", "1"]))
     tr.train()
     models = os.path.join(d["logs"], "run", "models")
     # a kill between the two renames of a save: weights_last.partial complete, weights_last gone
@@ -244,7 +244,7 @@ def test_trainer_start_tidies_models_dir(run_data):
         p = os.path.join(folder, ".opt.json.zz9_qq1w.tmp")
         open(p, "w").close()
         os.utime(p, (old, old))
-    res = make_trainer(train_args(d, extra=["--max_steps", "2", "--resume"]))
+    res = make_trainer(rel_kit.train_args(d, extra=["--max_steps", "2", "--resume"]))
     names = sorted(os.listdir(models))
     assert names == ["opt.json", "weights_7", "weights_last"], names
     assert res.step == 1  # weights_last (step 1) recovered and resumed
@@ -254,7 +254,7 @@ def test_trainer_start_tidies_models_dir(run_data):
 
 
 @pytest.mark.slow
-def test_resumed_run_validates_on_the_same_batches(run_data):
+def test_resumed_run_validates_on_the_same_batches(run_data, rel_kit, make_trainer):
     """The validation position (val epoch and batch) is saved and restored, so an interrupted
     + resumed run logs the same validation losses as an uninterrupted one."""
     def record(tr, rows):
@@ -272,11 +272,11 @@ def test_resumed_run_validates_on_the_same_batches(run_data):
         tr.val_batches.next, tr.val = next_batch, val
 
     d = run_data
-    a = make_trainer(train_args(d, "a", extra=["--num_epochs", "3"]))  # 6 steps, a validation after each
+    a = make_trainer(rel_kit.train_args(d, "a", extra=["--num_epochs", "3"]))  # 6 steps, a validation after each
     rows_a = []
     record(a, rows_a)
     assert a.train() == 6
-    b = make_trainer(train_args(d, "b", extra=["--num_epochs", "3"]))
+    b = make_trainer(rel_kit.train_args(d, "b", extra=["--num_epochs", "3"]))
     rows_b = []
     record(b, rows_b)
 
@@ -289,7 +289,7 @@ def test_resumed_run_validates_on_the_same_batches(run_data):
         return out
     b.train_step = step_then_signal
     assert b.train() == 3 and b.guard.stopped == signal.SIGINT
-    c = make_trainer(train_args(d, "b", extra=["--num_epochs", "3", "--resume"]))
+    c = make_trainer(rel_kit.train_args(d, "b", extra=["--num_epochs", "3", "--resume"]))
     assert c.step == 3 and c.val_batches.position == (1, 1)
     record(c, rows_b)
     assert c.train() == 6
@@ -302,11 +302,11 @@ def test_resumed_run_validates_on_the_same_batches(run_data):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_to_the_process_group_with_workers_saves(run_data, sig):
+def test_signal_to_the_process_group_with_workers_saves(run_data, sig, rel_kit):
     """Ctrl-C in a terminal and a job scheduler's SIGTERM reach the loader's worker processes
     too: they end quietly and the trainer still saves weights_last and exits 128 + signal."""
     d = run_data
-    args = train_args(d, workers=2, extra=["--num_epochs", "50", "--log_frequency", "1000"])
+    args = rel_kit.train_args(d, workers=2, extra=["--num_epochs", "50", "--log_frequency", "1000"])
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     p = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py")] + args, cwd=ROOT, env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -324,6 +324,6 @@ def test_signal_to_the_process_group_with_workers_saves(run_data, sig):
         p.communicate()
         raise
     assert p.returncode == 128 + int(sig), err[-2000:]
-    assert "Traceback" not in err and not error_lines(err), err[-2000:]
+    assert "Traceback" not in err and not rel_kit.error_lines(err), err[-2000:]
     st = checkpoint.load_trainer_state(os.path.join(d["logs"], "run", "models", "weights_last", checkpoint.STATE_FILE))
     assert st["step"] >= 2 and st["step"] == 2 * st["epoch"] + st["batch_in_epoch"]

@@ -10,8 +10,8 @@ import pytest
 
 from run_lock import RunLock
 from utils import ToolkitError
-from reliability_fixtures import ROOT, error_lines, train_args
-from reliability_fixtures import hints_src, run_data  # noqa: F401 (fixtures)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def dead_pid():
@@ -36,9 +36,9 @@ def test_lock_release_and_stale_takeover(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_second_training_into_the_same_folder_is_refused(run_data):
+def test_a_second_training_into_the_same_folder_is_refused(run_data, rel_kit):
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    args = train_args(run_data, extra=["--num_epochs", "6"])
+    args = rel_kit.train_args(run_data, extra=["--num_epochs", "6"])
     first = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py")] + args, cwd=ROOT, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     log = os.path.join(run_data["logs"], "run", "train.log")
@@ -49,7 +49,7 @@ def test_a_second_training_into_the_same_folder_is_refused(run_data):
                             env=env, capture_output=True, text=True, timeout=120)
     out, err = first.communicate(timeout=300)
     assert second.returncode == 2, second.stderr[-2000:]
-    lines = error_lines(second.stderr)
+    lines = rel_kit.error_lines(second.stderr)
     assert len(lines) == 1 and "in use by another run (process {} on this host".format(first.pid) in lines[0]
     assert first.returncode == 0, err[-2000:]  # the first run finished as if alone
     models = os.path.join(run_data["logs"], "run", "models")

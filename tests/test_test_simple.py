@@ -7,14 +7,15 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import save_untrained_depth_model
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 H, W = 64, 96  # network resolution recorded in encoder.pdparams
 
 
-def _save_model(folder, use_stereo, seed=0):
-    return save_untrained_depth_model(folder, H, W, use_stereo=use_stereo, seed=seed)
+@pytest.fixture
+def save_model(save_untrained_depth_model):
+    """``save_model(folder, use_stereo, seed=0)``: an untrained model folder at H x W."""
+    return lambda folder, use_stereo, seed=0: save_untrained_depth_model(folder, H, W, use_stereo=use_stereo,
+                                                                        seed=seed)
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +30,12 @@ def image_folder(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_folder_writes_png_and_npy(image_folder, tmp_path):
+def test_folder_writes_png_and_npy(image_folder, tmp_path, save_model):
     import paddle
     from PIL import Image
     from layers import disp_to_depth
     import test_simple
-    enc, dec = _save_model(str(tmp_path / "mono"), use_stereo=False)
+    enc, dec = save_model(str(tmp_path / "mono"), use_stereo=False)
     out = tmp_path / "out"
     r = subprocess.run([sys.executable, os.path.join(ROOT, "test_simple.py"), "--image_path",
                         str(image_folder), "--ext", "png", "--model_path", str(tmp_path / "mono"),
@@ -58,10 +59,10 @@ def test_folder_writes_png_and_npy(image_folder, tmp_path):
 
 
 @pytest.mark.slow
-def test_metric_depth_stereo_only(image_folder, tmp_path, capsys):
+def test_metric_depth_stereo_only(image_folder, tmp_path, capsys, save_model):
     import test_simple
-    _save_model(str(tmp_path / "mono"), use_stereo=False)
-    _save_model(str(tmp_path / "stereo"), use_stereo=True)
+    save_model(str(tmp_path / "mono"), use_stereo=False)
+    save_model(str(tmp_path / "stereo"), use_stereo=True)
     img = str(image_folder / "a.png")
     rc = test_simple.main(["--image_path", img, "--model_path", str(tmp_path / "mono"),
                            "--pred_metric_depth", "--output_dir", str(tmp_path / "o1")])
@@ -83,12 +84,12 @@ def test_metric_depth_stereo_only(image_folder, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_skips_own_outputs_and_clear_errors(image_folder, tmp_path, capsys):
+def test_skips_own_outputs_and_clear_errors(image_folder, tmp_path, capsys, save_model):
     import shutil
     import test_simple
     folder = tmp_path / "in"
     shutil.copytree(image_folder, folder)
-    _save_model(str(tmp_path / "m"), use_stereo=False)
+    save_model(str(tmp_path / "m"), use_stereo=False)
     assert test_simple.main(["--image_path", str(folder), "--ext", "png",
                              "--model_path", str(tmp_path / "m")]) == 0
     # second run in place: the *_disp.png written by the first run are not inputs

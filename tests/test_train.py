@@ -13,44 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from helpers import write_true_depth_hints
-from options import MonodepthOptions, validate_options
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture(scope="module")
-def hints_dir(synthetic_kitti, tmp_path_factory):
-    return write_true_depth_hints(synthetic_kitti, str(tmp_path_factory.mktemp("hints")))
-
-
-def base_args(data, hints, log_dir, name, h=64, w=192, extra=()):
-    return ["--data_path", data, "--split", os.path.join(data, "splits", "synthetic"),
-            "--height", str(h), "--width", str(w), "--batch_size", "2", "--use_stereo", "--frame_ids", "0",
-            "--use_depth_hints", "--depth_hint_path", hints, "--weights_init", "scratch",
-            "--log_dir", str(log_dir), "--model_name", name, "--num_workers", "0",
-            "--log_frequency", "1000", "--device", "cpu"] + list(extra)
-
-
-def make_trainer(args):
-    from trainer import Trainer
-    opt = MonodepthOptions().parse(args)
-    validate_options(opt)
-    return Trainer(opt)
-
-
-class Recorder:
-    """Collects float loss terms after every step (wrapping the trainer's step)."""
-
-    def __init__(self, trainer):
-        self.rows = []
-        step = trainer.train_step
-
-        def recorded(batch):
-            out = step(batch)
-            self.rows.append({k: float(v) for k, v in out[2].items()})
-            return out
-        trainer.train_step = recorded
 
 
 def signal_after(trainer, step, sig=signal.SIGINT):
@@ -66,10 +29,10 @@ def signal_after(trainer, step, sig=signal.SIGINT):
 
 
 @pytest.mark.slow
-def test_hint_training_loss_falls(synthetic_kitti, hints_dir, tmp_path):
+def test_hint_training_loss_falls(synthetic_kitti, hints_dir, tmp_path, base_args, make_trainer, loss_recorder):
     tr = make_trainer(base_args(synthetic_kitti, hints_dir, tmp_path, "fall",
                                 extra=["--num_epochs", "6", "--learning_rate", "2e-4"]))
-    rec = Recorder(tr)
+    rec = loss_recorder(tr)
     assert tr.steps_per_epoch == 5 and tr.train()
     assert tr.step == 30 and len(rec.rows) == 30
     total = np.array([r["loss"] for r in rec.rows])
@@ -120,7 +83,7 @@ def _load_ckpt(folder):
 
 
 @pytest.mark.slow
-def test_interrupt_and_resume_matches_uninterrupted(synthetic_kitti, hints_dir, tmp_path):
+def test_interrupt_and_resume_matches_uninterrupted(synthetic_kitti, hints_dir, tmp_path, base_args, make_trainer):
     extra = ["--num_epochs", "2", "--scheduler_step_size", "1", "--learning_rate", "2e-4"]
     a = make_trainer(base_args(synthetic_kitti, hints_dir, tmp_path / "a", "run", extra=extra))
     assert a.train() == 10
@@ -157,7 +120,7 @@ def test_interrupt_and_resume_matches_uninterrupted(synthetic_kitti, hints_dir, 
 
 
 @pytest.mark.slow
-def test_non_finite_loss_stops_naming_step(synthetic_kitti, hints_dir, tmp_path):
+def test_non_finite_loss_stops_naming_step(synthetic_kitti, hints_dir, tmp_path, base_args, make_trainer):
     from utils import ToolkitError
     tr = make_trainer(base_args(synthetic_kitti, hints_dir, tmp_path, "nan", extra=["--num_epochs", "3"]))
     orig = tr.loss
@@ -182,7 +145,7 @@ def run_cli(args, **kw):
 
 
 @pytest.mark.slow
-def test_ctrl_c_saves_and_resume_finishes(synthetic_kitti, hints_dir, tmp_path):
+def test_ctrl_c_saves_and_resume_finishes(synthetic_kitti, hints_dir, tmp_path, base_args):
     """A real SIGINT to train.py: checkpoint weights_last, exit 130; --resume finishes the run."""
     args = base_args(synthetic_kitti, hints_dir, tmp_path, "sig", extra=["--num_epochs", "3"])
     p = run_cli(args)
@@ -207,13 +170,13 @@ def test_ctrl_c_saves_and_resume_finishes(synthetic_kitti, hints_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_smoke_real_resolution_cpu(synthetic_kitti, hints_dir, tmp_path):
+def test_smoke_real_resolution_cpu(synthetic_kitti, hints_dir, tmp_path, base_args, make_trainer, loss_recorder):
     """The real 192x640 configuration (ResNet18, S + hints, 4 scales) for 2 steps, batch 1."""
     args = base_args(synthetic_kitti, hints_dir, tmp_path, "smoke", h=192, w=640,
                      extra=["--max_steps", "2"])
     args[args.index("--batch_size") + 1] = "1"
     tr = make_trainer(args)
-    rec = Recorder(tr)
+    rec = loss_recorder(tr)
     assert tr.train() == 2
     assert len(rec.rows) == 2 and all(np.isfinite(r["loss"]) for r in rec.rows)
     assert os.path.isfile(tmp_path / "smoke" / "models" / "weights_last" / "encoder.pdparams")
@@ -236,7 +199,7 @@ def _losses_with_depth(tr, inputs, depth0):
 
 
 @pytest.mark.slow
-def test_known_answer_true_depth(synthetic_kitti, hints_dir, tmp_path):
+def test_known_answer_true_depth(synthetic_kitti, hints_dir, tmp_path, base_args, make_trainer):
     """With the true depth (the hints, far where no hint) the stereo warp reconstructs the
     target far better (L1; SSIM has a high floor on the synthetic textures) than with a wrong depth, and the scale-0 hint term is ~0: checks
     stereo_T sign, K scaling, the hint warp and the loss wiring end to end."""
