@@ -375,9 +375,8 @@ def read_meta(state, path):
             raise ToolkitError(f"encoder.pdparams does not record the training {key} ({path}): "
                                "use weights saved by train.py or tools/convert_torch_weights.py")
         meta[key] = number(key, None, int)[0]
-        if meta[key] <= 0 or meta[key] % 32 != 0:
-            raise ToolkitError(f"recorded {key} {meta[key]} is not a positive multiple of 32 "
-                               f"({path}): the checkpoint is damaged or not a depth encoder")
+    utils.check_input_size(meta["height"], meta["width"], path, "recorded training size",
+                           "the checkpoint is damaged or not a depth encoder")
     meta["use_stereo"] = bool(number("use_stereo", False)[0])
     meta["intrinsics"] = number("intrinsics", intrinsics_vector())
     meta["stereo_baseline"] = number("stereo_baseline", KITTI_BASELINE_M)[0]

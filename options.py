@@ -310,11 +310,8 @@ def validate_options(opt):
     if opt.predictive_mask and not opt.disable_automasking:
         raise _err("the predictive mask replaces auto-masking", "--predictive_mask",
                    "add --disable_automasking")
-    for name in ("height", "width"):
-        v = getattr(opt, name)
-        if v <= 0 or v % 32 != 0:
-            raise _err("{} {} is not a positive multiple of 32".format(name, v), "--" + name,
-                       "use e.g. --height 192 --width 640")
+    from utils import check_input_size
+    check_input_size(opt.height, opt.width, fix="use e.g. --height 192 --width 640")
     if not opt.frame_ids or opt.frame_ids[0] != 0:
         raise _err("frame ids must start with 0", "--frame_ids", "use e.g. --frame_ids 0 -1 1")
     if len(opt.frame_ids) == 1 and not opt.use_stereo:

@@ -29,6 +29,7 @@ __all__ = [
     "atomic_paddle_save", "clean_stale_temp_files", "check_output_dir", "check_output_file",
     "read_npy_header", "resolve_split_dir", "colormap_disp",
     "MIN_DEPTH", "MAX_DEPTH", "GARG_CROP", "garg_crop_bounds",
+    "INPUT_SIZE_MULTIPLE", "MIN_INPUT_SIZE", "MAX_INPUT_SIZE", "check_input_size",
 ]
 
 
@@ -37,6 +38,25 @@ MIN_DEPTH = 1e-3
 MAX_DEPTH = 80.0
 # Garg/Eigen crop as fractions of the ground-truth height (rows) and width (cols).
 GARG_CROP = (0.40810811, 0.99189189, 0.03594771, 0.96405229)
+
+
+# The input sizes the depth network takes: multiples of 32 (the ResNet encoder halves the
+# image five times and the decoder doubles it back) of at least 64 (the deepest, 1/32
+# feature map then has two pixels, the least the decoder's reflection padding needs), and at
+# most 4096 a side (a network of that size no longer fits in memory).
+INPUT_SIZE_MULTIPLE = 32
+MIN_INPUT_SIZE = 64
+MAX_INPUT_SIZE = 4096
+
+
+def check_input_size(height, width, flag="--height/--width", what="input size",
+                     fix="use e.g. 640x192 or 1024x320"):
+    """One-line ToolkitError naming ``flag`` unless ``height`` and ``width`` are multiples of
+    32 from 64 to 4096; ``what`` names the size in the message, ``fix`` says what to do."""
+    if (height % INPUT_SIZE_MULTIPLE or width % INPUT_SIZE_MULTIPLE or min(height, width) < MIN_INPUT_SIZE
+            or max(height, width) > MAX_INPUT_SIZE):
+        raise ToolkitError(f"{what} {width}x{height} is not a multiple of {INPUT_SIZE_MULTIPLE} of at least "
+                           f"{MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} and at most {MAX_INPUT_SIZE} a side ({flag}): {fix}")
 
 
 def garg_crop_bounds(height, width):

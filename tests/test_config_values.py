@@ -95,3 +95,10 @@ def test_float_options_are_finite(argv, flag):
     with pytest.raises(ToolkitError) as err:
         parse(["--use_stereo", "--frame_ids", "0"] + argv)
     assert flag in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("h,w", [(32, 32), (64, 32), (100, 640), (192, 100000), (8192, 640)])
+def test_sizes_the_networks_can_run(h, w):
+    """Below 64x64 the network's gather crashes; 100000 wide runs into the OOM killer."""
+    with pytest.raises(ToolkitError, match=r"of at least 64x64 and at most 4096 a side \(--height/--width\)"):
+        parse(["--use_stereo", "--frame_ids", "0", "--height", str(h), "--width", str(w)])

@@ -96,16 +96,17 @@ def test_check_input_size_is_the_one_rule():
     assert (networks.INPUT_SIZE_MULTIPLE, networks.MIN_INPUT_SIZE) == (32, 64)
     for h, w in ((64, 64), (192, 640), (320, 1024)):
         networks.check_input_size(h, w)
-    for h, w in ((100, 640), (192, 630), (32, 640), (192, 32), (0, 640)):
+    networks.check_input_size(4096, 4096)
+    for h, w in ((100, 640), (192, 630), (32, 640), (192, 32), (0, 640), (192, 4128), (100000, 640)):
         with pytest.raises(ToolkitError) as err:
             networks.check_input_size(h, w)
         msg = str(err.value)
-        assert msg == (f"input size {w}x{h} is not a multiple of 32 of at least 64x64 "
+        assert msg == (f"input size {w}x{h} is not a multiple of 32 of at least 64x64 and at most 4096 a side "
                        "(--height/--width): use e.g. 640x192 or 1024x320")
     with pytest.raises(ToolkitError) as err:
         networks.check_input_size(32, 64, "--model_path", what="recorded training size", fix="retrain")
     assert str(err.value) == ("recorded training size 64x32 is not a multiple of 32 of at least "
-                              "64x64 (--model_path): retrain")
+                              "64x64 and at most 4096 a side (--model_path): retrain")
 
 
 @pytest.mark.parametrize("num_layers,channels", [(18, [64, 64, 128, 256, 512]),
