@@ -1,5 +1,5 @@
-"""Checkpoints: what a weights folder holds, how a training run is saved and resumed, and
-the one loader of trained models that every tool uses.
+"""Checkpoints: what a weights folder holds and how a training run is saved and resumed
+(model_loader.py loads trained models for the tools).
 
 A weights folder (``<log_dir>/<model_name>/models/weights_<epoch>/`` or ``weights_last/``)
 holds, as in Monodepth2:
@@ -19,8 +19,8 @@ with code in it is refused with one line, never run).
 A folder is written as ``<name>.partial/`` and then renamed into place, so a crash leaves
 the old or the new checkpoint, never a mix.
 
-Loading follows one rule everywhere (evaluation, pose evaluation, test_simple, export,
-fine-tuning): the weights decide. The ResNet depth is read from the weights (a
+Loading follows one rule everywhere (here for fine-tuning and resuming, model_loader.py for
+the tools): the weights decide. The ResNet depth is read from the weights (a
 ``--num_layers`` that names another depth is refused), the resolution and the stereo flag
 from ``encoder.pdparams``.
 """
@@ -127,7 +127,7 @@ def save_checkpoint(folder, models, optimizer=None, trainer_state=None, meta=Non
 
 
 def encoder_meta(opt):
-    """What ``encoder.pdparams`` records of a training run (:func:`read_meta` reads it back)."""
+    """What ``encoder.pdparams`` records of a training run (model_loader.read_meta reads it)."""
     return {"height": opt.height, "width": opt.width, "use_stereo": bool(opt.use_stereo),
             "intrinsics": intrinsics_vector(intrinsics_from_option(opt.intrinsics)),
             "stereo_baseline": float(opt.stereo_baseline or KITTI_BASELINE_M)}
@@ -353,72 +353,6 @@ def resnet_depth(state, num_layers, path):
                            f"asked for ({path}, --num_layers): drop --num_layers (the weights decide) "
                            f"or load matching weights")
     return inferred or int(num_layers or 18)
-
-
-def read_meta(state, path):
-    """``{"height", "width", "use_stereo", "intrinsics", "stereo_baseline"}`` recorded in an
-    encoder state dict (checkpoints without the last two, e.g. converted Monodepth2 ones,
-    were trained on KITTI: its intrinsics and 0.54 m). A damaged record is one line."""
-    def number(key, default, kind=float):
-        val = state.get(key, default)
-        try:
-            val = [kind(v) for v in np.asarray(val).reshape(-1)]
-        except (TypeError, ValueError):
-            val = None
-        if not val or not all(np.isfinite(val)):
-            raise ToolkitError(f"encoder.pdparams records a bad {key} ({state.get(key)!r:.60}; {path}): the "
-                               "checkpoint is damaged or not a depth encoder of this toolkit")
-        return val
-    meta = {}
-    for key in ("height", "width"):
-        if key not in state:
-            raise ToolkitError(f"encoder.pdparams does not record the training {key} ({path}): "
-                               "use weights saved by train.py or tools/convert_torch_weights.py")
-        meta[key] = number(key, None, int)[0]
-    utils.check_input_size(meta["height"], meta["width"], path, "recorded training size",
-                           "the checkpoint is damaged or not a depth encoder")
-    meta["use_stereo"] = bool(number("use_stereo", False)[0])
-    meta["intrinsics"] = number("intrinsics", intrinsics_vector())
-    meta["stereo_baseline"] = number("stereo_baseline", KITTI_BASELINE_M)[0]
-    if len(meta["intrinsics"]) != 4 or meta["stereo_baseline"] <= 0:
-        raise ToolkitError(f"encoder.pdparams records bad intrinsics or stereo baseline ({path}): the checkpoint "
-                           "is damaged")
-    return meta
-
-
-def load_depth_model(folder, num_layers=None, flag="--load_weights_folder"):
-    """ResnetEncoder + DepthDecoder of a weights folder, in eval mode.
-
-    Returns ``(encoder, decoder, meta)``; ``meta`` holds the recorded ``height``, ``width``,
-    ``use_stereo`` and the ``num_layers`` of the weights."""
-    folder = check_weights_folder(folder, flag=flag)
-    enc_path = os.path.join(folder, "encoder.pdparams")
-    enc_state = networks.load_weights_file(enc_path, "encoder.pdparams")
-    meta = read_meta(enc_state, enc_path)
-    meta["num_layers"] = resnet_depth(enc_state, num_layers, enc_path)
-    encoder = networks.ResnetEncoder(meta["num_layers"], False)
-    networks.load_state_dict_strict(encoder, enc_state, "encoder.pdparams")
-    dec_state = networks.load_weights_file(os.path.join(folder, "depth.pdparams"), "depth.pdparams")
-    # a decoder trained with --scales 0 holds fewer disparity convs than the default 4
-    decoder = networks.DepthDecoder(encoder.num_ch_enc, scales=range(max(1, networks.num_decoder_scales(dec_state))))
-    networks.load_state_dict_strict(decoder, dec_state, "depth.pdparams")
-    encoder.eval()
-    decoder.eval()
-    return encoder, decoder, meta
-
-
-def load_pose_model(folder, num_layers=None, flag="--load_weights_folder"):
-    """Separate-ResNet pose encoder (2 images) + PoseDecoder of a weights folder, in eval mode."""
-    folder = check_weights_folder(folder, ("pose_encoder.pdparams", "pose.pdparams"), flag)
-    path = os.path.join(folder, "pose_encoder.pdparams")
-    enc_state = networks.load_weights_file(path, "pose_encoder.pdparams")
-    encoder = networks.ResnetEncoder(resnet_depth(enc_state, num_layers, path), False, 2)
-    networks.load_state_dict_strict(encoder, enc_state, "pose_encoder.pdparams")
-    decoder = networks.PoseDecoder(encoder.num_ch_enc, 1, 2)
-    networks.load_state_dict_strict(decoder, os.path.join(folder, "pose.pdparams"), "pose.pdparams")
-    encoder.eval()
-    decoder.eval()
-    return encoder, decoder
 
 
 def load_weights_into(models, folder, names, num_layers=None, log=print):

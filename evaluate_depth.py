@@ -35,7 +35,7 @@ import numpy as np  # noqa: E402
 
 from layers import DepthErrors, compute_depth_errors  # noqa: E402
 from camera import STEREO_SCALE_FACTOR  # noqa: E402
-from checkpoint import check_weights_folder, load_depth_model  # noqa: E402
+from model_loader import check_weights_folder, load_depth_model  # noqa: E402
 from options import explicit_num_layers  # noqa: E402
 from utils import MAX_DEPTH, MIN_DEPTH, ToolkitError, garg_crop_bounds, run_cli  # noqa: E402
 DEPTH_SPLITS = ("eigen", "eigen_benchmark", "benchmark")

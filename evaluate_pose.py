@@ -140,7 +140,7 @@ def evaluate(opt):
         raise ToolkitError(f"pose evaluation needs an odometry split, got {opt.eval_split} "
                            "(--eval_split): use odom_9 or odom_10")
     seq = ODOM_SEQUENCES[opt.eval_split]
-    from checkpoint import check_weights_folder, load_pose_model
+    from model_loader import check_weights_folder, load_pose_model
     from options import explicit_num_layers
     folder = check_weights_folder(opt.load_weights_folder, ("pose_encoder.pdparams", "pose.pdparams"))
     out_dir = check_output_dir(opt.eval_out_dir or folder, "--eval_out_dir")  # outputs before any work

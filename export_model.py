@@ -70,7 +70,7 @@ def build_depth_net(weights_folder, num_layers=None, output="disp", min_depth=MI
     """Encoder + decoder from ``<folder>/{encoder,depth}.pdparams``; returns (layer, meta).
 
     The layer maps (B,3,H,W) in [0,1] to the ``output`` map (B,1,H,W). ``meta`` holds what
-    checkpoint.load_depth_model reads (``height``, ``width``, ``use_stereo``,
+    model_loader.load_depth_model reads (``height``, ``width``, ``use_stereo``,
     ``stereo_baseline``, ``num_layers``) and ``scale``, the factor applied to the depth
     (1, or the stereo scale for ``metric``). ``metric`` on a mono-trained model is refused.
     """
@@ -78,7 +78,7 @@ def build_depth_net(weights_folder, num_layers=None, output="disp", min_depth=MI
     import paddle.nn as nn
 
     from camera import stereo_scale_factor
-    from checkpoint import load_depth_model
+    from model_loader import load_depth_model
     from layers import disp_to_depth
 
     if output not in OUTPUT_KINDS:

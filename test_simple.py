@@ -162,7 +162,7 @@ def metric_depth_scale(meta, stereo_baseline=None, intrinsics=None):
 def run(args, err=None):
     """Process every image; returns ``(written files, unreadable images)``. An unreadable
     image is reported on ``err`` in one line and skipped."""
-    from checkpoint import load_depth_model
+    from model_loader import load_depth_model
     from layers import disp_to_depth
     from networks import check_input_size
     from runtime import pick_device

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import checkpoint
+import model_loader
 from utils import ToolkitError
 
 GOOD = {"height": 64, "width": 192, "use_stereo": True, "intrinsics": [0.58, 1.92, 0.5, 0.5],
@@ -14,9 +15,9 @@ GOOD = {"height": 64, "width": 192, "use_stereo": True, "intrinsics": [0.58, 1.9
 
 
 def test_good_meta_reads_back():
-    assert checkpoint.read_meta(dict(GOOD), "e.pdparams") == dict(GOOD, stereo_baseline=0.54)
+    assert model_loader.read_meta(dict(GOOD), "e.pdparams") == dict(GOOD, stereo_baseline=0.54)
     old = {"height": np.array(192), "width": np.array(640), "use_stereo": np.array(False)}  # converted Monodepth2
-    meta = checkpoint.read_meta(old, "e.pdparams")
+    meta = model_loader.read_meta(old, "e.pdparams")
     assert (meta["height"], meta["width"], meta["use_stereo"], meta["stereo_baseline"]) == (192, 640, False, 0.54)
 
 
@@ -25,7 +26,7 @@ def test_good_meta_reads_back():
                                        ("intrinsics", [0.5, "x", 1, 1]), ("intrinsics", [0.5, 0.5])])
 def test_damaged_meta_is_one_line(key, value):
     with pytest.raises(ToolkitError) as err:
-        checkpoint.read_meta(dict(GOOD, **{key: value}), "/m/encoder.pdparams")
+        model_loader.read_meta(dict(GOOD, **{key: value}), "/m/encoder.pdparams")
     assert "/m/encoder.pdparams" in str(err.value) and "\n" not in str(err.value)
 
 
