@@ -29,57 +29,13 @@ import numpy as np
 import paddle
 from PIL import Image
 
+import kitti_utils
 from camera import KITTI_K
+from kitti_utils import SPLIT_LINE_FORMAT, parse_split_line, read_split_file  # noqa: F401 (re-exported)
 from utils import ToolkitError
 
-SPLIT_LINE_FORMAT = "'<folder> <frame_index> <l|r>'"
 FLIP = getattr(Image, "Transpose", Image).FLIP_LEFT_RIGHT
 LANCZOS = getattr(Image, "Resampling", Image).LANCZOS
-
-
-
-# ----------------------------------------------------------------------------- split lines
-
-
-def parse_split_line(line, lineno=None, source=None):
-    """Parse one split line ``<folder> <frame_index> <side>`` into ``(folder, int, side)``.
-
-    Raises :class:`ToolkitError` naming the line (and its file, when given) if it does not
-    have three fields, the frame index is not an integer, or the side is not ``l``/``r``.
-    """
-    parts = str(line).split()
-    where = "split line" + (f" {lineno}" if lineno is not None else "") + f" '{str(line).strip()}'"
-    if source:
-        where += f" of {source}"
-    if len(parts) != 3:
-        raise ToolkitError(f"malformed {where} ({len(parts)} fields): expected {SPLIT_LINE_FORMAT}; "
-                           f"fix or regenerate the split file")
-    folder, frame, side = parts
-    try:
-        frame_index = int(frame)
-    except ValueError:
-        raise ToolkitError(f"malformed {where} (frame index '{frame}' is not an integer): "
-                           f"expected {SPLIT_LINE_FORMAT}") from None
-    if side not in ("l", "r"):
-        raise ToolkitError(f"malformed {where} (side '{side}' is not l or r): "
-                           f"expected {SPLIT_LINE_FORMAT}")
-    return folder, frame_index, side
-
-
-def read_split_file(path):
-    """Read and validate a split file; returns its non-empty lines (stripped).
-
-    Errors name the file and the 1-based line number of the first malformed line.
-    """
-    if not os.path.isfile(path):
-        raise ToolkitError(f"split file not found ({path}): check --split / --splits_dir")
-    lines = []
-    with open(path, "r") as f:
-        for k, raw in enumerate(f, 1):
-            if raw.strip():
-                parse_split_line(raw, k, path)
-                lines.append(raw.strip())
-    return lines
 
 
 # ----------------------------------------------------------------------------- images
@@ -220,7 +176,7 @@ class MonoDataset(paddle.io.Dataset):
 
     K = KITTI_K
     full_res_shape = (1242, 375)
-    side_map = {"2": 2, "3": 3, "l": 2, "r": 3}
+    side_map = {"2": 2, "3": 3, **kitti_utils.SIDE_TO_CAM}  # Monodepth2's name; kitti_utils.side_to_cam
 
     def __init__(self, data_path, filenames, height, width, frame_idxs, num_scales,
                  is_train=False, img_ext=".jpg", use_depth_hints=False, depth_hint_path=None,
@@ -238,7 +194,7 @@ class MonoDataset(paddle.io.Dataset):
         self.img_ext = img_ext if img_ext.startswith(".") else "." + img_ext
         self.use_depth_hints = bool(use_depth_hints)
         self.depth_hint_path = (os.fspath(depth_hint_path) if depth_hint_path
-                                else os.path.join(self.data_path, "depth_hints"))
+                                else kitti_utils.default_depth_hint_root(self.data_path))
         self.split_file = split_file
         self.intrinsics = intrinsics
         for f in self.frame_idxs:
@@ -263,9 +219,8 @@ class MonoDataset(paddle.io.Dataset):
         raise NotImplementedError
 
     def get_depth_hint_path(self, folder, frame_index, side):
-        """``<depth_hint_path>/<folder>/image_0{2,3}/<frame:010d>.npy``."""
-        return os.path.join(self.depth_hint_path, folder, f"image_0{self.side_map[side]}",
-                            f"{int(frame_index):010d}.npy")
+        """:func:`kitti_utils.depth_hint_path` under ``depth_hint_path``."""
+        return kitti_utils.depth_hint_path(self.depth_hint_path, folder, frame_index, side)
 
     # -- helpers ----------------------------------------------------------------------------
 
