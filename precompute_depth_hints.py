@@ -24,6 +24,7 @@ import time
 
 import numpy as np
 
+import image_io
 import kitti_utils
 from camera import IntrinsicsLookup, intrinsics_from_option
 from hint_fusion import HintComputer
@@ -64,18 +65,15 @@ class InputError(Exception):
 
 
 def load_image(path, width, height):
-    """Image file -> uint8 RGB (height, width, 3), Lanczos (antialiased) resized; PIL decodes
-    it fully and raises on a truncated file (OpenCV would not): :class:`InputError`."""
-    from PIL import Image
-    if not os.path.isfile(path):
-        raise InputError(path, "file not found")
+    """Image file -> uint8 RGB (height, width, 3), Lanczos (antialiased) resized. Read with
+    ``image_io.load_image`` (PIL decodes it fully and raises on a truncated file, which
+    OpenCV would not); any failure is an :class:`InputError`."""
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-    except Exception as e:  # PIL raises many types for corrupt data
-        raise InputError(path, f"cannot decode image ({type(e).__name__}: {e})") from None
+        im = image_io.load_image(path)
+    except image_io.ImageReadError as e:
+        raise InputError(path, e.reason) from None
     if im.size != (width, height):
-        im = im.resize((width, height), getattr(Image, "Resampling", Image).LANCZOS)
+        im = im.resize((width, height), image_io.LANCZOS)
     return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
 
 

@@ -31,27 +31,23 @@ from PIL import Image
 
 import kitti_utils
 from camera import KITTI_K
+from image_io import LANCZOS, load_image
 from kitti_utils import SPLIT_LINE_FORMAT, parse_split_line, read_split_file  # noqa: F401 (re-exported)
 from utils import ToolkitError
 
 FLIP = getattr(Image, "Transpose", Image).FLIP_LEFT_RIGHT
-LANCZOS = getattr(Image, "Resampling", Image).LANCZOS
+MISSING_IMAGE_FIX = ("check --data_path, the split file, and --png if the images are PNG (KITTI raw "
+                     "is usually converted to .jpg)")
 
 
 # ----------------------------------------------------------------------------- images
 
 
 def pil_loader(path):
-    """Open an image as RGB; a clear :class:`ToolkitError` when it is missing or unreadable."""
-    if not os.path.isfile(path):
-        raise ToolkitError(f"image not found ({path}): check --data_path, the split file, and "
-                           f"--png if the images are PNG (KITTI raw is usually converted to .jpg)")
-    try:
-        with open(path, "rb") as f:
-            with Image.open(f) as img:
-                return img.convert("RGB")
-    except (OSError, ValueError) as e:
-        raise ToolkitError(f"unreadable image ({path}): {e}; re-extract or re-convert it") from None
+    """Training's image read: :func:`image_io.load_image` (an RGB PIL image), a missing file
+    naming --data_path / --png. A module-level name looked up on every read, so a test can
+    wrap it (tests/test_loader_watchdog.py)."""
+    return load_image(path, missing_fix=MISSING_IMAGE_FIX)
 
 
 def to_array(img):
