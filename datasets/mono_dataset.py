@@ -17,10 +17,19 @@ depth_gt and stereo_T's sign), colour jitter with p = 0.5 (brightness, contrast 
 saturation factors in [0.8, 1.2], hue shift in [-0.1, 0.1], applied in a random order).
 Randomness comes from Python's ``random`` module, like Monodepth2, so a caller can seed it.
 
-Loading: ``paddle.io.DataLoader``'s default collate keeps the tuple keys and stacks each
-value into a (B, ...) float32 tensor; with ``num_workers > 0`` each worker process reseeds
-``random`` (base seed + worker id, a new base seed every epoch), so augmentations differ
-across workers and epochs (checked in tests/test_datasets.py, Paddle 3.3).
+Loading (datasets/sampling.py): training and validation wrap a dataset in
+:class:`datasets.SeededDataset`, whose items draw their augmentation from a
+``random.Random`` seeded by (seed, epoch, index) through :meth:`MonoDataset.get_item`, so a
+batch does not depend on the worker that loads it and a resumed run sees the same batches;
+the evaluation tools wrap it in :class:`datasets.SafeDataset`. Both turn a sample that fails
+to load into an error marker instead of raising. ``paddle.io.DataLoader`` is given
+``collate_fn=datasets.collate``, which stacks each key's values (tuple keys kept) into a
+(B, ...) float32 numpy array, which the DataLoader hands over as a paddle tensor, and turns a
+batch holding an error marker into one that :func:`datasets.checked_batches` raises as a
+one-line error in the main thread. (Plain ``ds[i]`` draws from the global ``random``, like
+Monodepth2.)
+
+Images are read with :func:`image_io.load_image` (RGB), paths come from :mod:`kitti_utils`.
 """
 import os
 import random
