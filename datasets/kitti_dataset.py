@@ -107,3 +107,46 @@ class KITTIDepthDataset(KITTIDataset):
             depth_gt = np.fliplr(depth_gt)
         return depth_gt
 
+
+# ----------------------------------------------------------------------------- from options
+#
+# The datasets of a run. datasets/check.py builds them here (and returns them, so train.py
+# need not build them twice): the check cannot import datasets/sampling.py, which imports the
+# check's find_bad_file (tests/test_imports.py forbids the cycle). sampling.build_dataset and
+# sampling.split_dir_of are, until sampling imports these, copies of them; tests/test_check_data.py
+# asserts both give the same datasets.
+
+DATASETS = {"kitti": KITTIRAWDataset, "kitti_odom": KITTIOdomDataset, "kitti_depth": KITTIDepthDataset}
+
+
+def split_dir_of(opt):
+    """Folder holding train_files.txt / val_files.txt for ``opt.split`` (ToolkitError if missing)."""
+    from utils import resolve_split_dir
+    try:
+        d = resolve_split_dir(opt.split, getattr(opt, "splits_dir", None))
+    except FileNotFoundError as e:
+        raise ToolkitError("split not found: {} (--split {}): give a split name under splits/ (see "
+                           "--splits_dir) or a folder with train_files.txt".format(e, opt.split)) from None
+    for f in ("train_files.txt", "val_files.txt"):
+        if not os.path.isfile(os.path.join(d, f)):
+            raise ToolkitError("split file missing: {} (--split {}): the split folder needs train_files.txt "
+                               "and val_files.txt".format(os.path.join(d, f), opt.split))
+    return d
+
+
+def build_dataset(opt, which, is_train):
+    """Dataset for the ``which`` ('train' or 'val') list of ``opt.split``."""
+    from camera import IntrinsicsLookup, intrinsics_from_option
+    if opt.dataset not in DATASETS:
+        raise ToolkitError("dataset '{}' cannot be trained on (--dataset): use kitti, kitti_odom "
+                           "or kitti_depth".format(opt.dataset))
+    split_file = os.path.join(split_dir_of(opt), "{}_files.txt".format(which))
+    filenames = kitti_utils.read_split_file(split_file)
+    if not filenames:
+        raise ToolkitError("split list is empty ({}_files.txt of --split {}): add samples".format(which, opt.split))
+    frame_ids = list(opt.frame_ids) + (["s"] if opt.use_stereo and "s" not in opt.frame_ids else [])
+    intrinsics = IntrinsicsLookup(opt.data_path, intrinsics_from_option(opt.intrinsics))
+    return DATASETS[opt.dataset](opt.data_path, filenames, opt.height, opt.width, frame_ids, len(opt.scales),
+                                 is_train=is_train, img_ext=".png" if opt.png else ".jpg",
+                                 use_depth_hints=opt.use_depth_hints, depth_hint_path=opt.depth_hint_path,
+                                 split_file=split_file, intrinsics=intrinsics)

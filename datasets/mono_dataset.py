@@ -134,31 +134,48 @@ class ColorJitter:
 # ----------------------------------------------------------------------------- hints
 
 
-def load_depth_hint(path, height, width, do_flip):
-    """Load a precomputed hint ``.npy`` (float32, (1, Hh, Wh), 0 = no hint), flip it when the
-    sample is flipped, and nearest-resize it to (height, width). Returns (1, H, W) float32.
+class DepthHintError(ToolkitError):
+    """A depth-hint file that cannot be used; ``reason`` says why without the file name and fix."""
 
-    Every failure is a :class:`ToolkitError` naming the file: missing (run
-    precompute_depth_hints.py or set --depth_hint_path), unreadable/truncated, wrong shape,
-    or non-finite values.
+    def __init__(self, message, path, reason):
+        super().__init__(message)
+        self.path, self.reason = path, reason
+
+
+_HINT_FIX = "delete it and rerun precompute_depth_hints.py (it recomputes missing hints)"
+
+
+def read_depth_hint(path):
+    """A precomputed hint ``.npy`` (float, (1, Hh, Wh), 0 = no hint) as (Hh, Wh) float32.
+
+    Every failure is a :class:`DepthHintError` naming the file: missing (run
+    precompute_depth_hints.py or set --depth_hint_path), unreadable/truncated, wrong shape
+    or dtype, or non-finite values.
     """
-    import cv2
     if not os.path.isfile(path):
-        raise ToolkitError(f"depth hint not found ({path}): run precompute_depth_hints.py for "
-                           f"this split, or point --depth_hint_path at the saved hints")
+        raise DepthHintError(f"depth hint not found ({path}): run precompute_depth_hints.py for "
+                             f"this split, or point --depth_hint_path at the saved hints", path, "missing")
     try:
         hint = np.load(path, allow_pickle=False)
     except Exception as e:  # truncated / corrupt files raise ValueError, EOFError, OSError...
-        raise ToolkitError(f"unreadable depth hint ({path}): {type(e).__name__}: {e}; delete it "
-                           f"and rerun precompute_depth_hints.py (it recomputes missing hints)") from None
+        raise DepthHintError(f"unreadable depth hint ({path}): {type(e).__name__}: {e}; {_HINT_FIX}", path,
+                             f"not a readable .npy file ({type(e).__name__}: {e})") from None
     if hint.ndim != 3 or hint.shape[0] != 1 or min(hint.shape[1:]) < 1 or hint.dtype.kind != "f":
-        raise ToolkitError(f"bad depth hint ({path}): shape {hint.shape} dtype {hint.dtype}, expected "
-                           f"float (1, H, W); delete it and rerun precompute_depth_hints.py (it "
-                           f"recomputes missing hints)")
+        raise DepthHintError(f"bad depth hint ({path}): shape {hint.shape} dtype {hint.dtype}, expected "
+                             f"float (1, H, W); {_HINT_FIX}", path,
+                             f"shape {hint.shape} dtype {hint.dtype}, expected float (1, H, W)")
     hint = hint[0].astype(np.float32)
     if not np.isfinite(hint).all():
-        raise ToolkitError(f"bad depth hint ({path}): contains NaN or inf; delete it and rerun "
-                           f"precompute_depth_hints.py (it recomputes missing hints)")
+        raise DepthHintError(f"bad depth hint ({path}): contains NaN or inf; {_HINT_FIX}", path,
+                             "contains NaN or inf")
+    return hint
+
+
+def load_depth_hint(path, height, width, do_flip):
+    """:func:`read_depth_hint`, flipped when the sample is flipped, nearest-resized to
+    (height, width). Returns (1, H, W) float32."""
+    import cv2
+    hint = read_depth_hint(path)
     if do_flip:
         hint = np.fliplr(hint)
     hint = cv2.resize(np.ascontiguousarray(hint), (width, height), interpolation=cv2.INTER_NEAREST)
