@@ -9,7 +9,8 @@ hours of training, and a sample that fails to load names the file to blame.
   is neither JPEG nor PNG); a ground-truth file non-empty (a LiDAR scan a whole number of
   points). Full: every image and ground-truth PNG decodes (:func:`image_io.load_image`,
   as training reads it), every hint loads (:func:`datasets.mono_dataset.read_depth_hint`:
-  no NaN or inf).
+  no NaN or inf) and its values are depths (:func:`hint_values_reason`: none negative, none
+  above ``utils.MAX_DEPTH``; 0 = no hint).
 - :func:`find_bad_file`: the first file of a failing item that does not decode
   (datasets/sampling.py's one-line load errors).
 - :func:`check_split`: every file a dataset's items read exists; one directory listing per
@@ -22,8 +23,10 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
+
 from image_io import ImageReadError, load_image
-from utils import ToolkitError, read_npy_header
+from utils import MAX_DEPTH, ToolkitError, read_npy_header
 
 MAX_LISTED = 5
 TAIL_BYTES = 4096
@@ -101,6 +104,18 @@ def _check_image(path, full):
     return None if reason is None else "truncated or corrupt: " + reason
 
 
+def hint_values_reason(hint, max_depth=MAX_DEPTH):
+    """Why a hint array's values are not depths (negative, or above ``max_depth``), or None.
+    0 means "no hint"."""
+    low, high = float(np.min(hint)), float(np.max(hint))
+    if low < 0:
+        return "negative values (min {:.4g}): hints are depths, 0 = no hint".format(low)
+    if high > max_depth:
+        return "values above the depth range (max {:.4g} > {:g}): hints are depths, 0 = no hint".format(
+            high, max_depth)
+    return None
+
+
 def _check_hint(path, full):
     try:
         shape, _, dtype, size, expected = read_npy_header(path)
@@ -116,10 +131,9 @@ def _check_hint(path, full):
         return None
     from .mono_dataset import DepthHintError, read_depth_hint
     try:
-        read_depth_hint(path)
+        return hint_values_reason(read_depth_hint(path))
     except DepthHintError as exc:
         return exc.reason
-    return None
 
 
 def _check_depth(path, full):
@@ -138,7 +152,7 @@ def _check_depth(path, full):
 
 def check_file(kind, path, dataset=None, full=False):
     """Why ``path`` (a file of ``kind`` 'image', 'hint' or 'depth' read by ``dataset``) is
-    bad, or None when it looks right (``full``: it decodes)."""
+    bad, or None when it looks right (``full``: it decodes and holds sensible values)."""
     if kind == "image":
         return _check_image(path, full)
     if kind == "hint":

@@ -5,7 +5,8 @@ docs/TROUBLESHOOTING.md.
   training with one line naming the file, after saving weights_last; --resume continues;
   the same in evaluate_depth; test_simple reports an unreadable image and does the rest;
 - --check_data quick catches truncated / wrong-shape / wrong-dtype hints and empty or
-  truncated images before training, --check_data full also NaN hints and corrupt JPEG data;
+  truncated images before training, --check_data full also NaN hints, hints that are not
+  depths (negative, above utils.MAX_DEPTH) and corrupt JPEG data;
 - the safe loading itself: SeededDataset never raises and leaves the global RNGs alone.
 
 Runs that could hang (the bad-sample cases) run in a subprocess with a timeout.
@@ -21,7 +22,7 @@ import checkpoint
 from reliability_fixtures import (D1, D2, _eval_args, _opt, assert_one_line_error, error_lines, hint, image,
                                   run_script, train_args, write_garbage_jpeg, write_nan_hint)
 from reliability_fixtures import depth_model, eval_splits, hints_src, run_data  # noqa: F401 (fixtures)
-from utils import ToolkitError
+from utils import MAX_DEPTH, ToolkitError
 
 
 # ----------------------------------------------------------------------------- bad samples
@@ -102,6 +103,34 @@ def test_check_data_full_reports_rate(run_data, capsys):
     datasets.check_training_data(_opt(run_data, ["--check_data", "full"]))
     out = capsys.readouterr().out
     assert "images/s" in out and "0 bad" in out
+
+
+def test_check_data_full_flags_hints_outside_the_depth_range(run_data):
+    import datasets
+    d = run_data
+    neg, big, empty = hint(d, D1, 2, 1), hint(d, D2, 2, 3), hint(d, D1, 3, 2)
+    a = np.load(neg)
+    a[0, 4, 6] = -0.25
+    np.save(neg, a)
+    a = np.load(big)
+    a[0, 10, 20] = MAX_DEPTH + 1
+    np.save(big, a)
+    np.save(empty, np.zeros_like(np.load(empty)))                          # 0 = no hint: fine
+    edge = hint(d, D2, 2, 4)
+    a = np.load(edge)
+    a[0, 0, 0] = MAX_DEPTH                                                  # the range's end: fine
+    np.save(edge, a)
+    datasets.check_training_data(_opt(d))                                   # quick reads headers only
+    with pytest.raises(ToolkitError) as e:
+        datasets.check_training_data(_opt(d, ["--check_data", "full"]))
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("2 bad file(s) in the training data (2 hint; --check_data full)")
+    assert "{} (negative values (min -0.25)".format(neg) in msg
+    assert "{} (values above the depth range (max 81 > 80)".format(big) in msg
+    assert empty not in msg and edge not in msg and "precompute_depth_hints.py" in msg
+    from datasets.check import check_file  # the values are looked at only by the full check
+    assert check_file("hint", big, full=True).startswith("values above the depth range")
+    assert check_file("hint", big) is None
 
 
 @pytest.mark.slow
