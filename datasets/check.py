@@ -16,7 +16,8 @@ hours of training, and a sample that fails to load names the file to blame.
 - :func:`check_split`: every file a dataset's items read exists; one directory listing per
   folder. The evaluation tools use it.
 - :func:`check_contents`: :func:`check_file` over whole lists, in threads.
-- :func:`check_training_data`: both, for train.py (``--check_data quick|full``).
+- :func:`check_training_data`: both, for train.py (``--check_data quick|full``); returns the
+  (train, val) datasets it built, for the trainer to reuse.
 """
 import os
 import sys
@@ -293,7 +294,9 @@ def check_training_data(opt):
     """Check data path, split files and every file of the train and val lists (ToolkitError):
     they exist, and (``opt.check_data``) look right (quick) or decode (full).
 
-    """
+    Returns ``(train_dataset, val_dataset)``, the datasets of ``opt`` as the trainer uses
+    them (``build_dataset(opt, "train", is_train=True)``, ``build_dataset(opt, "val",
+    is_train=False)``, not wrapped), so the split files are read and parsed once."""
     from .kitti_dataset import build_dataset, split_dir_of
     if not os.path.isdir(opt.data_path):
         raise ToolkitError("data path not found: {} (--data_path): point --data_path at the KITTI raw "
@@ -302,10 +305,11 @@ def check_training_data(opt):
         raise ToolkitError("depth hint path not found: {} (--depth_hint_path): run precompute_depth_hints.py "
                            "or fix the path".format(opt.depth_hint_path))
     split_dir_of(opt)
-    sets = [build_dataset(opt, which, is_train=False) for which in ("train", "val")]
+    sets = (build_dataset(opt, "train", is_train=True), build_dataset(opt, "val", is_train=False))
     for ds in sets:
         check_split(ds)
     full = getattr(opt, "check_data", "quick") == "full"
-    bad = check_contents(sets, full=full)
+    bad = check_contents(list(sets), full=full)
     if bad:
         raise bad_files_error(bad, full)
+    return sets

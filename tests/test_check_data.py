@@ -7,6 +7,7 @@ docs/TROUBLESHOOTING.md.
 - --check_data quick catches truncated / wrong-shape / wrong-dtype hints and empty or
   truncated images before training, --check_data full also NaN hints, hints that are not
   depths (negative, above utils.MAX_DEPTH) and corrupt JPEG data;
+- check_training_data returns the (train, val) datasets it built, the trainer's datasets;
 - the safe loading itself: SeededDataset never raises and leaves the global RNGs alone.
 
 Runs that could hang (the bad-sample cases) run in a subprocess with a timeout.
@@ -131,6 +132,25 @@ def test_check_data_full_flags_hints_outside_the_depth_range(run_data):
     from datasets.check import check_file  # the values are looked at only by the full check
     assert check_file("hint", big, full=True).startswith("values above the depth range")
     assert check_file("hint", big) is None
+
+
+def test_check_training_data_returns_the_trainers_datasets(run_data):
+    """train.py may hand these to the trainer instead of reading the split files again."""
+    import random
+
+    import datasets
+    opt = _opt(run_data)
+    train, val = datasets.check_training_data(opt)
+    for ds, which, is_train in ((train, "train", True), (val, "val", False)):
+        ref = datasets.build_dataset(opt, which, is_train=is_train)
+        assert type(ds) is type(ref) and ds.is_train is is_train
+        for attr in ("data_path", "filenames", "lines", "height", "width", "frame_idxs", "num_scales",
+                     "img_ext", "use_depth_hints", "depth_hint_path", "split_file", "load_depth"):
+            assert getattr(ds, attr) == getattr(ref, attr), attr
+        a, b = ds.get_item(1, random.Random(5)), ref.get_item(1, random.Random(5))
+        assert set(a) == set(b)
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
 
 
 @pytest.mark.slow
