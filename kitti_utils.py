@@ -32,7 +32,6 @@ from utils import ToolkitError
 # ----------------------------------------------------------------------------- layout
 
 SIDE_TO_CAM = {"l": 2, "r": 3}
-CAMS = (2, 3)
 DEPTH_HINTS_DIR = "depth_hints"
 CALIB_FILES = {"cam_to_cam": "calib_cam_to_cam.txt", "velo_to_cam": "calib_velo_to_cam.txt"}
 SPLIT_LINE_FORMAT = "'<folder> <frame_index> <l|r>'"
