@@ -140,6 +140,7 @@ def evaluate(opt):
         raise ToolkitError(f"pose evaluation needs an odometry split, got {opt.eval_split} "
                            "(--eval_split): use odom_9 or odom_10")
     seq = ODOM_SEQUENCES[opt.eval_split]
+    import kitti_utils
     from model_loader import check_weights_folder, load_pose_model
     from options import explicit_num_layers
     folder = check_weights_folder(opt.load_weights_folder, ("pose_encoder.pdparams", "pose.pdparams"))
@@ -150,7 +151,7 @@ def evaluate(opt):
     if not os.path.isdir(opt.data_path):
         raise ToolkitError(f"data path not found (--data_path {opt.data_path}): point it at the "
                            "KITTI odometry folder holding sequences/ and poses/")
-    gt_global = load_gt_poses(os.path.join(opt.data_path, "poses", "{:02d}.txt".format(seq)))
+    gt_global = load_gt_poses(kitti_utils.odom_poses_path(opt.data_path, seq))
     split_file = os.path.join(resolve_split_dir("odom", opt.splits_dir),
                               "test_files_{:02d}.txt".format(seq))
     filenames = readlines(split_file)

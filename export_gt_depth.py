@@ -17,40 +17,28 @@ import sys
 
 import numpy as np
 
+import kitti_utils
 import utils
 from utils import ToolkitError, run_cli
 
 SPLITS = ("eigen", "eigen_benchmark")
 
 
-def _parse_line(line, lineno, path):
-    parts = line.split()
-    if len(parts) != 3:
-        raise ToolkitError(f"malformed split line {lineno} '{line.strip()}' of {path}: expected "
-                           f"'<folder> <frame_index> <side>'")
-    try:
-        frame = int(parts[1])
-    except ValueError:
-        raise ToolkitError(f"malformed split line {lineno} '{line.strip()}' of {path}: the frame "
-                           f"index is not an integer") from None
-    return parts[0], frame
-
-
 def gt_source(data_path, split, folder, frame):
-    """The file the ground truth of one test line is read from."""
+    """The file the ground truth of one test line is read from (camera 2, whatever the line's
+    side, as Monodepth2 exports it): the LiDAR scan for eigen, the improved PNG otherwise."""
     if split == "eigen":
-        return os.path.join(data_path, folder, "velodyne_points", "data", f"{frame:010d}.bin")
-    return os.path.join(data_path, folder, "proj_depth", "groundtruth", "image_02", f"{frame:010d}.png")
+        return kitti_utils.velodyne_path(data_path, folder, frame)
+    return kitti_utils.gt_depth_path(data_path, folder, frame, "l")
 
 
 def load_gt(data_path, split, folder, frame):
     """Ground-truth depth map (float32) of one test image."""
     path = gt_source(data_path, split, folder, frame)
     if split == "eigen":
-        from kitti_utils import generate_depth_map
-        calib_dir = os.path.join(data_path, folder.split("/")[0])
+        calib_dir = kitti_utils.calib_dir(data_path, folder)
         try:
-            return generate_depth_map(calib_dir, path, 2, True).astype(np.float32)
+            return kitti_utils.generate_depth_map(calib_dir, path, 2, True).astype(np.float32)
         except ToolkitError:
             raise
         except Exception as e:  # noqa: BLE001 - a truncated scan or calibration file
@@ -78,10 +66,9 @@ def export_gt_depths(data_path, split, splits_dir=None, progress=True):
     out = os.path.join(split_dir, "gt_depths.npz")
     utils.check_output_file(out, "--splits_dir")  # before any work
     list_path = os.path.join(split_dir, "test_files.txt")
-    lines = utils.readlines(list_path)
-    if not lines:
+    items = [(folder, frame) for folder, frame, _ in kitti_utils.read_split_entries(list_path)]
+    if not items:
         raise ToolkitError(f"empty split list ({list_path}): add the test images")
-    items = [_parse_line(ln, k + 1, list_path) for k, ln in enumerate(lines)]
     missing = [p for p in (gt_source(data_path, split, f, i) for f, i in items) if not os.path.isfile(p)]
     if missing:
         what = ("the KITTI raw velodyne_points" if split == "eigen"
@@ -89,8 +76,7 @@ def export_gt_depths(data_path, split, splits_dir=None, progress=True):
         raise ToolkitError(f"{len(missing)} ground-truth file(s) missing (first: {', '.join(missing[:3])}): "
                            f"download {what} into --data_path")
     if split == "eigen":
-        calibs = sorted({os.path.join(data_path, f.split("/")[0], c) for f, _ in items
-                         for c in ("calib_cam_to_cam.txt", "calib_velo_to_cam.txt")})
+        calibs = sorted({c for f, _ in items for c in kitti_utils.calib_files(data_path, f)})
         absent = [c for c in calibs if not os.path.isfile(c)]
         if absent:
             raise ToolkitError(f"calibration file(s) missing (first: {', '.join(absent[:3])}): download "

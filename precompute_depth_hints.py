@@ -1,6 +1,7 @@
 """Precompute fused SGM depth hints for KITTI raw (Watson et al. 2019; docs/METHOD.md, section 5).
 
-Both images of every ``<folder> <frame>`` pair of a split file get a hint::
+Both images of every ``<folder> <frame>`` pair of a split file get a hint, at
+``kitti_utils.depth_hint_path`` (the path training reads)::
 
     <save_path>/<folder>/image_0{2,3}/<frame:010d>.npy    float32 (1, H, W), 0 = no hint
 
@@ -23,17 +24,18 @@ import time
 
 import numpy as np
 
+import image_io
+import kitti_utils
 from camera import IntrinsicsLookup, intrinsics_from_option
 from hint_fusion import HintComputer
+from kitti_utils import depth_hint_path as hint_path, image_path  # noqa: F401 (older callers' P.* names)
 from progress import ProgressLog
 from runtime import limit_threads, quiet_paddle_notices
-from utils import (ToolkitError, atomic_save_npy, check_output_dir, clean_stale_temp_files, read_npy_header,
-                   readlines, run_cli)
+from utils import ToolkitError, atomic_save_npy, check_output_dir, clean_stale_temp_files, read_npy_header, run_cli
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 
 DEFAULT_FILENAMES = os.path.join("splits", "eigen_full", "all_files.txt")
-SIDE_DIRS = {"l": "image_02", "r": "image_03"}
 STAGES = ("load", "sgbm", "fuse", "save")
 LOG_FILE = "precompute.log"  # in --save_path: start, progress lines, errors and summary of every run
 
@@ -41,25 +43,12 @@ LOG_FILE = "precompute.log"  # in --save_path: start, progress lines, errors and
 # ----------------------------------------------------------------------------- files
 def read_pairs(filenames):
     """Split file of ``<folder> <frame> [<side>]`` lines -> unique ``(folder, frame)`` in
-    order (both sides get a hint); :class:`ToolkitError` names a malformed line."""
+    order (both sides get a hint); :class:`ToolkitError` names a malformed line
+    (``kitti_utils.parse_split_line``)."""
     pairs = {}
-    for n, line in enumerate(readlines(filenames), 1):
-        try:
-            pairs.setdefault((line.split()[0], int(line.split()[1])), None)
-        except (IndexError, ValueError):
-            raise ToolkitError(f"bad line {n} '{line}' ({filenames}): expected "
-                               f"'<folder> <frame> <side>'") from None
+    for folder, frame, _ in kitti_utils.read_split_entries(filenames, side_required=False):
+        pairs.setdefault((folder, frame), None)
     return list(pairs)
-
-
-def image_path(data_path, folder, frame, side, ext):
-    """``<data_path>/<folder>/image_0{2,3}/data/<frame:010d><ext>``."""
-    return os.path.join(data_path, folder, SIDE_DIRS[side], "data", f"{frame:010d}{ext}")
-
-
-def hint_path(save_path, folder, frame, side):
-    """``<save_path>/<folder>/image_0{2,3}/<frame:010d>.npy``."""
-    return os.path.join(save_path, folder, SIDE_DIRS[side], f"{frame:010d}.npy")
 
 
 def hint_is_valid(path, height, width):
@@ -76,18 +65,15 @@ class InputError(Exception):
 
 
 def load_image(path, width, height):
-    """Image file -> uint8 RGB (height, width, 3), Lanczos (antialiased) resized; PIL decodes
-    it fully and raises on a truncated file (OpenCV would not): :class:`InputError`."""
-    from PIL import Image
-    if not os.path.isfile(path):
-        raise InputError(path, "file not found")
+    """Image file -> uint8 RGB (height, width, 3), Lanczos (antialiased) resized. Read with
+    ``image_io.load_image`` (PIL decodes it fully and raises on a truncated file, which
+    OpenCV would not); any failure is an :class:`InputError`."""
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-    except Exception as e:  # PIL raises many types for corrupt data
-        raise InputError(path, f"cannot decode image ({type(e).__name__}: {e})") from None
+        im = image_io.load_image(path)
+    except image_io.ImageReadError as e:
+        raise InputError(path, e.reason) from None
     if im.size != (width, height):
-        im = im.resize((width, height), getattr(Image, "Resampling", Image).LANCZOS)
+        im = im.resize((width, height), image_io.LANCZOS)
     return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
 
 
@@ -130,14 +116,14 @@ def _process_pair(task):
         last[0] = time.process_time()
 
     try:
-        left, right = (load_image(image_path(cfg["data_path"], folder, frame, s, cfg["ext"]),
+        left, right = (load_image(kitti_utils.image_path(cfg["data_path"], folder, frame, s, cfg["ext"]),
                                   cfg["width"], cfg["height"]) for s in ("l", "r"))
         lap("load")
     except InputError as e:
         res["failed"].append((*e.args, list(sides)))
         return res
     for s in sides:
-        out = hint_path(cfg["save_path"], folder, frame, s)
+        out = kitti_utils.depth_hint_path(cfg["save_path"], folder, frame, s)
         try:
             cands = hc.candidates(left, right, s)
             lap("sgbm")
@@ -207,11 +193,11 @@ def plan(pairs, save_path, height, width, overwrite):
     (the temp files a killed run left in the output folders are removed on the way)."""
     tasks, skipped = [], 0
     for folder in {f for f, _ in pairs}:
-        for side in SIDE_DIRS.values():
-            clean_stale_temp_files(os.path.join(save_path, folder, side))
+        for side in ("l", "r"):
+            clean_stale_temp_files(kitti_utils.depth_hint_dir(save_path, folder, side))
     for folder, frame in pairs:
         sides = tuple(s for s in ("l", "r") if overwrite or not hint_is_valid(
-            hint_path(save_path, folder, frame, s), height, width))
+            kitti_utils.depth_hint_path(save_path, folder, frame, s), height, width))
         skipped += 2 - len(sides)
         if sides:
             tasks.append((folder, frame, sides))
@@ -233,7 +219,8 @@ def run(args, out=sys.stdout, err=sys.stderr):
         raise ToolkitError(f"the split file lists no image pair ({filenames}): give a list of "
                            f"'<folder> <frame> <side>' lines (--filenames)")
     K = intrinsics_from_option(args.intrinsics)
-    save_path = check_output_dir(args.save_path or os.path.join(args.data_path, "depth_hints"), "--save_path")
+    save_path = check_output_dir(args.save_path or kitti_utils.default_depth_hint_root(args.data_path),
+                                 "--save_path")
     num_workers = args.num_workers or os.cpu_count() or 1
     if num_workers < 1:
         raise ToolkitError(f"bad worker count (--num_workers {args.num_workers}): use >= 1")
@@ -246,7 +233,7 @@ def run(args, out=sys.stdout, err=sys.stderr):
               f"exist in {save_path} (--overwrite_saved_depths recomputes them)", file=out)
         return sm
     ext = ".png" if args.png else ".jpg"
-    probe = [image_path(args.data_path, f, i, "l", ext) for f, i, _ in tasks[:20]]
+    probe = [kitti_utils.image_path(args.data_path, f, i, "l", ext) for f, i, _ in tasks[:20]]
     if not any(os.path.isfile(p) for p in probe):
         raise ToolkitError(
             f"no input images found (e.g. {probe[0]}) (--data_path {args.data_path}"

@@ -90,17 +90,13 @@ def list_images(image_path, ext="jpg"):
 
 
 def load_image(path, width, height):
-    """RGB image -> (original (w, h), (1, 3, height, width) float32 in [0, 1], Lanczos resize)."""
-    from PIL import Image
-    try:
-        with Image.open(path) as f:
-            img = f.convert("RGB")
-    except Exception as exc:
-        first = (str(exc).splitlines() or [""])[0]
-        raise ToolkitError(f"cannot read image ({path}): {type(exc).__name__}: {first}; re-save or "
-                           "remove it") from None
+    """Image -> (original (w, h), (1, 3, height, width) float32 in [0, 1], Lanczos resize).
+    Read with ``image_io.load_image`` (RGB); an unreadable file is a one-line ToolkitError
+    naming it (also tools/infer_exported.py's reader)."""
+    import image_io
+    img = image_io.load_image(path)
     orig = img.size
-    img = img.resize((width, height), Image.LANCZOS)
+    img = img.resize((width, height), image_io.LANCZOS)
     arr = np.asarray(img, dtype=np.float32).transpose(2, 0, 1)[None] / 255.0
     return orig, arr
 

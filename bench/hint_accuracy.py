@@ -34,6 +34,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import hint_fusion as HF  # noqa: E402
+import kitti_utils  # noqa: E402
 import precompute_depth_hints as P  # noqa: E402
 from runtime import quiet_paddle_notices  # noqa: E402
 from camera import STEREO_SCALE_FACTOR  # noqa: E402
@@ -56,7 +57,7 @@ def write_motorcycle(data_path, quality=95):
     from PIL import Image
     left, right, disp = skimage.data.stereo_motorcycle()
     for side, im in (("l", left), ("r", right)):
-        path = P.image_path(data_path, MOTORCYCLE_FOLDER, 0, side, ".jpg")
+        path = kitti_utils.image_path(data_path, MOTORCYCLE_FOLDER, 0, side, ".jpg")
         os.makedirs(os.path.dirname(path), exist_ok=True)
         Image.fromarray(im).save(path, quality=quality)
     return MOTORCYCLE_FOLDER, 0, disp.astype(np.float32)
@@ -101,7 +102,7 @@ def motorcycle_accuracy(work_dir, height=320, width=480, compare_excluded=False)
     proc = run_cli(data, files, save, height, width)
     if proc.returncode != 0:
         raise RuntimeError(f"precompute failed ({proc.returncode}): {proc.stderr[-2000:]}")
-    hint = np.load(P.hint_path(save, folder, frame, "l"))[0]
+    hint = np.load(kitti_utils.depth_hint_path(save, folder, frame, "l"))[0]
     result = disparity_accuracy(hint, gt)
     if compare_excluded:
         img = load_pair(data, folder, frame, width, height)
@@ -133,14 +134,14 @@ def read_true_depth(data_path, folder, frame, side, width, height):
     """The synthetic renderer's true depth (metres, 0 = none) of one image, resized to
     ``width`` x ``height`` by nearest neighbour."""
     import cv2
-    gt = np.load(os.path.join(data_path, folder, "true_depth", P.SIDE_DIRS[side],
-                              f"{frame:010d}.npy")).astype(np.float32)
+    from tools.make_synthetic_kitti import true_depth_path
+    gt = np.load(true_depth_path(data_path, folder, frame, side)).astype(np.float32)
     return cv2.resize(gt, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
 def load_pair(data_path, folder, frame, width, height, ext=".jpg"):
     """``{"l": left, "r": right}`` uint8 RGB images resized as the precompute does."""
-    return {s: P.load_image(P.image_path(data_path, folder, frame, s, ext), width, height)
+    return {s: P.load_image(kitti_utils.image_path(data_path, folder, frame, s, ext), width, height)
             for s in ("l", "r")}
 
 

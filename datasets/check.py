@@ -1,26 +1,183 @@
-"""Up-front checks of a run's data, so that a bad file is reported in seconds instead of
-after hours of training.
+"""Every check of a run's data, so that a bad file is reported in seconds instead of after
+hours of training, and a sample that fails to load names the file to blame.
 
-- :func:`check_split`: every file a dataset's items read exists (images for all frame ids
-  and sides, depth hints when used, ground truth when loaded); one directory listing per
+- :func:`item_paths`: the files one item reads (images of every frame id and side, its
+  depth hint when used, its ground truth when loaded).
+- :func:`check_file`: what is wrong inside one file. Quick (``full=False``): a hint's .npy
+  header (shape (1, H, W), float dtype) and its size against the header; an image
+  non-empty and ending with its format's end marker (decoded when it does not, or when it
+  is neither JPEG nor PNG); a ground-truth file non-empty (a LiDAR scan a whole number of
+  points). Full: every image and ground-truth PNG decodes (:func:`image_io.load_image`,
+  as training reads it), every hint loads (:func:`datasets.mono_dataset.read_depth_hint`:
+  no NaN or inf) and its values are depths (:func:`hint_values_reason`: none negative, none
+  above ``HINT_MAX_DEPTH``; 0 = no hint).
+- :func:`find_bad_file`: the first file of a failing item that does not decode
+  (datasets/safe_loading.py's one-line load errors).
+- :func:`check_split`: every file a dataset's items read exists; one directory listing per
   folder. The evaluation tools use it.
-- :func:`check_contents`: what can be validated cheaply (``full=False``): every hint's
-  .npy header (shape (1, H, W), float dtype) and its size against the header, every image
-  non-empty and ending with its format's end marker (a JPEG without one is decoded to be
-  sure), ground-truth files non-empty. ``full=True`` decodes every image, hint and
-  ground-truth file instead (NaN hints, corrupt JPEG data).
-- :func:`check_training_data`: both, for train.py (``--check_data quick|full``).
+- :func:`check_contents`: :func:`check_file` over whole lists, in threads.
+- :func:`check_training_data`: both, for train.py (``--check_data quick|full``); returns the
+  (train, val) datasets it built, for the trainer to reuse.
 """
 import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from utils import ToolkitError
+import numpy as np
 
-from .file_checks import FIXES, check_file, item_paths
+from image_io import ImageReadError, load_image
+from utils import ToolkitError, read_npy_header
 
 MAX_LISTED = 5
+TAIL_BYTES = 4096
+KINDS = ("image", "hint", "depth")
+LABELS = {"image": "image", "hint": "hint", "depth": "ground-truth"}
+FIXES = {"image": "re-extract or re-convert the bad images",
+         "hint": "delete the bad hints and rerun precompute_depth_hints.py (it recomputes missing hints)",
+         "depth": "re-download the bad ground-truth files"}
+
+
+# ----------------------------------------------------------------------------- one item
+
+
+def item_paths(dataset, idx):
+    """``[(kind, path)]`` of the files item ``idx`` reads; kind is 'image', 'hint' or 'depth'."""
+    folder, frame_index, side = dataset.lines[idx]
+    out = [("image", dataset.get_image_path(fo, fr, sd))
+           for fo, fr, sd in dataset.frame_sources(folder, frame_index, side).values()]
+    if dataset.use_depth_hints:
+        out.append(("hint", dataset.get_depth_hint_path(folder, frame_index, side)))
+    if dataset.load_depth and hasattr(dataset, "depth_paths"):
+        out += [("depth", p) for p in dataset.depth_paths(folder, frame_index, side)]
+    return out
+
+
+def split_paths(dataset):
+    """Yield ``(kind, path)`` for every file the dataset's items read."""
+    for idx in range(len(dataset.lines)):
+        yield from item_paths(dataset, idx)
+
+
+# ----------------------------------------------------------------------------- one file
+
+
+def _first_line(exc):
+    return (str(exc).splitlines() or [""])[0]
+
+
+def _cannot_read(exc):
+    return "cannot read ({})".format(exc.strerror or exc)
+
+
+def _decode_reason(path):
+    """None when the image (or ground-truth PNG) decodes as training reads it, else why not."""
+    try:
+        load_image(path)
+    except ImageReadError as exc:
+        return exc.reason
+    return None
+
+
+def _check_image(path, full):
+    try:
+        size = os.path.getsize(path)
+        if size == 0:
+            return "empty file"
+        if full:
+            return _decode_reason(path)
+        with open(path, "rb") as f:
+            head = f.read(8)
+            f.seek(max(0, size - TAIL_BYTES))
+            tail = f.read()
+    except OSError as exc:
+        return _cannot_read(exc)
+    if head.startswith(b"\xff\xd8"):
+        ends = b"\xff\xd9" in tail
+    elif head.startswith(b"\x89PNG"):
+        ends = b"IEND" in tail
+    else:
+        return _decode_reason(path)  # another format: decode it to be sure
+    if ends:
+        return None
+    # no end marker: truncated, or data appended after it; the decoder decides
+    reason = _decode_reason(path)
+    return None if reason is None else "truncated or corrupt: " + reason
+
+
+# Hints are depths in the network's units (metres / 5.4), where the depth range ends at
+# --max_depth (default 100): beyond it no prediction can follow a hint.
+HINT_MAX_DEPTH = 100.0
+
+
+def hint_values_reason(hint, max_depth=HINT_MAX_DEPTH):
+    """Why a hint array's values are not depths (negative, or above ``max_depth``), or None.
+    0 means "no hint"."""
+    low, high = float(np.min(hint)), float(np.max(hint))
+    if low < 0:
+        return "negative values (min {:.4g}): hints are depths, 0 = no hint".format(low)
+    if high > max_depth:
+        return "values above the depth range (max {:.4g} > {:g}): hints are depths, 0 = no hint".format(
+            high, max_depth)
+    return None
+
+
+def _check_hint(path, full):
+    try:
+        shape, _, dtype, size, expected = read_npy_header(path)
+    except Exception as exc:  # noqa: BLE001 - not a .npy, truncated header
+        return "not a readable .npy file ({}: {})".format(type(exc).__name__, _first_line(exc))
+    if len(shape) != 3 or shape[0] != 1 or min(shape[1:]) < 1:
+        return "shape {}, expected (1, H, W)".format(tuple(shape))
+    if dtype.kind != "f":
+        return "dtype {}, expected float".format(dtype)
+    if size < expected:
+        return "truncated: {} bytes, its header needs {}".format(size, expected)
+    if not full:
+        return None
+    from .mono_dataset import DepthHintError, read_depth_hint
+    try:
+        return hint_values_reason(read_depth_hint(path))
+    except DepthHintError as exc:
+        return exc.reason
+
+
+def _check_depth(path, full):
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        return _cannot_read(exc)
+    if size == 0:
+        return "empty file"
+    if path.endswith(".bin"):
+        if size % 16:
+            return "truncated: {} bytes is not a whole number of LiDAR points (16 bytes each)".format(size)
+        return None
+    return _decode_reason(path) if full else None
+
+
+def check_file(kind, path, dataset=None, full=False):
+    """Why ``path`` (a file of ``kind`` 'image', 'hint' or 'depth' read by ``dataset``) is
+    bad, or None when it looks right (``full``: it decodes and holds sensible values)."""
+    if kind == "image":
+        return _check_image(path, full)
+    if kind == "hint":
+        return _check_hint(path, full)
+    return _check_depth(path, full)
+
+
+def find_bad_file(dataset, idx):
+    """One-line message naming the first file of item ``idx`` that does not decode, or None."""
+    if not hasattr(dataset, "lines"):
+        return None
+    for kind, path in item_paths(dataset, idx):
+        reason = check_file(kind, path, dataset, full=True) if os.path.exists(path) else "missing"
+        if reason is not None:
+            return "bad {} ({}): {}; {}".format(kind, path, reason, FIXES[kind])
+    return None
+
+
+# ----------------------------------------------------------------------------- whole lists
 
 
 class _DirCache:
@@ -39,12 +196,6 @@ class _DirCache:
                 names = frozenset()
             self.cache[folder] = names
         return name in names
-
-
-def split_paths(dataset):
-    """Yield ``(kind, path)`` for every file the dataset's items read."""
-    for idx in range(len(dataset.lines)):
-        yield from item_paths(dataset, idx)
 
 
 def check_split(dataset, max_listed=MAX_LISTED):
@@ -66,7 +217,7 @@ def check_split(dataset, max_listed=MAX_LISTED):
     if not missing:
         return None
     total = sum(len(v) for v in missing.values())
-    first = [p for kind in ("image", "hint", "depth") for p in missing.get(kind, [])][:max_listed]
+    first = [p for kind in KINDS for p in missing.get(kind, [])][:max_listed]
     fixes = []
     if "image" in missing:
         fixes.append("check --data_path and the split, and --png if the images are PNG")
@@ -80,9 +231,6 @@ def check_split(dataset, max_listed=MAX_LISTED):
     raise ToolkitError(
         f"{total} file(s) missing for the split{src} ({counts}; first: {', '.join(first)}): "
         + "; ".join(fixes))
-
-
-# ----------------------------------------------------------------------------- whole lists
 
 
 def check_contents(datasets, full=False, workers=None, progress=None):
@@ -119,19 +267,17 @@ def check_contents(datasets, full=False, workers=None, progress=None):
     if bar is not None:
         bar.close()
         dt = max(time.time() - t0, 1e-9)
-        n_img = sum(1 for j in jobs if j[0] == "image")
+        n = {k: sum(1 for j in jobs if j[0] == k) for k in KINDS}
         print("check data: {} images, {} hints, {} ground-truth files checked in {:.1f}s ({:.0f} images/s); "
-              "{} bad".format(n_img, sum(1 for j in jobs if j[0] == "hint"),
-                              sum(1 for j in jobs if j[0] == "depth"), dt, n_img / dt, len(bad)))
+              "{} bad".format(n["image"], n["hint"], n["depth"], dt, n["image"] / dt, len(bad)))
     return bad
 
 
 def bad_files_error(bad, full, what="the training data", how=None):
     """The one-line ToolkitError for :func:`check_contents`' findings: all of them with
     ``full``, else the first ``MAX_LISTED`` and the counts."""
-    kinds = [k for k in ("image", "hint", "depth") if any(b[0] == k for b in bad)]
-    label = {"image": "image", "hint": "hint", "depth": "ground-truth"}
-    counts = ", ".join("{} {}".format(sum(1 for b in bad if b[0] == k), label[k]) for k in kinds)
+    kinds = [k for k in KINDS if any(b[0] == k for b in bad)]
+    counts = ", ".join("{} {}".format(sum(1 for b in bad if b[0] == k), LABELS[k]) for k in kinds)
     listed = bad if full else bad[:MAX_LISTED]
     items = "; ".join("{} ({})".format(path, reason) for _, path, reason in listed)
     more = "" if len(listed) == len(bad) else "; and {} more".format(len(bad) - len(listed))
@@ -151,8 +297,12 @@ def check_eval_split(dataset):
 
 def check_training_data(opt):
     """Check data path, split files and every file of the train and val lists (ToolkitError):
-    they exist, and (``opt.check_data``) look right (quick) or decode (full)."""
-    from .sampling import build_dataset, split_dir_of
+    they exist, and (``opt.check_data``) look right (quick) or decode (full).
+
+    Returns ``(train_dataset, val_dataset)``, the datasets of ``opt`` as the trainer uses
+    them (``build_dataset(opt, "train", is_train=True)``, ``build_dataset(opt, "val",
+    is_train=False)``, not wrapped), so the split files are read and parsed once."""
+    from .kitti_dataset import build_dataset, split_dir_of
     if not os.path.isdir(opt.data_path):
         raise ToolkitError("data path not found: {} (--data_path): point --data_path at the KITTI raw "
                            "folder".format(opt.data_path))
@@ -160,10 +310,11 @@ def check_training_data(opt):
         raise ToolkitError("depth hint path not found: {} (--depth_hint_path): run precompute_depth_hints.py "
                            "or fix the path".format(opt.depth_hint_path))
     split_dir_of(opt)
-    sets = [build_dataset(opt, which, is_train=False) for which in ("train", "val")]
+    sets = (build_dataset(opt, "train", is_train=True), build_dataset(opt, "val", is_train=False))
     for ds in sets:
         check_split(ds)
     full = getattr(opt, "check_data", "quick") == "full"
-    bad = check_contents(sets, full=full)
+    bad = check_contents(list(sets), full=full)
     if bad:
         raise bad_files_error(bad, full)
+    return sets

@@ -1,10 +1,12 @@
 """KITTI datasets: raw (Eigen splits), odometry sequences, and the depth benchmark's improved
-ground truth (docs/METHOD.md, section 1). Paths and depth handling follow Monodepth2."""
+ground truth (docs/METHOD.md, section 1). Paths come from kitti_utils; depth handling
+follows Monodepth2."""
 import os
 
 import numpy as np
 from PIL import Image
 
+import kitti_utils
 from utils import ToolkitError
 
 from .mono_dataset import MonoDataset
@@ -29,12 +31,12 @@ class KITTIDataset(MonoDataset):
     """Common KITTI behaviour: the raw-data folder layout and LiDAR ground truth."""
 
     def get_image_path(self, folder, frame_index, side):
-        """``<data_path>/<folder>/image_0{2,3}/data/<frame:010d><ext>``."""
-        return os.path.join(self.data_path, folder, f"image_0{self.side_map[side]}", "data",
-                            f"{int(frame_index):010d}{self.img_ext}")
+        """:func:`kitti_utils.image_path`: ``<data_path>/<folder>/image_0{2,3}/data/<frame:010d><ext>``."""
+        return kitti_utils.image_path(self.data_path, folder, frame_index, side, self.img_ext)
 
     def get_velo_path(self, folder, frame_index):
-        return os.path.join(self.data_path, folder, "velodyne_points", "data", f"{int(frame_index):010d}.bin")
+        """:func:`kitti_utils.velodyne_path`."""
+        return kitti_utils.velodyne_path(self.data_path, folder, frame_index)
 
     def check_depth(self):
         """Ground truth is loaded when the LiDAR scan of the first split line exists."""
@@ -53,10 +55,9 @@ class KITTIRAWDataset(KITTIDataset):
     camera (``kitti_utils.generate_depth_map``), resized to 375 x 1242 (nearest)."""
 
     def get_depth(self, folder, frame_index, side, do_flip):
-        from kitti_utils import generate_depth_map
-        calib_path = os.path.join(self.data_path, folder.split("/")[0])
-        depth_gt = generate_depth_map(calib_path, self.get_velo_path(folder, frame_index),
-                                      self.side_map[side])
+        depth_gt = kitti_utils.generate_depth_map(kitti_utils.calib_dir(self.data_path, folder),
+                                                  self.get_velo_path(folder, frame_index),
+                                                  kitti_utils.side_to_cam(side))
         depth_gt = resize_nearest(depth_gt, self.full_res_shape[::-1])
         if do_flip:
             depth_gt = np.fliplr(depth_gt)
@@ -68,13 +69,8 @@ class KITTIOdomDataset(KITTIDataset):
     lines are ``<sequence> <frame> <side>``. No depth ground truth."""
 
     def get_image_path(self, folder, frame_index, side):
-        try:
-            seq = int(folder)
-        except ValueError:
-            raise ToolkitError(f"bad odometry sequence '{folder}' (split line): odometry split "
-                               f"lines are '<sequence> <frame> <l|r>'") from None
-        return os.path.join(self.data_path, "sequences", f"{seq:02d}", f"image_{self.side_map[side]}",
-                            f"{int(frame_index):06d}{self.img_ext}")
+        """:func:`kitti_utils.odom_image_path` (ToolkitError for a folder that is no number)."""
+        return kitti_utils.odom_image_path(self.data_path, folder, frame_index, side, self.img_ext)
 
     def check_depth(self):
         return False
@@ -85,12 +81,10 @@ class KITTIOdomDataset(KITTIDataset):
 
 class KITTIDepthDataset(KITTIDataset):
     """KITTI depth benchmark: ``depth_gt`` from the improved ground truth
-    ``<data_path>/<folder>/proj_depth/groundtruth/image_0{2,3}/<frame:010d>.png`` (uint16 / 256),
-    resized to 375 x 1242 (nearest)."""
+    (:func:`kitti_utils.gt_depth_path`, uint16 / 256), resized to 375 x 1242 (nearest)."""
 
     def get_gt_path(self, folder, frame_index, side):
-        return os.path.join(self.data_path, folder, "proj_depth", "groundtruth",
-                            f"image_0{self.side_map[side]}", f"{int(frame_index):010d}.png")
+        return kitti_utils.gt_depth_path(self.data_path, folder, frame_index, side)
 
     def check_depth(self):
         if not self.lines:
@@ -112,3 +106,44 @@ class KITTIDepthDataset(KITTIDataset):
         if do_flip:
             depth_gt = np.fliplr(depth_gt)
         return depth_gt
+
+
+# ----------------------------------------------------------------------------- from options
+#
+# The datasets of a run (datasets/check.py builds them for the data check and returns them,
+# so the trainer does not build them twice).
+
+DATASETS = {"kitti": KITTIRAWDataset, "kitti_odom": KITTIOdomDataset, "kitti_depth": KITTIDepthDataset}
+
+
+def split_dir_of(opt):
+    """Folder holding train_files.txt / val_files.txt for ``opt.split`` (ToolkitError if missing)."""
+    from utils import resolve_split_dir
+    try:
+        d = resolve_split_dir(opt.split, getattr(opt, "splits_dir", None))
+    except FileNotFoundError as e:
+        raise ToolkitError("split not found: {} (--split {}): give a split name under splits/ (see "
+                           "--splits_dir) or a folder with train_files.txt".format(e, opt.split)) from None
+    for f in ("train_files.txt", "val_files.txt"):
+        if not os.path.isfile(os.path.join(d, f)):
+            raise ToolkitError("split file missing: {} (--split {}): the split folder needs train_files.txt "
+                               "and val_files.txt".format(os.path.join(d, f), opt.split))
+    return d
+
+
+def build_dataset(opt, which, is_train):
+    """Dataset for the ``which`` ('train' or 'val') list of ``opt.split``."""
+    from camera import IntrinsicsLookup, intrinsics_from_option
+    if opt.dataset not in DATASETS:
+        raise ToolkitError("dataset '{}' cannot be trained on (--dataset): use kitti, kitti_odom "
+                           "or kitti_depth".format(opt.dataset))
+    split_file = os.path.join(split_dir_of(opt), "{}_files.txt".format(which))
+    filenames = kitti_utils.read_split_file(split_file)
+    if not filenames:
+        raise ToolkitError("split list is empty ({}_files.txt of --split {}): add samples".format(which, opt.split))
+    frame_ids = list(opt.frame_ids) + (["s"] if opt.use_stereo and "s" not in opt.frame_ids else [])
+    intrinsics = IntrinsicsLookup(opt.data_path, intrinsics_from_option(opt.intrinsics))
+    return DATASETS[opt.dataset](opt.data_path, filenames, opt.height, opt.width, frame_ids, len(opt.scales),
+                                 is_train=is_train, img_ext=".png" if opt.png else ".jpg",
+                                 use_depth_hints=opt.use_depth_hints, depth_hint_path=opt.depth_hint_path,
+                                 split_file=split_file, intrinsics=intrinsics)

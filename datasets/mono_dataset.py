@@ -17,10 +17,19 @@ depth_gt and stereo_T's sign), colour jitter with p = 0.5 (brightness, contrast 
 saturation factors in [0.8, 1.2], hue shift in [-0.1, 0.1], applied in a random order).
 Randomness comes from Python's ``random`` module, like Monodepth2, so a caller can seed it.
 
-Loading: ``paddle.io.DataLoader``'s default collate keeps the tuple keys and stacks each
-value into a (B, ...) float32 tensor; with ``num_workers > 0`` each worker process reseeds
-``random`` (base seed + worker id, a new base seed every epoch), so augmentations differ
-across workers and epochs (checked in tests/test_datasets.py, Paddle 3.3).
+Loading (datasets/sampling.py): training and validation wrap a dataset in
+:class:`datasets.SeededDataset`, whose items draw their augmentation from a
+``random.Random`` seeded by (seed, epoch, index) through :meth:`MonoDataset.get_item`, so a
+batch does not depend on the worker that loads it and a resumed run sees the same batches;
+the evaluation tools wrap it in :class:`datasets.SafeDataset`. Both turn a sample that fails
+to load into an error marker instead of raising. ``paddle.io.DataLoader`` is given
+``collate_fn=datasets.collate``, which stacks each key's values (tuple keys kept) into a
+(B, ...) float32 numpy array, which the DataLoader hands over as a paddle tensor, and turns a
+batch holding an error marker into one that :func:`datasets.checked_batches` raises as a
+one-line error in the main thread. (Plain ``ds[i]`` draws from the global ``random``, like
+Monodepth2.)
+
+Images are read with :func:`image_io.load_image` (RGB), paths come from :mod:`kitti_utils`.
 """
 import os
 import random
@@ -29,73 +38,25 @@ import numpy as np
 import paddle
 from PIL import Image
 
+import kitti_utils
 from camera import KITTI_K
+from image_io import LANCZOS, load_image
+from kitti_utils import parse_split_line
 from utils import ToolkitError
 
-SPLIT_LINE_FORMAT = "'<folder> <frame_index> <l|r>'"
 FLIP = getattr(Image, "Transpose", Image).FLIP_LEFT_RIGHT
-LANCZOS = getattr(Image, "Resampling", Image).LANCZOS
-
-
-
-# ----------------------------------------------------------------------------- split lines
-
-
-def parse_split_line(line, lineno=None, source=None):
-    """Parse one split line ``<folder> <frame_index> <side>`` into ``(folder, int, side)``.
-
-    Raises :class:`ToolkitError` naming the line (and its file, when given) if it does not
-    have three fields, the frame index is not an integer, or the side is not ``l``/``r``.
-    """
-    parts = str(line).split()
-    where = "split line" + (f" {lineno}" if lineno is not None else "") + f" '{str(line).strip()}'"
-    if source:
-        where += f" of {source}"
-    if len(parts) != 3:
-        raise ToolkitError(f"malformed {where} ({len(parts)} fields): expected {SPLIT_LINE_FORMAT}; "
-                           f"fix or regenerate the split file")
-    folder, frame, side = parts
-    try:
-        frame_index = int(frame)
-    except ValueError:
-        raise ToolkitError(f"malformed {where} (frame index '{frame}' is not an integer): "
-                           f"expected {SPLIT_LINE_FORMAT}") from None
-    if side not in ("l", "r"):
-        raise ToolkitError(f"malformed {where} (side '{side}' is not l or r): "
-                           f"expected {SPLIT_LINE_FORMAT}")
-    return folder, frame_index, side
-
-
-def read_split_file(path):
-    """Read and validate a split file; returns its non-empty lines (stripped).
-
-    Errors name the file and the 1-based line number of the first malformed line.
-    """
-    if not os.path.isfile(path):
-        raise ToolkitError(f"split file not found ({path}): check --split / --splits_dir")
-    lines = []
-    with open(path, "r") as f:
-        for k, raw in enumerate(f, 1):
-            if raw.strip():
-                parse_split_line(raw, k, path)
-                lines.append(raw.strip())
-    return lines
+MISSING_IMAGE_FIX = ("check --data_path, the split file, and --png if the images are PNG (KITTI raw "
+                     "is usually converted to .jpg)")
 
 
 # ----------------------------------------------------------------------------- images
 
 
 def pil_loader(path):
-    """Open an image as RGB; a clear :class:`ToolkitError` when it is missing or unreadable."""
-    if not os.path.isfile(path):
-        raise ToolkitError(f"image not found ({path}): check --data_path, the split file, and "
-                           f"--png if the images are PNG (KITTI raw is usually converted to .jpg)")
-    try:
-        with open(path, "rb") as f:
-            with Image.open(f) as img:
-                return img.convert("RGB")
-    except (OSError, ValueError) as e:
-        raise ToolkitError(f"unreadable image ({path}): {e}; re-extract or re-convert it") from None
+    """Training's image read: :func:`image_io.load_image` (an RGB PIL image), a missing file
+    naming --data_path / --png. A module-level name looked up on every read, so a test can
+    wrap it (tests/test_loader_watchdog.py)."""
+    return load_image(path, missing_fix=MISSING_IMAGE_FIX)
 
 
 def to_array(img):
@@ -173,31 +134,48 @@ class ColorJitter:
 # ----------------------------------------------------------------------------- hints
 
 
-def load_depth_hint(path, height, width, do_flip):
-    """Load a precomputed hint ``.npy`` (float32, (1, Hh, Wh), 0 = no hint), flip it when the
-    sample is flipped, and nearest-resize it to (height, width). Returns (1, H, W) float32.
+class DepthHintError(ToolkitError):
+    """A depth-hint file that cannot be used; ``reason`` says why without the file name and fix."""
 
-    Every failure is a :class:`ToolkitError` naming the file: missing (run
-    precompute_depth_hints.py or set --depth_hint_path), unreadable/truncated, wrong shape,
-    or non-finite values.
+    def __init__(self, message, path, reason):
+        super().__init__(message)
+        self.path, self.reason = path, reason
+
+
+_HINT_FIX = "delete it and rerun precompute_depth_hints.py (it recomputes missing hints)"
+
+
+def read_depth_hint(path):
+    """A precomputed hint ``.npy`` (float, (1, Hh, Wh), 0 = no hint) as (Hh, Wh) float32.
+
+    Every failure is a :class:`DepthHintError` naming the file: missing (run
+    precompute_depth_hints.py or set --depth_hint_path), unreadable/truncated, wrong shape
+    or dtype, or non-finite values.
     """
-    import cv2
     if not os.path.isfile(path):
-        raise ToolkitError(f"depth hint not found ({path}): run precompute_depth_hints.py for "
-                           f"this split, or point --depth_hint_path at the saved hints")
+        raise DepthHintError(f"depth hint not found ({path}): run precompute_depth_hints.py for "
+                             f"this split, or point --depth_hint_path at the saved hints", path, "missing")
     try:
         hint = np.load(path, allow_pickle=False)
     except Exception as e:  # truncated / corrupt files raise ValueError, EOFError, OSError...
-        raise ToolkitError(f"unreadable depth hint ({path}): {type(e).__name__}: {e}; delete it "
-                           f"and rerun precompute_depth_hints.py (it recomputes missing hints)") from None
+        raise DepthHintError(f"unreadable depth hint ({path}): {type(e).__name__}: {e}; {_HINT_FIX}", path,
+                             f"not a readable .npy file ({type(e).__name__}: {e})") from None
     if hint.ndim != 3 or hint.shape[0] != 1 or min(hint.shape[1:]) < 1 or hint.dtype.kind != "f":
-        raise ToolkitError(f"bad depth hint ({path}): shape {hint.shape} dtype {hint.dtype}, expected "
-                           f"float (1, H, W); delete it and rerun precompute_depth_hints.py (it "
-                           f"recomputes missing hints)")
+        raise DepthHintError(f"bad depth hint ({path}): shape {hint.shape} dtype {hint.dtype}, expected "
+                             f"float (1, H, W); {_HINT_FIX}", path,
+                             f"shape {hint.shape} dtype {hint.dtype}, expected float (1, H, W)")
     hint = hint[0].astype(np.float32)
     if not np.isfinite(hint).all():
-        raise ToolkitError(f"bad depth hint ({path}): contains NaN or inf; delete it and rerun "
-                           f"precompute_depth_hints.py (it recomputes missing hints)")
+        raise DepthHintError(f"bad depth hint ({path}): contains NaN or inf; {_HINT_FIX}", path,
+                             "contains NaN or inf")
+    return hint
+
+
+def load_depth_hint(path, height, width, do_flip):
+    """:func:`read_depth_hint`, flipped when the sample is flipped, nearest-resized to
+    (height, width). Returns (1, H, W) float32."""
+    import cv2
+    hint = read_depth_hint(path)
     if do_flip:
         hint = np.fliplr(hint)
     hint = cv2.resize(np.ascontiguousarray(hint), (width, height), interpolation=cv2.INTER_NEAREST)
@@ -220,7 +198,7 @@ class MonoDataset(paddle.io.Dataset):
 
     K = KITTI_K
     full_res_shape = (1242, 375)
-    side_map = {"2": 2, "3": 3, "l": 2, "r": 3}
+    side_map = {"2": 2, "3": 3, **kitti_utils.SIDE_TO_CAM}  # Monodepth2's name; kitti_utils.side_to_cam
 
     def __init__(self, data_path, filenames, height, width, frame_idxs, num_scales,
                  is_train=False, img_ext=".jpg", use_depth_hints=False, depth_hint_path=None,
@@ -238,7 +216,7 @@ class MonoDataset(paddle.io.Dataset):
         self.img_ext = img_ext if img_ext.startswith(".") else "." + img_ext
         self.use_depth_hints = bool(use_depth_hints)
         self.depth_hint_path = (os.fspath(depth_hint_path) if depth_hint_path
-                                else os.path.join(self.data_path, "depth_hints"))
+                                else kitti_utils.default_depth_hint_root(self.data_path))
         self.split_file = split_file
         self.intrinsics = intrinsics
         for f in self.frame_idxs:
@@ -263,9 +241,8 @@ class MonoDataset(paddle.io.Dataset):
         raise NotImplementedError
 
     def get_depth_hint_path(self, folder, frame_index, side):
-        """``<depth_hint_path>/<folder>/image_0{2,3}/<frame:010d>.npy``."""
-        return os.path.join(self.depth_hint_path, folder, f"image_0{self.side_map[side]}",
-                            f"{int(frame_index):010d}.npy")
+        """:func:`kitti_utils.depth_hint_path` under ``depth_hint_path``."""
+        return kitti_utils.depth_hint_path(self.depth_hint_path, folder, frame_index, side)
 
     # -- helpers ----------------------------------------------------------------------------
 

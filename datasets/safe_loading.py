@@ -36,7 +36,7 @@ def describe_load_error(dataset, idx, exc):
     if isinstance(exc, ToolkitError):
         return str(exc)
     first = (str(exc).strip().splitlines() or [""])[0]
-    from .file_checks import find_bad_file
+    from .check import find_bad_file
     bad = find_bad_file(dataset, idx)
     if bad is not None:
         return bad

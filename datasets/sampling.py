@@ -7,46 +7,9 @@ import random
 import numpy as np
 import paddle
 
-from camera import IntrinsicsLookup, intrinsics_from_option
-from utils import ToolkitError, resolve_split_dir
+from utils import ToolkitError
 
-from .kitti_dataset import KITTIDepthDataset, KITTIOdomDataset, KITTIRAWDataset
-from .mono_dataset import read_split_file
 from .safe_loading import DataLoadError, SafeDataset, checked_batches, collate, stop_signals_end_worker
-
-DATASETS = {"kitti": KITTIRAWDataset, "kitti_odom": KITTIOdomDataset, "kitti_depth": KITTIDepthDataset}
-
-
-def split_dir_of(opt):
-    """Folder holding train_files.txt / val_files.txt for ``opt.split`` (ToolkitError if missing)."""
-    try:
-        d = resolve_split_dir(opt.split, getattr(opt, "splits_dir", None))
-    except FileNotFoundError as e:
-        raise ToolkitError("split not found: {} (--split {}): give a split name under splits/ (see "
-                           "--splits_dir) or a folder with train_files.txt".format(e, opt.split)) from None
-    for f in ("train_files.txt", "val_files.txt"):
-        if not os.path.isfile(os.path.join(d, f)):
-            raise ToolkitError("split file missing: {} (--split {}): the split folder needs train_files.txt "
-                               "and val_files.txt".format(os.path.join(d, f), opt.split))
-    return d
-
-
-def build_dataset(opt, which, is_train):
-    """Dataset for the ``which`` ('train' or 'val') list of ``opt.split``."""
-    if opt.dataset not in DATASETS:
-        raise ToolkitError("dataset '{}' cannot be trained on (--dataset): use kitti, kitti_odom "
-                           "or kitti_depth".format(opt.dataset))
-    split_file = os.path.join(split_dir_of(opt), "{}_files.txt".format(which))
-    filenames = read_split_file(split_file)
-    if not filenames:
-        raise ToolkitError("split list is empty ({}_files.txt of --split {}): add samples".format(which, opt.split))
-    frame_ids = list(opt.frame_ids) + (["s"] if opt.use_stereo and "s" not in opt.frame_ids else [])
-    intrinsics = IntrinsicsLookup(opt.data_path, intrinsics_from_option(opt.intrinsics))
-    return DATASETS[opt.dataset](opt.data_path, filenames, opt.height, opt.width, frame_ids, len(opt.scales),
-                                 is_train=is_train, img_ext=".png" if opt.png else ".jpg",
-                                 use_depth_hints=opt.use_depth_hints, depth_hint_path=opt.depth_hint_path,
-                                 split_file=split_file, intrinsics=intrinsics)
-
 
 def training_loaders(opt, train, val, world_size=1):
     """The loaders of a training run over the ``train`` and ``val`` data sets (augmentation

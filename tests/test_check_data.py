@@ -5,7 +5,9 @@ docs/TROUBLESHOOTING.md.
   training with one line naming the file, after saving weights_last; --resume continues;
   the same in evaluate_depth; test_simple reports an unreadable image and does the rest;
 - --check_data quick catches truncated / wrong-shape / wrong-dtype hints and empty or
-  truncated images before training, --check_data full also NaN hints and corrupt JPEG data;
+  truncated images before training, --check_data full also NaN hints, hints that are not
+  depths (negative, above utils.MAX_DEPTH) and corrupt JPEG data;
+- check_training_data returns the (train, val) datasets it built, the trainer's datasets;
 - the safe loading itself: SeededDataset never raises and leaves the global RNGs alone.
 
 Runs that could hang (the bad-sample cases) run in a subprocess with a timeout.
@@ -99,6 +101,54 @@ def test_check_data_full_reports_rate(run_data, capsys, rel_kit):
     datasets.check_training_data(rel_kit.train_opt(run_data, ["--check_data", "full"]))
     out = capsys.readouterr().out
     assert "images/s" in out and "0 bad" in out
+
+
+def test_check_data_full_flags_hints_outside_the_depth_range(run_data, rel_kit):
+    import datasets
+    from datasets.check import HINT_MAX_DEPTH as MAX_DEPTH
+    d, hint, D1, D2, _opt = run_data, rel_kit.hint, rel_kit.D1, rel_kit.D2, rel_kit.train_opt
+    neg, big, empty = hint(d, D1, 2, 1), hint(d, D2, 2, 3), hint(d, D1, 3, 2)
+    a = np.load(neg)
+    a[0, 4, 6] = -0.25
+    np.save(neg, a)
+    a = np.load(big)
+    a[0, 10, 20] = MAX_DEPTH + 1
+    np.save(big, a)
+    np.save(empty, np.zeros_like(np.load(empty)))                          # 0 = no hint: fine
+    edge = hint(d, D2, 2, 4)
+    a = np.load(edge)
+    a[0, 0, 0] = MAX_DEPTH                                                  # the range's end: fine
+    np.save(edge, a)
+    datasets.check_training_data(_opt(d))                                   # quick reads headers only
+    with pytest.raises(ToolkitError) as e:
+        datasets.check_training_data(_opt(d, ["--check_data", "full"]))
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("2 bad file(s) in the training data (2 hint; --check_data full)")
+    assert "{} (negative values (min -0.25)".format(neg) in msg
+    assert "{} (values above the depth range (max 101 > 100)".format(big) in msg
+    assert empty not in msg and edge not in msg and "precompute_depth_hints.py" in msg
+    from datasets.check import check_file  # the values are looked at only by the full check
+    assert check_file("hint", big, full=True).startswith("values above the depth range")
+    assert check_file("hint", big) is None
+
+
+def test_check_training_data_returns_the_trainers_datasets(run_data, rel_kit):
+    """train.py may hand these to the trainer instead of reading the split files again."""
+    import random
+
+    import datasets
+    opt = rel_kit.train_opt(run_data)
+    train, val = datasets.check_training_data(opt)
+    for ds, which, is_train in ((train, "train", True), (val, "val", False)):
+        ref = datasets.build_dataset(opt, which, is_train=is_train)
+        assert type(ds) is type(ref) and ds.is_train is is_train
+        for attr in ("data_path", "filenames", "lines", "height", "width", "frame_idxs", "num_scales",
+                     "img_ext", "use_depth_hints", "depth_hint_path", "split_file", "load_depth"):
+            assert getattr(ds, attr) == getattr(ref, attr), attr
+        a, b = ds.get_item(1, random.Random(5)), ref.get_item(1, random.Random(5))
+        assert set(a) == set(b)
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
-"""kitti_utils (calibration, LiDAR, generate_depth_map) and export_gt_depth.py on the
-synthetic data: the exported ground truth is the generator's true depth at the LiDAR pixels."""
+"""kitti_utils (the KITTI layout and split lines, calibration, LiDAR, generate_depth_map) and
+export_gt_depth.py on the synthetic data: the exported ground truth is the generator's true
+depth at the LiDAR pixels; every layout path is built by kitti_utils alone."""
 import os
 import shutil
 
@@ -169,3 +170,94 @@ def test_generate_depth_map_synthetic_exact(synthetic_kitti):
             n_front = (np.fromfile(velo, np.float32).reshape(-1, 4)[:, 0] >= 0).sum()
             assert m.sum() == n_front                    # no point lost, no duplicates
             np.testing.assert_allclose(d[m], _true(synthetic_kitti, folder, frame)[m], rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- layout (kitti_utils)
+
+
+def test_kitti_layout_paths(tmp_path):
+    import precompute_depth_hints as P
+    from datasets import KITTIDepthDataset
+    ku = kitti_utils
+    f = "2011_09_26/2011_09_26_drive_0001_sync"
+    assert ku.image_path("/d", f, 5, "l") == "/d/" + f + "/image_02/data/0000000005.jpg"
+    assert ku.image_path("/d", f, "0000000005", "r", "png") == "/d/" + f + "/image_03/data/0000000005.png"
+    assert ku.depth_hint_path("/h", f, 12, "r") == "/h/" + f + "/image_03/0000000012.npy"
+    assert ku.depth_hint_dir("/h", f, "l") == "/h/" + f + "/image_02"
+    assert ku.default_depth_hint_root("/d") == "/d/depth_hints"
+    assert ku.calib_dir("/d", f) == "/d/2011_09_26"
+    assert ku.calib_files("/d", f) == ["/d/2011_09_26/calib_cam_to_cam.txt", "/d/2011_09_26/calib_velo_to_cam.txt"]
+    assert ku.velodyne_path("/d", f, 7) == "/d/" + f + "/velodyne_points/data/0000000007.bin"
+    assert ku.gt_depth_path("/d", f, 7, "r") == "/d/" + f + "/proj_depth/groundtruth/image_03/0000000007.png"
+    assert ku.odom_image_path("/d", "9", 3, "r", ".png") == "/d/sequences/09/image_3/000003.png"
+    assert ku.odom_poses_path("/d", 10) == "/d/poses/10.txt"
+    assert [ku.side_to_cam(s) for s in ("l", "r", "2", 3)] == [2, 3, 2, 3]
+    with pytest.raises(ToolkitError, match="bad camera side 'x'"):
+        ku.side_to_cam("x")
+    with pytest.raises(ToolkitError, match="bad odometry sequence 'nine'"):
+        ku.odom_image_path("/d", "nine", 0, "l")
+    # the hint contract: the precompute writes where training reads, the dataset reads the layout
+    assert P.hint_path is ku.depth_hint_path and P.image_path is ku.image_path
+    ds = KITTIDepthDataset("/d", [f"{f} 5 r"], 64, 192, [0], 1, use_depth_hints=True, img_ext="png")
+    assert ds.get_depth_hint_path(f, 5, "r") == ku.depth_hint_path("/d/depth_hints", f, 5, "r")
+    assert ds.get_image_path(f, 5, "r") == ku.image_path("/d", f, 5, "r", ".png")
+    assert ds.get_gt_path(f, 5, "r") == ku.gt_depth_path("/d", f, 5, "r")
+    assert ds.get_velo_path(f, 5) == ku.velodyne_path("/d", f, 5)
+
+
+def test_split_files_parse_once_utf8_and_side_optional(tmp_path):
+    import datasets
+    ku = kitti_utils
+    p = tmp_path / "files.txt"
+    p.write_text("2011_09_26/dr\u00eave_sync 0000000003 l\n\n  d/x 4 r  \n", encoding="utf-8")
+    assert ku.read_split_file(str(p)) == ["2011_09_26/dr\u00eave_sync 0000000003 l", "d/x 4 r"]
+    assert ku.read_split_entries(str(p)) == [("2011_09_26/dr\u00eave_sync", 3, "l"), ("d/x", 4, "r")]
+    assert datasets.read_split_file is ku.read_split_file and datasets.parse_split_line is ku.parse_split_line
+    p.write_text("d/x 3\nd/x 4 r\n")
+    with pytest.raises(ToolkitError, match=r"split line 1 'd/x 3' of .*files\.txt \(2 fields\)"):
+        ku.read_split_file(str(p))
+    assert ku.read_split_entries(str(p), side_required=False) == [("d/x", 3, None), ("d/x", 4, "r")]
+    with pytest.raises(ToolkitError, match="side 'q' is not l or r"):
+        ku.parse_split_line("d/x 3 q", side_required=False)
+    with pytest.raises(ToolkitError, match=r"\(1 fields\): expected '<folder> <frame_index> \[<l\|r>\]'"):
+        ku.parse_split_line("d/x", side_required=False)
+    p.write_bytes(b"d/x 3 l\nd/\xff 4 r\n")
+    with pytest.raises(ToolkitError, match=r"split file is not UTF-8 text \(.*files\.txt\)") as e:
+        ku.read_split_file(str(p))
+    assert "\n" not in str(e.value)
+
+
+def test_kitti_layout_is_built_only_in_kitti_utils(repo_root):
+    """No module but kitti_utils.py joins the KITTI / depth-hint folder names into a path."""
+    import ast
+    import re
+    names = {"depth_hints", "velodyne_points", "proj_depth", "groundtruth", "calib_cam_to_cam.txt",
+             "calib_velo_to_cam.txt", "sequences", "poses"}
+
+    def layout_name(text):
+        return any(part in names or re.fullmatch(r"image_0?[0-9]?", part) for part in re.split(r"[/\\]", text))
+    skip = {".venv", ".git", "tests", "docs", "__pycache__", "splits", "weights", "configs"}
+    found = []
+    for folder, dirs, files in os.walk(repo_root):
+        dirs[:] = [d for d in dirs if d not in skip and not d.startswith(".")]
+        for name in files:
+            path = os.path.join(folder, name)
+            if not name.endswith(".py") or os.path.relpath(path, repo_root) == "kitti_utils.py":
+                continue
+            for node in ast.walk(ast.parse(open(path, encoding="utf-8").read(), path)):
+                if isinstance(node, ast.JoinedStr):      # f"image_0{cam}"-style pieces
+                    parts = node.values
+                    for a, b in zip(parts, parts[1:]):
+                        if isinstance(a, ast.Constant) and isinstance(b, ast.FormattedValue) \
+                                and str(a.value).endswith(("image_0", "image_")):
+                            found.append((path, node.lineno))
+                is_join = (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                           and node.func.attr == "join" and isinstance(node.func.value, ast.Attribute)
+                           and node.func.value.attr == "path")
+                if is_join:
+                    for arg in node.args:
+                        for sub in ast.walk(arg):
+                            if isinstance(sub, ast.Constant) and isinstance(sub.value, str) \
+                                    and layout_name(sub.value):
+                                found.append((path, node.lineno))
+    assert not found, found

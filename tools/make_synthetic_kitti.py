@@ -49,6 +49,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+import kitti_utils  # noqa: E402  (the KITTI layout: every path below is built there)
+
 BASELINE = 0.54          # metres, camera 2 -> camera 3 (camera 3 is to the right)
 CAM_HEIGHT = 1.65        # metres above the ground
 FX_N, FY_N, CX_N, CY_N = 0.58, 1.92, 0.5, 0.5
@@ -508,6 +510,13 @@ def lidar_points(depth, width, height, rng):
     return np.concatenate([pts, refl], 1).astype(np.float32)
 
 
+def true_depth_path(out_dir, folder, frame, side):
+    """The renderer's true depth of one image (this data set only, not KITTI):
+    ``<out>/<folder>/true_depth/image_0{2,3}/<frame:010d>.npy``."""
+    return os.path.join(os.fspath(out_dir), folder, "true_depth", kitti_utils.camera_dir(side),
+                        f"{int(frame):010d}.npy")
+
+
 def _write_image(path, rgb, ext):
     import cv2
     bgr = (np.clip(rgb, 0, 1) * 255.0 + 0.5).astype(np.uint8)[..., ::-1]
@@ -555,20 +564,18 @@ def _frame_job(job):
         _DRIVE_CACHE.clear()
         _DRIVE_CACHE[key] = _drive_setup(seed, d, frames_per_drive)
     folder, centres, _, scene, noise = _DRIVE_CACHE[key]
-    base = os.path.join(out_dir, folder)
-    name = f"{i:010d}"
     rng = np.random.default_rng([seed, d, i, 7])
-    for cam, off in (("02", 0.0), ("03", BASELINE)):
+    for side, off in (("l", 0.0), ("r", BASELINE)):
         c = centres[i] + np.array([off, 0.0, 0.0])
         rgb, depth = render(scene, noise, c, width, height, LIGHT)
-        _write_image(os.path.join(base, f"image_{cam}", "data", f"{name}.{ext}"), rgb, ext)
-        np.save(os.path.join(base, "true_depth", f"image_{cam}", f"{name}.npy"), depth)
+        _write_image(kitti_utils.image_path(out_dir, folder, i, side, "." + ext), rgb, ext)
+        np.save(true_depth_path(out_dir, folder, i, side), depth)
         gt = depth.copy()
         gt[: height // 3] = 0
-        _write_png16(os.path.join(base, "proj_depth", "groundtruth", f"image_{cam}", f"{name}.png"), gt)
-        if cam == "02":
+        _write_png16(kitti_utils.gt_depth_path(out_dir, folder, i, side), gt)
+        if side == "l":
             pts = lidar_points(depth, width, height, rng)
-            pts.tofile(os.path.join(base, "velodyne_points", "data", f"{name}.bin"))
+            pts.tofile(kitti_utils.velodyne_path(out_dir, folder, i))
     return i
 
 
@@ -597,22 +604,21 @@ def make_synthetic_kitti(out_dir, num_drives=3, frames_per_drive=60, width=640, 
     jobs = []
     for d in range(num_drives):
         folder, centres, speed, _, _ = _drive_setup(seed, d, frames_per_drive)
-        date = folder.split("/")[0]
         drives.append(folder)
         speeds.append(speed)
         poses[folder] = centres
-        os.makedirs(os.path.join(out_dir, date), exist_ok=True)
-        with open(os.path.join(out_dir, date, "calib_cam_to_cam.txt"), "w") as f:
+        cam_file, velo_file = kitti_utils.calib_files(out_dir, folder)
+        os.makedirs(os.path.dirname(cam_file), exist_ok=True)
+        with open(cam_file, "w") as f:
             f.write(cam2cam)
-        with open(os.path.join(out_dir, date, "calib_velo_to_cam.txt"), "w") as f:
+        with open(velo_file, "w") as f:
             f.write(velo2cam)
-        base = os.path.join(out_dir, folder)
-        for cam in ("02", "03"):
-            for p in (os.path.join(base, f"image_{cam}", "data"),
-                      os.path.join(base, "proj_depth", "groundtruth", f"image_{cam}"),
-                      os.path.join(base, "true_depth", f"image_{cam}")):
-                os.makedirs(p, exist_ok=True)
-        os.makedirs(os.path.join(base, "velodyne_points", "data"), exist_ok=True)
+        files = [kitti_utils.velodyne_path(out_dir, folder, 0)]
+        for side in ("l", "r"):
+            files += [kitti_utils.image_path(out_dir, folder, 0, side), true_depth_path(out_dir, folder, 0, side),
+                      kitti_utils.gt_depth_path(out_dir, folder, 0, side)]
+        for p in files:
+            os.makedirs(os.path.dirname(p), exist_ok=True)
         jobs += [(out_dir, seed, d, frames_per_drive, i, width, height, ext) for i in range(frames_per_drive)]
     bar = None
     if progress:

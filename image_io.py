@@ -1,0 +1,98 @@
+"""The one image reader of the toolkit: training (datasets/), precompute_depth_hints.py,
+test_simple.py / tools/infer_exported.py and the data check all read images with
+:func:`load_image`, so an image decodes the same way everywhere.
+
+:func:`load_image` returns an RGB PIL image (8 bits per channel):
+
+- greyscale, palette, LA, RGBA, CMYK, ... images are converted to RGB (alpha dropped);
+- 16-bit greyscale PNGs (PIL modes ``I;16*`` and ``I``) are scaled to 8 bit,
+  ``round(v * 255 / 65535)``, so a 16-bit image ``x * 257`` equals its 8-bit twin ``x``
+  (PIL itself decodes 16-bit RGB(A) PNGs to 8 bit, keeping the high byte, which also
+  maps ``x * 257`` to ``x``);
+- an image with fewer than 2 pixels on a side is refused (:class:`DegenerateImageError`);
+- a missing file (:class:`MissingImageError`) or one that does not decode
+  (:class:`ImageDecodeError`) is a one-line :class:`ImageReadError` naming the file.
+
+Every error is a ToolkitError with ``path`` and ``reason`` attributes, so a caller can
+word its own line (the precompute prints ``<path>: <reason>``).
+"""
+import os
+
+import numpy as np
+from PIL import Image
+
+from utils import MissingFileError, ToolkitError
+
+__all__ = ["load_image", "ImageReadError", "MissingImageError", "ImageDecodeError",
+           "DegenerateImageError", "LANCZOS", "MIN_SIDE"]
+
+LANCZOS = getattr(Image, "Resampling", Image).LANCZOS
+MIN_SIDE = 2                     # pixels: a smaller image cannot be resized or matched
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+DEFAULT_FIX = "re-extract, re-convert or remove it"
+
+
+class ImageReadError(ToolkitError):
+    """An image that cannot be used; ``path`` names it, ``reason`` says why (no path)."""
+
+    def __init__(self, message, path, reason):
+        super().__init__(message)
+        self.path, self.reason = path, reason
+
+
+class MissingImageError(ImageReadError, MissingFileError):
+    """The image file does not exist (also a FileNotFoundError)."""
+
+
+class ImageDecodeError(ImageReadError):
+    """The file is not an image PIL can decode (corrupt, truncated, another format)."""
+
+
+class DegenerateImageError(ImageReadError):
+    """The image decodes but has fewer than :data:`MIN_SIDE` pixels on a side."""
+
+
+def _first_line(exc):
+    return (str(exc).strip().splitlines() or [""])[0]
+
+
+def _to_rgb(img):
+    """A decoded PIL image of any mode -> RGB (8 bits per channel)."""
+    if img.mode == "RGB":
+        return img.copy()
+    if img.mode in SIXTEEN_BIT_MODES:
+        v = np.clip(np.asarray(img, dtype=np.int64), 0, 65535)
+        v8 = ((v * 255 * 2 + 65535) // (2 * 65535)).astype(np.uint8)   # round(v * 255 / 65535)
+        return Image.fromarray(v8, "L").convert("RGB")
+    if img.mode == "P":
+        # a palette with transparency goes through RGBA (PIL warns on a direct RGB conversion)
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    return img.convert("RGB")
+
+
+def load_image(path, missing_fix="check the path"):
+    """Read the image at ``path`` as an RGB PIL image (see the module docstring).
+
+    ``missing_fix`` is the "how to fix" of a missing file's message (training names
+    --data_path and --png). Raises :class:`MissingImageError`, :class:`ImageDecodeError`
+    or :class:`DegenerateImageError` (all :class:`ImageReadError`, a ToolkitError).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise MissingImageError(f"image not found ({path}): {missing_fix}", path, "file not found")
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            if w < MIN_SIDE or h < MIN_SIDE:
+                reason = f"degenerate image ({w}x{h} pixels, needs at least {MIN_SIDE} on each side)"
+                raise DegenerateImageError(f"degenerate image ({path}): {w}x{h} pixels, needs at least "
+                                           f"{MIN_SIDE} on each side; {DEFAULT_FIX}", path, reason)
+            img.load()
+            return _to_rgb(img)
+    except ImageReadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - PIL raises OSError, ValueError, SyntaxError, ...
+        detail = _first_line(exc).replace(repr(path), "").replace(path, "").strip()  # PIL may name the file
+        what = f"{type(exc).__name__}: {detail}"
+        raise ImageDecodeError(f"cannot decode image ({path}): {what}; {DEFAULT_FIX}", path,
+                               f"cannot decode image ({what})") from None
