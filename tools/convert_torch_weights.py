@@ -14,7 +14,9 @@ Two kinds of input:
 Mapping: BatchNorm ``running_mean``/``running_var`` -> ``_mean``/``_variance``,
 ``num_batches_tracked`` dropped, conv weights unchanged (both OIHW), Linear weights
 transposed (PyTorch stores [out, in], Paddle [in, out]), a DataParallel ``module.``
-prefix removed. PyTorch is needed only here, and is imported only when converting.
+prefix removed. The ``.pth`` files are read by ``safe_load.load_torch`` (both the zip format of
+torch >= 1.6 and the legacy format of the 2019-2020 releases), without PyTorch and without
+running anything a file asks for: a file with a pickle payload is refused (``UnsafeFileError``).
 
     python tools/convert_torch_weights.py --input mono+stereo_640x192 --output weights/mono+stereo_640x192
     python tools/convert_torch_weights.py --input resnet18-f37072fd.pth --output weights/resnet18.pdparams
@@ -31,32 +33,19 @@ if ROOT not in sys.path:
 
 import numpy as np  # noqa: E402
 
+import safe_load  # noqa: E402
 from utils import ToolkitError, atomic_paddle_save, run_cli  # noqa: E402
 
 MODEL_FILES = ("encoder", "depth", "pose_encoder", "pose")
 
 
-def _import_torch():
-    try:
-        import torch
-    except ImportError as exc:
-        raise ToolkitError("PyTorch is not installed (tools/convert_torch_weights.py): it is only "
-                           "needed for this conversion; `pip install torch` (the CPU build is "
-                           "enough) into this environment, convert, then uninstall it") from exc
-    return torch
-
-
 def load_torch_state(path):
-    """Read a ``.pth`` file into a flat dict (tensors and plain python values)."""
-    torch = _import_torch()
+    """Read a ``.pth`` file into a flat dict (numpy arrays and plain python values), through
+    ``safe_load.load_torch`` (no PyTorch needed; payloads refused)."""
     if not os.path.isfile(path):
         raise ToolkitError(f"PyTorch weights not found ({path}): give an existing .pth file "
                            "or a Monodepth2 model folder")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ToolkitError(f"could not read PyTorch weights ({path}): {type(exc).__name__}: "
-                           f"{exc}") from exc
+    state = safe_load.load_torch(path)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -66,9 +55,8 @@ def load_torch_state(path):
 
 
 def convert_state_dict(state, prefix=""):
-    """Map a PyTorch state dict (torch tensors / python values) to Paddle names and numpy."""
-    import torch
-
+    """Map a PyTorch state dict (numpy arrays from ``load_torch_state`` / python values) to
+    Paddle names; floating arrays become float32 (as ``tensor.float()``)."""
     out = {}
     for key, value in state.items():
         key = str(key)
@@ -76,11 +64,8 @@ def convert_state_dict(state, prefix=""):
             key = key[len("module."):]
         if key.endswith(".num_batches_tracked"):
             continue
-        if isinstance(value, torch.Tensor):
-            arr = value.detach().cpu()
-            if arr.is_floating_point():
-                arr = arr.float()
-            arr = arr.numpy()
+        if isinstance(value, np.ndarray):
+            arr = value.astype(np.float32) if np.issubdtype(value.dtype, np.floating) else value
             if key.endswith(".weight") and arr.ndim == 2:  # nn.Linear: [out, in] -> [in, out]
                 arr = np.ascontiguousarray(arr.T)
             if key.endswith(".running_mean"):
@@ -151,8 +136,8 @@ def check_model_folder(dst):
     return checked
 
 
-def convert_model_folder(src, dst, check=True):
-    """Convert a Monodepth2 model folder; returns the written paths."""
+def convert_model_folder(src, dst, check=True, log=print):
+    """Convert a Monodepth2 model folder; returns the written paths (``log``: progress lines)."""
     found = [n for n in MODEL_FILES if os.path.isfile(os.path.join(src, n + ".pth"))]
     if not found:
         raise ToolkitError(f"no Monodepth2 weights in {src}: expected some of "
@@ -164,11 +149,11 @@ def convert_model_folder(src, dst, check=True):
         out = os.path.join(dst, name + ".pdparams")
         atomic_paddle_save(state, out)
         written.append(out)
-        print(f"-> {os.path.join(src, name + '.pth')} -> {out} ({len(state)} entries)")
+        log(f"-> {os.path.join(src, name + '.pth')} -> {out} ({len(state)} entries)")
     if os.path.isfile(os.path.join(src, "adam.pth")):
-        print("-> skipped adam.pth (optimizer state is not converted; training restarts Adam)")
+        log("-> skipped adam.pth (optimizer state is not converted; training restarts Adam)")
     if check:
-        print("-> checked against this toolkit's networks: " + ", ".join(check_model_folder(dst)))
+        log("-> checked against this toolkit's networks: " + ", ".join(check_model_folder(dst)))
     return written
 
 
