@@ -29,6 +29,7 @@ import os
 import random
 import re
 import shutil
+import sys
 
 import numpy as np
 import paddle
@@ -330,13 +331,17 @@ def check_resume_options(saved, opt, folder):
 
 
 def check_weights_folder(folder, names=("encoder.pdparams", "depth.pdparams"), flag="--load_weights_folder"):
-    """The expanded folder; ToolkitError naming ``flag`` if it or one of ``names`` is missing."""
+    """The expanded folder (a published model's name: its cached folder, fetched the first
+    time: published_models.py); ToolkitError naming ``flag`` if it or one of ``names`` is missing."""
     if folder is None:
         raise ToolkitError("no model given ({}): point it at a models/weights_<epoch> folder".format(flag))
     folder = os.path.expanduser(folder)
     if not os.path.isdir(folder):
-        raise ToolkitError(f"weights folder not found ({flag} {folder}): point it at a "
-                           "models/weights_<epoch> folder")
+        import published_models
+        if folder not in published_models.MODELS:
+            raise ToolkitError(f"weights folder not found ({flag} {folder}): point it at a models/weights_<epoch> "
+                               "folder or give a published model's name (python tools/models.py list)")
+        folder = published_models.fetch(folder, log=lambda text: print(text, file=sys.stderr, flush=True))
     for name in names:
         if not os.path.isfile(os.path.join(folder, name)):
             raise ToolkitError(f"{name} missing ({os.path.join(folder, name)}): the weights "

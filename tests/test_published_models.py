@@ -448,3 +448,29 @@ def test_names_and_cache_location(tmp_path, monkeypatch):
     with pytest.raises(ToolkitError, match=r"not a folder or a published model name \(--weights nope\)"):
         pm.resolve_weights("nope", flag="--weights")
 
+
+
+@pytest.mark.slow
+def test_tools_take_a_published_name_where_they_take_a_weights_folder(srv, pth_sets, tmp_path):
+    """test_simple.py --model_path <name>: downloaded, checked and cached the first time, then
+    offline; the depth equals that of the same weights converted by tools/convert_torch_weights.py."""
+    import numpy as np
+    from PIL import Image
+    srv.state["files"]["/depth-hints/DH-HR-Mono%2BStereo/models.zip"] = make_zip(pth_sets["zip"]["files"])
+    cache = str(tmp_path / "cache")
+    img = tmp_path / "img.png"
+    Image.fromarray((np.random.default_rng(0).random((50, 90, 3)) * 255).astype(np.uint8)).save(img)
+    env = dict(os.environ, DEPTH_HINTS_MODELS_URL=srv.url, DEPTH_HINTS_CACHE=cache, PYTHONWARNINGS="ignore")
+    outs = []
+    for model, out in (("DH-HR-Mono+Stereo", "by_name"), (pth_sets["zip"]["ref"], "by_folder")):
+        res = subprocess.run([sys.executable, os.path.join(ROOT, "test_simple.py"), "--image_path", str(img),
+                              "--model_path", model, "--output_dir", str(tmp_path / out), "--device", "cpu"],
+                             capture_output=True, text=True, timeout=600, env=env)
+        assert res.returncode == 0, res.stderr[-2000:]
+        outs.append(np.load(str(tmp_path / out / "img_disp.npy")))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert len(srv.state["requests"]) == 1
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "test_simple.py"), "--image_path", str(img),
+                          "--model_path", "DH-HR-Mono+Stereo", "--output_dir", str(tmp_path / "again"),
+                          "--device", "cpu"], capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0 and len(srv.state["requests"]) == 1  # the second use needs no network
