@@ -50,7 +50,7 @@ def test_a_bad_sample_on_one_rank_stops_both(run_data, tmp_path, rel_kit):
     assert rc != 0, out[-3000:]
     logs = _worker_logs(tmp_path)
     errors = [rel_kit.error_lines(log) for log in logs]
-    assert [len(e) for e in errors] == [1, 1], errors
+    assert [len(e) for e in errors] == [1, 1], [log[-3000:] for log in logs] + [out[-2000:]]
     assert all("Traceback" not in log for log in logs)
     failing = [r for r in (0, 1) if bad in errors[r][0]]
     assert len(failing) == 1, errors
