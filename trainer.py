@@ -148,7 +148,8 @@ class Trainer:
         self.optimizer.clear_grad()
         losses["loss"].backward()
         self.optimizer.step()
-        self.pending.append((losses["loss"].detach(), losses.get(("hint_won", 0))))
+        won = losses.get(("hint_won", 0))
+        self.pending.append((losses["loss"].detach(), None if won is None else won.detach()))
         return inputs, outputs, losses
 
     def check_loss(self, all_ranks=True):
