@@ -1,27 +1,30 @@
-"""The camera model of the method (docs/METHOD.md, section 1): normalised intrinsics and
-the stereo baseline. No Paddle import, so light processes (the hint precompute's parent,
-file checks) can use it.
-
-Intrinsics are *normalised* as in Monodepth2: row 0 of K is divided by the image width
-and row 1 by the height, so one K serves every resolution; :func:`scale_intrinsics` turns
-it into pixel units for a given size.
+"""The camera model (docs/METHOD.md, section 1): intrinsics normalised as in Monodepth2 (K's row 0
+divided by the image width, row 1 by the height, so one K serves every resolution) and the stereo
+baseline. No Paddle import: light processes (the hint precompute's parent, file checks) use it.
 """
+import os
+
 import numpy as np
+
+from utils import ToolkitError
 
 __all__ = ["KITTI_K", "NETWORK_BASELINE", "KITTI_BASELINE_M", "STEREO_SCALE_FACTOR",
            "scale_intrinsics", "stereo_scale_factor", "normalised_K", "intrinsics_vector",
            "read_intrinsics_file", "intrinsics_from_option", "IntrinsicsLookup", "INTRINSICS_FILE"]
 
-# KITTI's normalised intrinsics (Godard et al. 2019): fx = 0.58 W, fy = 1.92 H, principal
-# point at the image centre.
-KITTI_K = np.array([[0.58, 0, 0.5, 0],
-                    [0, 1.92, 0.5, 0],
-                    [0, 0, 1, 0],
-                    [0, 0, 0, 1]], dtype=np.float32)
 
+def normalised_K(fx, fy, cx, cy):
+    """4x4 normalised intrinsics from fx/W, fy/H, cx/W, cy/H."""
+    K = np.eye(4, dtype=np.float32)
+    K[0, 0], K[1, 1], K[0, 2], K[1, 2] = fx, fy, cx, cy
+    return K
+
+
+KITTI_K = normalised_K(0.58, 1.92, 0.5, 0.5)  # Godard et al. 2019: principal point at the image centre
 NETWORK_BASELINE = 0.1   # stereo baseline in the network's units (stereo_T[0, 3] = +-0.1)
 KITTI_BASELINE_M = 0.54  # KITTI's real stereo baseline in metres
 STEREO_SCALE_FACTOR = 5.4  # KITTI_BASELINE_M / NETWORK_BASELINE: network depth -> metres
+INTRINSICS_FILE = "intrinsics.txt"  # a data folder's own camera (IntrinsicsLookup)
 
 
 def stereo_scale_factor(baseline_m=KITTI_BASELINE_M):
@@ -30,23 +33,10 @@ def stereo_scale_factor(baseline_m=KITTI_BASELINE_M):
 
 
 def scale_intrinsics(K, width, height, dtype=np.float64):
-    """Normalised 4x4 ``K`` -> pixel intrinsics for a ``width`` x ``height`` image
-    (row 0 times width, row 1 times height)."""
+    """Normalised 4x4 ``K`` -> pixel intrinsics for a ``width`` x ``height`` image."""
     K = np.array(K, dtype=dtype)
     K[0, :] *= width
     K[1, :] *= height
-    return K
-
-
-# ----------------------------------------------------------------------------- your own camera
-
-INTRINSICS_FILE = "intrinsics.txt"
-
-
-def normalised_K(fx, fy, cx, cy):
-    """4x4 normalised intrinsics from fx/W, fy/H, cx/W, cy/H."""
-    K = np.eye(4, dtype=np.float32)
-    K[0, 0], K[1, 1], K[0, 2], K[1, 2] = fx, fy, cx, cy
     return K
 
 
@@ -57,7 +47,6 @@ def intrinsics_vector(K=None):
 
 
 def _parse_four(values, where):
-    from utils import ToolkitError
     try:
         nums = [float(v) for v in values]
     except ValueError:
@@ -71,7 +60,6 @@ def _parse_four(values, where):
 
 def read_intrinsics_file(path):
     """Normalised K from a text file holding ``fx fy cx cy`` (normalised; '#' starts a comment)."""
-    from utils import ToolkitError
     try:
         with open(path) as f:
             text = " ".join(line.split("#", 1)[0] for line in f)
@@ -84,20 +72,17 @@ def intrinsics_from_option(values):
     """``--intrinsics`` (four numbers, or one path to a file of them) -> normalised K; None -> None."""
     if values is None:
         return None
-    import os
     if len(values) == 1 and os.path.isfile(values[0]):
         return read_intrinsics_file(values[0])
     if len(values) == 1:
-        from utils import ToolkitError
         raise ToolkitError("intrinsics file not found (--intrinsics {}): give four numbers fx fy cx cy "
                            "(normalised) or an existing file".format(values[0]))
     return _parse_four(values, "--intrinsics " + " ".join(values))
 
 
 class IntrinsicsLookup:
-    """Normalised K per split folder: ``<data_path>/<folder>/intrinsics.txt``, else
-    ``<data_path>/<first part of folder>/intrinsics.txt`` (a KITTI date folder), else
-    ``default`` (the ``--intrinsics`` value, or KITTI's)."""
+    """Normalised K per split folder: ``<data_path>/<folder>/intrinsics.txt``, else that of the folder's first
+    part (a KITTI date folder), else ``default`` (the ``--intrinsics`` value, or KITTI's)."""
 
     def __init__(self, data_path, default=None):
         self.data_path = data_path
@@ -105,15 +90,9 @@ class IntrinsicsLookup:
         self._cache = {}
 
     def __call__(self, folder):
-        import os
-        K = self._cache.get(folder)
-        if K is None:
-            K = self.default
+        if folder not in self._cache:
             parts = str(folder).replace("\\", "/").split("/")
-            for sub in ("/".join(parts), parts[0]):
-                path = os.path.join(self.data_path, sub, INTRINSICS_FILE)
-                if os.path.isfile(path):
-                    K = read_intrinsics_file(path)
-                    break
-            self._cache[folder] = K
-        return K
+            paths = [os.path.join(self.data_path, sub, INTRINSICS_FILE) for sub in ("/".join(parts), parts[0])]
+            path = next((p for p in paths if os.path.isfile(p)), None)
+            self._cache[folder] = self.default if path is None else read_intrinsics_file(path)
+        return self._cache[folder]

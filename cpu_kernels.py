@@ -1,16 +1,9 @@
-"""Faster CPU forms of a few layers.py operations (same values, same gradients).
+"""Faster CPU twins of a few layers.py operations: same values and gradients (tests/test_cpu_kernels.py).
 
-Paddle's CPU kernels for reflection padding, nearest upsampling, broadcast bias adds,
-one-output 3x3 convolutions, depthwise 3x3 mean filters and strided-slice backwards are
-several times slower than what the same maths costs when written differently. Each
-function here is the CPU twin of a plain function in ``layers.py``, named in its
-docstring; ``tests/test_cpu_kernels.py`` checks every pair for equal values and
-gradients. Figures: BENCHMARKS.md ("Training step").
-
-One switch decides: :func:`active` is true only in dynamic mode, for tensors on the CPU,
-while :data:`ENABLED` is set (default). On a GPU, in static graphs (export) and with the
-switch off, layers.py runs its plain Paddle ops. Nothing here is used directly by the
-rest of the toolkit: layers.py dispatches.
+Paddle's CPU kernels for reflection padding, nearest upsampling, broadcast bias adds, one-output 3x3
+convolutions, depthwise 3x3 mean filters and strided-slice backwards are several times slower than the
+same maths written differently (BENCHMARKS.md, "Training step"). Each docstring names the layers.py
+function it mirrors; layers.py calls it when :func:`active`: dynamic mode, a CPU tensor, :data:`ENABLED`.
 """
 import contextlib
 
@@ -20,7 +13,6 @@ import paddle.nn.functional as F
 from paddle.autograd import PyLayer
 
 ENABLED = True  # the single switch (tests turn it off with :func:`disabled`)
-
 _INDEX_CACHE = {}
 _KERNEL_CACHE = {}
 
@@ -42,21 +34,15 @@ def disabled():
 
 
 # ----------------------------------------------------------------------------- padding / upsampling
-
-
-def _gather_plane(x, index, out_h, out_w):
+def _gather(x, kind, rows, cols):
+    """x[:, :, rows][:, :, :, cols] as one gather of flat indices, cached per kind, size and place."""
     b, c, h, w = x.shape
-    out = paddle.gather(x.reshape([b * c, h * w]), index, axis=1)
-    return out.reshape([b, c, out_h, out_w])
-
-
-def _flat_index(key, rows, cols, width, place):
-    idx = _INDEX_CACHE.get(key)
-    if idx is None:
-        flat = (rows[:, None] * width + cols[None, :]).reshape(-1).astype("int64")
-        idx = paddle.to_tensor(flat, place=place)
-        _INDEX_CACHE[key] = idx
-    return idx
+    key = (kind, h, w, str(x.place))
+    if key not in _INDEX_CACHE:
+        flat = (rows[:, None] * w + cols[None, :]).reshape(-1).astype("int64")
+        _INDEX_CACHE[key] = paddle.to_tensor(flat, place=x.place)
+    out = paddle.gather(x.reshape([b * c, h * w]), _INDEX_CACHE[key], axis=1)
+    return out.reshape([b, c, len(rows), len(cols)])
 
 
 def reflection_pad1(x):
@@ -65,8 +51,7 @@ def reflection_pad1(x):
     _, _, h, w = x.shape
     rows = np.concatenate([[1], np.arange(h), [h - 2]])
     cols = np.concatenate([[1], np.arange(w), [w - 2]])
-    idx = _flat_index(("pad", h, w, str(x.place)), rows, cols, w, x.place)
-    return _gather_plane(x, idx, h + 2, w + 2)
+    return _gather(x, "pad", rows, cols)
 
 
 def upsample(x):
@@ -79,38 +64,31 @@ def upsample(x):
 def upsample_pad1(x):
     """Twin of ``layers.upsample_pad1`` (nearest x2, then reflection pad 1) in one gather."""
     _, _, h, w = x.shape
-    rows = np.arange(2 * h) // 2
-    cols = np.arange(2 * w) // 2
+    rows, cols = np.arange(2 * h) // 2, np.arange(2 * w) // 2
     rows = np.concatenate([[rows[1]], rows, [rows[-2]]])
     cols = np.concatenate([[cols[1]], cols, [cols[-2]]])
-    idx = _flat_index(("up", h, w, str(x.place)), rows, cols, w, x.place)
-    return _gather_plane(x, idx, 2 * h + 2, 2 * w + 2)
+    return _gather(x, "up", rows, cols)
 
 
 # ----------------------------------------------------------------------------- convolution
-
-
 def add_channel_bias(y, bias):
-    """``y + bias.reshape([1, C, 1, 1])`` as a (B*C, H*W) + (B*C, 1) add: Paddle's CPU add
-    broadcasts a [1, C, 1, 1] operand through a slow generic path. Twin of the bias add in
-    ``layers.Conv3x3``'s plain path (the convolution's own bias)."""
+    """``y + bias.reshape([1, C, 1, 1])`` as a (B*C, H*W) + (B*C, 1) add (Paddle's CPU add broadcasts
+    [1, C, 1, 1] through a slow generic path). Twin of the conv bias in ``layers.Conv3x3``'s plain path."""
     b, c, h, w = y.shape
     bias = bias.reshape([1, c]).expand([b, c]).reshape([b * c, 1])
     return (y.reshape([b * c, h * w]) + bias).reshape([b, c, h, w])
 
 
 class _ShiftSum3x3(PyLayer):
-    """(B, 9, H+2, W+2) -> (B, 1, H, W): sum over taps t = 3*kh + kw of
-    y[:, t, kh:kh+H, kw:kw+W]."""
+    """(B, 9, H+2, W+2) -> (B, 1, H, W): sum over taps t = 3*kh + kw of y[:, t, kh:kh+H, kw:kw+W]."""
 
     @staticmethod
     def forward(ctx, y):
         h, w = y.shape[2] - 2, y.shape[3] - 2
-        out = None
-        for t in range(9):
+        out = y[:, 0:1, 0:h, 0:w]
+        for t in range(1, 9):
             kh, kw = divmod(t, 3)
-            s = y[:, t:t + 1, kh:kh + h, kw:kw + w]
-            out = s if out is None else out + s
+            out = out + y[:, t:t + 1, kh:kh + h, kw:kw + w]
         return out
 
     @staticmethod
@@ -122,9 +100,8 @@ class _ShiftSum3x3(PyLayer):
 
 
 class _TapsAs1x1(PyLayer):
-    """3x3 kernel (1, C, 3, 3) -> the (9, C, 1, 1) kernel of its taps, t = 3*kh + kw. A
-    PyLayer so that the weight gradient is contiguous (a transpose's backward returns a
-    strided view, which collective all-reduce rejects)."""
+    """3x3 kernel (1, C, 3, 3) -> the (9, C, 1, 1) kernel of its taps, t = 3*kh + kw. A PyLayer so that
+    the weight gradient is contiguous (a transpose's backward is a strided view: all-reduce rejects it)."""
 
     @staticmethod
     def forward(ctx, w):
@@ -138,10 +115,9 @@ class _TapsAs1x1(PyLayer):
 
 
 def conv3x3(x, weight, bias):
-    """Twin of ``layers.Conv3x3``'s plain convolution of an already padded ``x`` ('valid'
-    3x3, stride 1). One output channel (the disparity heads): a 1x1 convolution to the 9
-    taps plus a shifted sum, since Paddle's im2col convolution costs nearly as much for one
-    output as for sixteen. Either way the bias is added by :func:`add_channel_bias`."""
+    """Twin of ``layers.Conv3x3``'s convolution of an already padded ``x`` ('valid' 3x3). One output
+    channel (the disparity heads): a 1x1 convolution to the 9 taps plus a shifted sum, since Paddle's
+    im2col costs nearly as much for one output as for sixteen. Bias by :func:`add_channel_bias`."""
     if weight.shape[0] == 1:
         y = _ShiftSum3x3.apply(F.conv2d(x, _TapsAs1x1.apply(weight)))
     else:
@@ -150,12 +126,9 @@ def conv3x3(x, weight, bias):
 
 
 # ----------------------------------------------------------------------------- losses
-
-
 class _BoxFilter3(PyLayer):
-    """Depthwise 3x3 'valid' correlation with a constant symmetric kernel; its backward is
-    the same correlation of the gradient with zero padding 2 (the adjoint for a symmetric
-    kernel), ~3x cheaper than Paddle's depthwise-convolution backward on CPU."""
+    """Depthwise 3x3 'valid' correlation with a constant symmetric kernel; backward: the same correlation
+    with zero padding 2 (its adjoint), ~3x cheaper than Paddle's depthwise-convolution backward on CPU."""
 
     @staticmethod
     def forward(ctx, x, kernel):
@@ -164,33 +137,31 @@ class _BoxFilter3(PyLayer):
 
     @staticmethod
     def backward(ctx, grad):
-        k = ctx.kernel
-        return F.conv2d(grad, k, padding=2, groups=k.shape[0])
+        return F.conv2d(grad, ctx.kernel, padding=2, groups=ctx.kernel.shape[0])
 
 
 def mean_filter3(padded):
-    """Twin of ``layers.mean_filter3``: the 3x3 mean of every channel of an already padded
-    NCHW tensor as one depthwise convolution with weights 1/9."""
+    """Twin of ``layers.mean_filter3``: one depthwise convolution with weights 1/9."""
     c = padded.shape[1]
     key = (c, str(padded.dtype), str(padded.place))
-    k = _KERNEL_CACHE.get(key)
-    if k is None:
-        k = paddle.full([c, 1, 3, 3], 1.0 / 9.0, dtype=padded.dtype)
-        _KERNEL_CACHE[key] = k
-    if padded.stop_gradient:
-        return F.conv2d(padded, k, groups=c)
-    return _BoxFilter3.apply(padded, k)
+    if key not in _KERNEL_CACHE:
+        _KERNEL_CACHE[key] = paddle.full([c, 1, 3, 3], 1.0 / 9.0, dtype=padded.dtype)
+    k = _KERNEL_CACHE[key]
+    return F.conv2d(padded, k, groups=c) if padded.stop_gradient else _BoxFilter3.apply(padded, k)
+
+
+def _diff(x, axis):
+    n = x.shape[axis]
+    return paddle.slice(x, [axis], [0], [n - 1]) - paddle.slice(x, [axis], [1], [n])
 
 
 class _NeighbourDiff(PyLayer):
-    """x[..., :-1] - x[..., 1:] along ``axis``; backward by two concats (Paddle's CPU slice
-    backward fills a full-size zero tensor per slice)."""
+    """:func:`_diff` with a backward by two concats (Paddle's CPU slice backward fills a zero tensor per slice)."""
 
     @staticmethod
     def forward(ctx, x, axis):
         ctx.axis = axis
-        n = x.shape[axis]
-        return paddle.slice(x, [axis], [0], [n - 1]) - paddle.slice(x, [axis], [1], [n])
+        return _diff(x, axis)
 
     @staticmethod
     def backward(ctx, grad):
@@ -201,7 +172,4 @@ class _NeighbourDiff(PyLayer):
 
 def neighbour_diff(x, axis):
     """Twin of ``layers.neighbour_diff``: x[..., i] - x[..., i + 1] along ``axis`` (2 or 3)."""
-    if x.stop_gradient:
-        n = x.shape[axis]
-        return paddle.slice(x, [axis], [0], [n - 1]) - paddle.slice(x, [axis], [1], [n])
-    return _NeighbourDiff.apply(x, axis)
+    return _diff(x, axis) if x.stop_gradient else _NeighbourDiff.apply(x, axis)

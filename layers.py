@@ -1,21 +1,11 @@
-"""The geometry and losses of Monodepth2 / Depth Hints, as plain Paddle operations.
+"""The geometry, losses and metrics of Monodepth2 / Depth Hints (docs/METHOD.md, sections 3, 4, 6).
 
-Formulas and constants: docs/METHOD.md (sections 3 and 4), after Godard et al., "Digging
-Into Self-Supervised Monocular Depth Estimation" (ICCV 2019) and Watson et al.,
-"Self-Supervised Monocular Depth Hints" (ICCV 2019). All tensors are NCHW
-``paddle.Tensor``s unless stated otherwise. Training (losses.py) and the hint
-precomputation (precompute_depth_hints.py) both call these functions, so hints and
-training agree by construction.
-
-A few operations have faster CPU forms in ``cpu_kernels.py`` (same values and gradients,
-tested pairwise); each such function here says so and dispatches on
-``cpu_kernels.active(x)``: CPU tensors in dynamic mode only. On a GPU and in static
-graphs the plain operation below runs (the export traces the decoder with forms of its own,
-of the same values: export_ops.py).
-
-:func:`warp` is the single image-sampling helper of the project; it works around Paddle's
-CPU ``grid_sample`` backward crash that happens when the grid needs a gradient but the
-sampled image does not.
+Tensors are NCHW unless stated otherwise. Training (losses.py) and the hint precomputation
+both call these functions, so hints and training agree by construction. Functions naming a
+"CPU twin" run the faster form in cpu_kernels.py (same values and gradients) when
+``cpu_kernels.active(x)``: CPU tensors in dynamic mode; on a GPU and in static graphs the
+plain op runs (the export traces its own forms: export_ops.py). :func:`warp` is the one
+image sampler (it works around a Paddle grid_sample crash).
 """
 import numpy as np
 import paddle
@@ -26,48 +16,34 @@ import cpu_kernels
 from utils import MAX_DEPTH, MIN_DEPTH, garg_crop_bounds
 
 __all__ = [
-    "disp_to_depth", "rot_from_axisangle", "get_translation_matrix",
-    "transformation_from_parameters", "BackprojectDepth", "Project3D", "warp",
-    "reflection_pad1", "upsample", "upsample_pad1", "Conv3x3", "ConvBlock", "mean_filter3", "SSIM",
-    "neighbour_diff", "get_smooth_loss", "compute_reprojection_loss", "reprojection_target_stats", "compute_loss_masks",
-    "compute_proxy_supervised_loss", "compute_depth_errors", "DepthErrors",
+    "disp_to_depth", "rot_from_axisangle", "get_translation_matrix", "transformation_from_parameters",
+    "BackprojectDepth", "Project3D", "warp", "reflection_pad1", "upsample", "upsample_pad1", "Conv3x3", "ConvBlock",
+    "mean_filter3", "SSIM", "neighbour_diff", "get_smooth_loss", "compute_reprojection_loss",
+    "reprojection_target_stats", "compute_loss_masks", "compute_proxy_supervised_loss", "compute_depth_errors",
+    "DepthErrors",
 ]
 
 
 # ----------------------------------------------------------------------------- depth
-
-
 def disp_to_depth(disp, min_depth, max_depth):
-    """Convert the network's sigmoid output to (scaled_disp, depth) (docs/METHOD.md, section 3).
-
-    scaled = 1/max_depth + (1/min_depth - 1/max_depth) * disp; depth = 1 / scaled.
-    Works on paddle tensors and on numpy arrays.
-    """
-    min_disp = 1.0 / max_depth
-    max_disp = 1.0 / min_depth
+    """The network's sigmoid output -> (scaled_disp, depth), scaled_disp in [1/max_depth, 1/min_depth]
+    and depth = 1 / scaled_disp (docs/METHOD.md, section 3). Paddle tensors or numpy arrays."""
+    min_disp, max_disp = 1.0 / max_depth, 1.0 / min_depth
     scaled_disp = min_disp + (max_disp - min_disp) * disp
-    depth = 1.0 / scaled_disp
-    return scaled_disp, depth
+    return scaled_disp, 1.0 / scaled_disp
 
 
 # ----------------------------------------------------------------------------- poses
-
-
 def rot_from_axisangle(vec):
-    """Axis-angle (B, 1, 3) -> homogeneous rotation (B, 4, 4) by Rodrigues' formula.
-
-    angle = |v|, axis = v / (angle + 1e-7) (docs/METHOD.md, section 3).
-    """
+    """Axis-angle (B, 1, 3) -> homogeneous rotation (B, 4, 4) by Rodrigues' formula;
+    angle = |v|, axis = v / (angle + 1e-7) (docs/METHOD.md, section 3)."""
     # + 1e-20 keeps the gradient finite (0, like torch.norm's) at a zero vector; the value
     # changes by less than float32 resolution for |v| > 1e-6 (pose outputs are ~1e-3)
     angle = paddle.sqrt(paddle.sum(vec * vec, axis=2, keepdim=True) + 1e-20)  # (B,1,1)
     axis = vec / (angle + 1e-7)
-    ca = paddle.cos(angle)[:, 0, 0]
-    sa = paddle.sin(angle)[:, 0, 0]
+    ca, sa = paddle.cos(angle)[:, 0, 0], paddle.sin(angle)[:, 0, 0]
     C = 1.0 - ca
-    x = axis[:, 0, 0]
-    y = axis[:, 0, 1]
-    z = axis[:, 0, 2]
+    x, y, z = axis[:, 0, 0], axis[:, 0, 1], axis[:, 0, 2]
     xs, ys, zs = x * sa, y * sa, z * sa
     xC, yC, zC = x * C, y * C, z * C
     xyC, yzC, zxC = x * yC, y * zC, z * xC
@@ -94,48 +70,32 @@ def get_translation_matrix(translation_vector):
 
 
 def transformation_from_parameters(axisangle, translation, invert=False):
-    """Pose-network output (B,1,3), (B,1,3) -> 4x4 transform (B,4,4).
-
-    M = T(t) @ R, or with ``invert`` M = R^T @ T(-t), i.e. the inverse of the former.
-    """
+    """Pose-network output (B,1,3), (B,1,3) -> 4x4 transform (B,4,4): M = T(t) @ R, or with
+    ``invert`` its inverse R^T @ T(-t)."""
     R = rot_from_axisangle(axisangle)
-    t = translation
     if invert:
-        R = R.transpose([0, 2, 1])
-        t = -t
-    T = get_translation_matrix(t)
-    if invert:
-        return paddle.matmul(R, T)
-    return paddle.matmul(T, R)
+        return paddle.matmul(R.transpose([0, 2, 1]), get_translation_matrix(-translation))
+    return paddle.matmul(get_translation_matrix(translation), R)
 
 
 # ----------------------------------------------------------------------------- geometry
-
-
 class BackprojectDepth(nn.Layer):
     """Depth (B,1,H,W) + inv_K (B,4,4) -> homogeneous camera points (B,4,H*W) (docs/METHOD.md, section 3).
 
-    ``batch_size`` is kept for Monodepth2 API compatibility only: ``forward`` uses the
-    batch size of its input, so a last, smaller batch works. The pixel grid
-    (x, y, 1) is a non-trainable, non-persistable buffer.
+    ``batch_size`` is Monodepth2's argument, unused: ``forward`` takes the input's batch size
+    (a smaller last batch works). The pixel grid (x, y, 1) is a non-persistable buffer (1,3,HW).
     """
 
     def __init__(self, batch_size, height, width):
         super().__init__()
-        self.batch_size = batch_size
-        self.height = height
-        self.width = width
+        self.batch_size, self.height, self.width = batch_size, height, width
         xs, ys = np.meshgrid(np.arange(width), np.arange(height), indexing="xy")
         pix = np.stack([xs.reshape(-1), ys.reshape(-1), np.ones(height * width)], 0)
-        self.register_buffer("pix_coords",
-                             paddle.to_tensor(pix[None].astype("float32")),
-                             persistable=False)  # (1,3,HW)
+        self.register_buffer("pix_coords", paddle.to_tensor(pix[None].astype("float32")), persistable=False)
 
     def forward(self, depth, inv_K):
         b = depth.shape[0]
-        pix = self.pix_coords
-        if pix.dtype != inv_K.dtype:
-            pix = pix.astype(inv_K.dtype)
+        pix = self.pix_coords if self.pix_coords.dtype == inv_K.dtype else self.pix_coords.astype(inv_K.dtype)
         cam = paddle.matmul(inv_K[:, :3, :3], pix)  # (B,3,HW) by broadcasting
         cam = depth.reshape([b, 1, -1]) * cam
         ones = paddle.ones([b, 1, self.height * self.width], dtype=cam.dtype)
@@ -143,20 +103,13 @@ class BackprojectDepth(nn.Layer):
 
 
 class Project3D(nn.Layer):
-    """Points (B,4,HW), K (B,4,4), T (B,4,4) -> sampling grid (B,H,W,2) in [-1, 1] (docs/METHOD.md, section 3).
-
-    P = (K @ T)[:3]; pix = (P @ points)[:2] / (z + eps); x /= W-1, y /= H-1;
-    grid = (pix - 0.5) * 2 (align_corners=True convention).
-    """
+    """Points (B,4,HW), K (B,4,4), T (B,4,4) -> sampling grid (B,H,W,2) in [-1, 1] for
+    ``align_corners=True`` (docs/METHOD.md, section 3); ``batch_size`` is unused."""
 
     def __init__(self, batch_size, height, width, eps=1e-7):
         super().__init__()
-        self.batch_size = batch_size
-        self.height = height
-        self.width = width
-        self.eps = eps
-        self.register_buffer("norm_div",
-                             paddle.to_tensor(np.array([width - 1, height - 1], "float32")),
+        self.batch_size, self.height, self.width, self.eps = batch_size, height, width, eps
+        self.register_buffer("norm_div", paddle.to_tensor(np.array([width - 1, height - 1], "float32")),
                              persistable=False)
 
     def forward(self, points, K, T):
@@ -173,25 +126,20 @@ class Project3D(nn.Layer):
 def warp(image, grid):
     """Sample ``image`` (B,C,H,W) at ``grid`` (B,Ho,Wo,2): bilinear, border, align_corners.
 
-    THE one warping helper of the project. Paddle's CPU grid_sample backward crashes when
-    the grid needs a gradient but the image does not; in that case the image is sampled
-    through a detached alias with ``stop_gradient=False`` (no data copy). The alias is a
-    throw-away leaf, so no gradient reaches the caller's image.
+    The project's one warping helper. Paddle's CPU grid_sample backward crashes (segfault) when
+    the grid needs a gradient but the image does not; the image is then sampled through a
+    detached alias with ``stop_gradient=False`` (no copy; no gradient reaches the caller's image).
     """
     if image.stop_gradient and not grid.stop_gradient:
         image = image.detach()
         image.stop_gradient = False
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border",
-                         align_corners=True)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
 
 
 # ----------------------------------------------------------------------------- conv blocks
-
-
 def reflection_pad1(x):
-    """Reflection padding by one pixel on H and W of an NCHW tensor, equal to
-    ``numpy.pad(x, ((0,0),(0,0),(1,1),(1,1)), mode='reflect')``. CPU twin:
-    ``cpu_kernels.reflection_pad1``."""
+    """Reflection padding by one pixel on H and W, equal to ``numpy.pad(x, ((0,0),(0,0),(1,1),(1,1)),
+    mode='reflect')``. CPU twin: ``cpu_kernels.reflection_pad1``."""
     if cpu_kernels.active(x):
         return cpu_kernels.reflection_pad1(x)
     return F.pad(x, [1, 1, 1, 1], mode="reflect")
@@ -214,18 +162,13 @@ def upsample_pad1(x):
 
 
 class Conv3x3(nn.Layer):
-    """Reflection- (default) or zero-padded 3x3 convolution; sub-layer ``conv``.
-
-    With ``use_refl=False`` the zero padding is done by the convolution itself
-    (``padding=1``), the same as ZeroPad2d(1) + conv. CPU twin of the reflection-padded
-    convolution: ``cpu_kernels.conv3x3``.
-    """
+    """Reflection- (default) or zero-padded 3x3 convolution, sub-layer ``conv`` (zero padding by the
+    convolution's ``padding=1``). CPU twin of the reflection-padded one: ``cpu_kernels.conv3x3``."""
 
     def __init__(self, in_channels, out_channels, use_refl=True):
         super().__init__()
         self.use_refl = use_refl
-        self.conv = nn.Conv2D(int(in_channels), int(out_channels), 3,
-                              padding=0 if use_refl else 1)
+        self.conv = nn.Conv2D(int(in_channels), int(out_channels), 3, padding=0 if use_refl else 1)
 
     def forward(self, x, padded=False):
         """``padded=True``: ``x`` already carries the 1-pixel reflection padding (the
@@ -252,8 +195,6 @@ class ConvBlock(nn.Layer):
 
 
 # ----------------------------------------------------------------------------- losses
-
-
 def mean_filter3(padded):
     """3x3 mean (stride 1, no padding) of every channel of an NCHW tensor. CPU twin:
     ``cpu_kernels.mean_filter3``."""
@@ -263,17 +204,11 @@ def mean_filter3(padded):
 
 
 class SSIM(nn.Layer):
-    """Per-pixel SSIM distance clamp((1 - SSIM(x, y)) / 2, 0, 1), shape (B,C,H,W).
+    """Per-pixel SSIM distance clamp((1 - SSIM(x, y)) / 2, 0, 1), (B,C,H,W) (docs/METHOD.md, section 4).
 
-    Reflection pad 1, 3x3 mean pooling (stride 1), C1 = 0.01^2, C2 = 0.03^2 (docs/METHOD.md,
-    section 4). The statistics are pooled together: x, y, x^2 + y^2 and xy are
-    concatenated along channels, padded once and mean-filtered once. Only
-    sigma_x^2 + sigma_y^2 occurs in SSIM, so pool(x^2 + y^2) replaces pool(x^2) and
-    pool(y^2); the value equals the textbook form to float rounding.
-
-    ``forward(x, y, y_stats)`` with ``y_stats = ssim.target_stats(y)`` reuses the pooled
-    statistics of a target shared by several calls (the loss compares several warped images
-    with one target): only x, x^2 and xy are then pooled.
+    x, y, x^2 + y^2 and xy are padded and pooled in one call (only sigma_x^2 + sigma_y^2 occurs,
+    so pool(x^2 + y^2) replaces pool(x^2) and pool(y^2); equal to float rounding).
+    ``y_stats = ssim.target_stats(y)`` reuses a target's pooled statistics across calls.
     """
 
     C1 = 0.01 ** 2
@@ -307,18 +242,14 @@ _SSIM = SSIM()
 
 
 def reprojection_target_stats(target):
-    """Precomputed SSIM statistics of ``target`` for :func:`compute_reprojection_loss`
-    (compute once, pass to every call with the same target; no gradient flows into them)."""
+    """SSIM statistics of ``target`` to pass to every :func:`compute_reprojection_loss` with that
+    target (no gradient flows into them)."""
     return _SSIM.target_stats(target.detach() if not target.stop_gradient else target)
 
 
 def compute_reprojection_loss(pred, target, no_ssim=False, target_stats=None):
-    """Photometric error pe = 0.85 mean_c SSIM + 0.15 mean_c |pred - target|, (B,1,H,W).
-
-    With ``no_ssim`` only mean_c |pred - target|. ``target_stats`` (optional, from
-    :func:`reprojection_target_stats`) reuses the target's pooled SSIM statistics; the
-    value is the same to float rounding. Only for targets that need no gradient.
-    """
+    """Photometric error pe = 0.85 mean_c SSIM + 0.15 mean_c |pred - target| (``no_ssim``: the L1 term
+    only), (B,1,H,W). ``target_stats``: from :func:`reprojection_target_stats` (targets without gradient)."""
     abs_diff = paddle.abs(target - pred)
     if no_ssim:
         return paddle.mean(abs_diff, axis=1, keepdim=True)
@@ -336,11 +267,8 @@ def neighbour_diff(x, axis):
 
 
 def get_smooth_loss(disp, img):
-    """Edge-aware smoothness (scalar) (docs/METHOD.md, section 4).
-
-    mean(|dx disp| * exp(-mean_c |dx img|)) + mean(|dy disp| * exp(-mean_c |dy img|)).
-    ``disp`` is used as given: the caller mean-normalises it first.
-    """
+    """Edge-aware smoothness, a scalar (docs/METHOD.md, section 4); ``disp`` is used as given (the
+    caller mean-normalises it)."""
     gdx = paddle.abs(neighbour_diff(disp, 3))
     gdy = paddle.abs(neighbour_diff(disp, 2))
     gix = paddle.mean(paddle.abs(img[:, :, :, :-1] - img[:, :, :, 1:]), axis=1, keepdim=True)
@@ -348,32 +276,25 @@ def get_smooth_loss(disp, img):
     return paddle.mean(gdx * paddle.exp(-gix)) + paddle.mean(gdy * paddle.exp(-giy))
 
 
-def compute_loss_masks(reprojection_loss, identity_reprojection_loss,
-                       depth_hint_reprojection_loss):
+def compute_loss_masks(reprojection_loss, identity_reprojection_loss, depth_hint_reprojection_loss):
     """Per-pixel argmin masks (docs/METHOD.md, section 4) -> (reprojection_mask, hint_mask or None).
 
-    With an identity loss: argmin over [reprojection, identity(, hint)] along channels;
-    reprojection mask = argmin != 1, hint mask = argmin == 2 (None without a hint loss).
-    Without an identity loss (no auto-masking): reprojection mask = ones, hint mask =
-    (argmin over [reprojection, hint]) == 1, or None without a hint loss.
-    Ties go to the FIRST candidate (reprojection before identity before hint), like
-    ``argmin``. Masks are float, (B,1,H,W), and carry no gradient.
+    The argmin runs over [reprojection, identity, hint] (those given); the reprojection mask is
+    argmin != identity (all ones without one), the hint mask argmin == hint. Ties go to the first
+    candidate. Masks are float (B,1,H,W) without gradient.
     """
     hint = depth_hint_reprojection_loss
+    dtype = reprojection_loss.dtype
     if identity_reprojection_loss is None:
         reprojection_mask = paddle.ones_like(reprojection_loss)
         if hint is None:
             return reprojection_mask, None
-        losses = paddle.concat([reprojection_loss, hint], axis=1)
-        idxs = paddle.argmin(losses, axis=1, keepdim=True)
-        return reprojection_mask, (idxs == 1).astype(reprojection_loss.dtype)
-    parts = [reprojection_loss, identity_reprojection_loss]
-    if hint is not None:
-        parts.append(hint)
+        idxs = paddle.argmin(paddle.concat([reprojection_loss, hint], axis=1), axis=1, keepdim=True)
+        return reprojection_mask, (idxs == 1).astype(dtype)
+    parts = [reprojection_loss, identity_reprojection_loss] + ([] if hint is None else [hint])
     idxs = paddle.argmin(paddle.concat(parts, axis=1), axis=1, keepdim=True)
-    reprojection_mask = (idxs != 1).astype(reprojection_loss.dtype)
-    hint_mask = None if hint is None else (idxs == 2).astype(reprojection_loss.dtype)
-    return reprojection_mask, hint_mask
+    hint_mask = None if hint is None else (idxs == 2).astype(dtype)
+    return (idxs != 1).astype(dtype), hint_mask
 
 
 def compute_proxy_supervised_loss(pred, target, valid_pixels, loss_mask):
@@ -383,23 +304,14 @@ def compute_proxy_supervised_loss(pred, target, valid_pixels, loss_mask):
 
 
 # ----------------------------------------------------------------------------- metrics
-
-
 class DepthErrors(tuple):
-    """The seven depth metrics as a tuple (abs_rel, sq_rel, rmse, rmse_log, a1, a2, a3).
-
-    Also indexable by name (``errors["abs_rel"]``) and convertible with ``as_dict()``.
-    """
+    """The seven depth metrics as a tuple (abs_rel, sq_rel, rmse, rmse_log, a1, a2, a3), also by name:
+    ``errors["abs_rel"]``, ``errors.abs_rel``, ``as_dict()``."""
 
     NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 
-    def __new__(cls, values):
-        return super().__new__(cls, values)
-
     def __getitem__(self, key):
-        if isinstance(key, str):
-            return tuple.__getitem__(self, self.NAMES.index(key))
-        return tuple.__getitem__(self, key)
+        return tuple.__getitem__(self, self.NAMES.index(key) if isinstance(key, str) else key)
 
     def __getattr__(self, name):
         if name in DepthErrors.NAMES:
@@ -414,16 +326,12 @@ class DepthErrors(tuple):
 
 
 def compute_depth_errors(gt, pred):
-    """Depth metrics between numpy arrays of valid ground truth and prediction (docs/METHOD.md, section 6).
-
-    Returns :class:`DepthErrors` (abs_rel, sq_rel, rmse, rmse_log, a1, a2, a3) of floats.
-    """
+    """:class:`DepthErrors` of floats between numpy arrays of valid ground truth and prediction
+    (docs/METHOD.md, section 6)."""
     gt = np.asarray(gt, dtype=np.float64)
     pred = np.asarray(pred, dtype=np.float64)
     thresh = np.maximum(gt / pred, pred / gt)
-    a1 = np.mean(thresh < 1.25)
-    a2 = np.mean(thresh < 1.25 ** 2)
-    a3 = np.mean(thresh < 1.25 ** 3)
+    a1, a2, a3 = (np.mean(thresh < 1.25 ** k) for k in (1, 2, 3))
     diff = gt - pred
     rmse = np.sqrt(np.mean(diff * diff))
     log_diff = np.log(gt) - np.log(pred)

@@ -1,17 +1,9 @@
 """The training loss of Monodepth2 with Depth Hints (docs/METHOD.md, section 4).
 
-``DepthHintsLoss`` takes a batch and the networks' outputs and
-
-1. converts each scale's disparity to depth (upsampled to full resolution unless
-   ``v1_multiscale``) and warps every source frame into the target view
-   (:meth:`warp_sources`; the stereo image also with the depth hint, at scale 0);
-2. scores them (:meth:`__call__`): per-pixel minimum photometric reprojection error,
-   auto-masking by the un-warped sources' error, the depth-hint term where the hint's
-   warp explains the target best, and edge-aware smoothness; averaged over scales.
-
-It needs no Trainer: build it from a handful of options
-(``DepthHintsLoss.from_options(opt)``) or keyword arguments, e.g. in a test with a known
-depth. Every formula is a layers.py function, shared with the hint precomputation.
+``DepthHintsLoss`` warps every source frame into the target view with each scale's depth
+(:meth:`~DepthHintsLoss.warp_sources`), then scores the warps (``__call__``). It needs no
+Trainer: build it with ``from_options(opt)`` or keyword arguments (e.g. a test with a known
+depth). Every formula is a layers.py function, shared with the hint precomputation.
 """
 import paddle
 import paddle.nn.functional as F
@@ -20,14 +12,9 @@ import layers
 
 
 class DepthHintsLoss:
-    """Loss terms of Watson et al. (2019) on top of Godard et al. (2019).
-
-    Arguments (Monodepth2 option names and defaults): ``height``, ``width``; ``frame_ids``
-    (the source frames come after the target 0; ``"s"`` is the stereo image);
-    ``scales``; ``min_depth``, ``max_depth``; ``use_depth_hints``; ``no_ssim``;
-    ``avg_reprojection``; ``disable_automasking``; ``predictive_mask``;
-    ``disparity_smoothness``; ``v1_multiscale``; ``pose_model_type`` (PoseCNN translations
-    are scaled by the mean inverse depth).
+    """Loss terms of Watson et al. (2019) on top of Godard et al. (2019); arguments are Monodepth2's
+    option names and defaults. ``frame_ids``: the target 0 first, then the sources (``"s"``: the
+    stereo image). PoseCNN translations (``pose_model_type="posecnn"``) are scaled by the mean inverse depth.
     """
 
     OPTIONS = ("height", "width", "scales", "min_depth", "max_depth", "use_depth_hints", "no_ssim",
@@ -61,28 +48,20 @@ class DepthHintsLoss:
         frame_ids = list(opt.frame_ids) + (["s"] if opt.use_stereo else [])
         return cls(frame_ids=frame_ids, **{k: getattr(opt, k) for k in cls.OPTIONS})
 
-    # ------------------------------------------------------------------ warping
-
     def warp_sources(self, inputs, outputs):
         """Add ``("depth", 0, s)``, ``("sample", f, s)`` and ``("color", f, s)`` (each source
         frame warped into the target at scale s) to ``outputs``; with hints also
         ``("color_depth_hint", "s", 0)``, the stereo image warped with the hint."""
         for scale in self.scales:
             disp = outputs[("disp", scale)]
-            if self.v1_multiscale:
-                source_scale = scale
-            else:
-                if scale != 0:
-                    disp = F.interpolate(disp, [self.height, self.width], mode="bilinear", align_corners=False)
-                source_scale = 0
+            source_scale = scale if self.v1_multiscale else 0
+            if source_scale != scale:
+                disp = F.interpolate(disp, [self.height, self.width], mode="bilinear", align_corners=False)
             _, depth = layers.disp_to_depth(disp, self.min_depth, self.max_depth)
             outputs[("depth", 0, scale)] = depth
             cam_points = None
             for frame_id in self.frame_ids[1:]:
-                if frame_id == "s":
-                    T = inputs["stereo_T"]
-                else:
-                    T = outputs[("cam_T_cam", 0, frame_id)]
+                T = inputs["stereo_T"] if frame_id == "s" else outputs[("cam_T_cam", 0, frame_id)]
                 if self.pose_model_type == "posecnn" and frame_id != "s":
                     axisangle = outputs[("axisangle", 0, frame_id)]
                     translation = outputs[("translation", 0, frame_id)]
@@ -98,8 +77,6 @@ class DepthHintsLoss:
             cam_points = self.backproject[0](inputs["depth_hint"], inputs[("inv_K", 0)])
             grid = self.project[0](cam_points, inputs[("K", 0)], inputs["stereo_T"])
             outputs[("color_depth_hint", "s", 0)] = layers.warp(inputs[("color", "s", 0)], grid)
-
-    # ------------------------------------------------------------------ scoring
 
     def _min_over_sources(self, errors):
         if self.avg_reprojection:
@@ -117,16 +94,11 @@ class DepthHintsLoss:
         sources = self.frame_ids[1:]
         stats = {}  # the target's pooled SSIM statistics, once per target image
 
-        def target_stats(source_scale):
-            if self.no_ssim:
-                return None
-            if source_scale not in stats:
-                stats[source_scale] = layers.reprojection_target_stats(inputs[("color", 0, source_scale)])
-            return stats[source_scale]
-
         def pe(pred, source_scale):
-            return layers.compute_reprojection_loss(pred, inputs[("color", 0, source_scale)], self.no_ssim,
-                                                    target_stats(source_scale))
+            target = inputs[("color", 0, source_scale)]
+            if not self.no_ssim and source_scale not in stats:
+                stats[source_scale] = layers.reprojection_target_stats(target)
+            return layers.compute_reprojection_loss(pred, target, self.no_ssim, stats.get(source_scale))
 
         hint_pe = hint_valid = None
         if self.use_depth_hints:
@@ -138,7 +110,7 @@ class DepthHintsLoss:
             reproj = paddle.concat([pe(outputs[("color", f, scale)], source_scale) for f in sources], 1)
             if self.predictive_mask:
                 mask = outputs["predictive_mask"][("disp", scale)]
-                if not self.v1_multiscale and scale != 0:
+                if source_scale != scale:
                     mask = F.interpolate(mask, [self.height, self.width], mode="bilinear", align_corners=False)
                 reproj = reproj * mask
                 weighting = 0.2 * F.binary_cross_entropy(mask, paddle.ones_like(mask))
@@ -171,7 +143,8 @@ class DepthHintsLoss:
 
             disp = outputs[("disp", scale)]
             norm_disp = disp / (paddle.mean(disp, axis=[2, 3], keepdim=True) + 1e-7)
-            smooth = self.disparity_smoothness * layers.get_smooth_loss(norm_disp, inputs[("color", 0, scale)]) / (2 ** scale)
+            smooth = layers.get_smooth_loss(norm_disp, inputs[("color", 0, scale)])
+            smooth = self.disparity_smoothness * smooth / (2 ** scale)
             loss = loss + smooth
             losses[("smooth", scale)] = smooth
             losses[("loss", scale)] = loss

@@ -1,9 +1,6 @@
-"""Where and how the computation runs: CPU thread settings, the device, and what a run
-prints about its environment.
-
-Every entry script calls :func:`cpu_env_defaults` before Paddle is imported (the math
-libraries read their thread variables at load time), then :func:`pick_device`.
-"""
+"""Where the computation runs: CPU thread settings, the device, the environment a run logs. Entry scripts
+call :func:`cpu_env_defaults` before Paddle is imported (the math libraries read their thread variables at
+load time), then :func:`pick_device`."""
 import os
 import sys
 import warnings
@@ -12,43 +9,35 @@ __all__ = ["cpu_env_defaults", "quiet_paddle_notices", "set_cpu_threads", "limit
            "pick_device", "environment_summary"]
 
 
-def cpu_env_defaults():
-    """Set CPU math-library environment defaults; call BEFORE paddle is imported.
-
-    - ``OMP_WAIT_POLICY=PASSIVE``, ``KMP_BLOCKTIME=0``: idle OpenMP threads sleep instead of
-      spinning (spinning threads compete with the data-loader workers on small machines).
-    - ``OMP_NUM_THREADS`` = CPU count: MKL only multi-threads when this is set before import.
-    - ``MKL_DEBUG_CPU_TYPE=5`` on AMD CPUs: the MKL bundled with Paddle otherwise runs a
-      generic code path on non-Intel CPUs; this selects its AVX2 kernels.
-
-    Values already in the environment are kept. Returns the variables it set.
-    """
-    wanted = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0", "OMP_NUM_THREADS": str(os.cpu_count() or 1)}
+def _cpuinfo():
     try:
         with open("/proc/cpuinfo") as f:
-            if "AuthenticAMD" in f.read(4096):
-                wanted["MKL_DEBUG_CPU_TYPE"] = "5"
+            return f.read()
     except OSError:
-        pass
-    done = {}
-    for k, v in wanted.items():
-        if k not in os.environ:
-            os.environ[k] = v
-            done[k] = v
+        return ""
+
+
+def cpu_env_defaults():
+    """Set CPU math-library defaults BEFORE paddle's import (keeping values already set); returns those set.
+    Idle OpenMP threads sleep, not spin against the data-loader workers; OMP_NUM_THREADS = CPU count (MKL
+    multi-threads only if set before import); MKL_DEBUG_CPU_TYPE=5 on AMD (else MKL skips its AVX2 kernels)."""
+    wanted = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0", "OMP_NUM_THREADS": str(os.cpu_count() or 1)}
+    if "AuthenticAMD" in _cpuinfo()[:4096]:
+        wanted["MKL_DEBUG_CPU_TYPE"] = "5"
+    done = {k: v for k, v in wanted.items() if k not in os.environ}
+    os.environ.update(done)
     return done
 
 
 def quiet_paddle_notices():
-    """Silence Paddle notices that say nothing about the run: the ccache hint printed at
-    import and BatchNorm's per-forward note that it tracks running statistics."""
+    """Silence Paddle's ccache hint at import and BatchNorm's per-forward note on running statistics."""
     warnings.filterwarnings("ignore", message="No ccache found")
     warnings.filterwarnings("ignore", message="When training, we now always track")
 
 
 def set_cpu_threads(n=None):
-    """Let Paddle's CPU kernels use ``n`` threads (default ``$OMP_NUM_THREADS`` or all cores).
-
-    Paddle 3 defaults to one math thread. Returns the number set."""
+    """Let Paddle's CPU kernels use ``n`` threads (default ``$OMP_NUM_THREADS`` or all cores; Paddle 3
+    defaults to one). Returns the number set."""
     if n is None:
         n = int(os.environ.get("OMP_NUM_THREADS") or 0) or (os.cpu_count() or 1)
     import paddle
@@ -59,13 +48,9 @@ def set_cpu_threads(n=None):
 
 
 def limit_threads(n=1):
-    """Limit OpenCV, OpenMP, MKL, OpenBLAS and (if imported) Paddle to ``n`` threads in this
-    process, for worker pools where each worker should use one core.
-
-    The environment variables only reach libraries loaded afterwards: call this before
-    Paddle is imported (and again after, to set Paddle's own thread count)."""
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(n)
+    """Limit OpenCV, OpenMP, MKL, OpenBLAS and (if imported) Paddle to ``n`` threads (one core per pool worker).
+    The variables reach only libraries loaded later: call it before Paddle's import (and after, for Paddle's)."""
+    os.environ.update({var: str(n) for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")})
     import cv2
     cv2.setNumThreads(n)
     if "paddle" in sys.modules:
@@ -73,9 +58,8 @@ def limit_threads(n=1):
 
 
 def pick_device(device="auto"):
-    """Choose and set the Paddle device: ``auto`` -> ``gpu`` when Paddle is compiled with
-    CUDA and sees a GPU, else ``cpu``. Asking for ``gpu`` without one raises ToolkitError.
-    On the CPU the math thread count is set as well (:func:`set_cpu_threads`)."""
+    """Choose and set the Paddle device: ``auto`` -> ``gpu`` when Paddle is compiled with CUDA and sees a
+    GPU, else ``cpu`` (whose math thread count is set too); ``gpu`` without one raises ToolkitError."""
     import paddle
     from utils import ToolkitError
     device = (device or "auto").lower()
@@ -99,26 +83,17 @@ def environment_summary(device):
     """``{"device", "device_name", "paddle", "cuda", "cudnn", "threads"}`` for logs."""
     import platform
     import paddle
-    info = {"device": device, "paddle": paddle.__version__, "cuda": None, "cudnn": None,
-            "threads": None}
+    info = {"device": device, "paddle": paddle.__version__, "cuda": None, "cudnn": None, "threads": None}
     if paddle.device.is_compiled_with_cuda():
-        info["cuda"] = paddle.version.cuda()
-        info["cudnn"] = paddle.version.cudnn()
+        info.update(cuda=paddle.version.cuda(), cudnn=paddle.version.cudnn())
     if device == "gpu":
         try:
             info["device_name"] = paddle.device.cuda.get_device_name()
         except Exception:  # pragma: no cover - GPU only
             info["device_name"] = "GPU"
-    else:
-        name = platform.processor() or platform.machine()
-        try:
-            with open("/proc/cpuinfo") as f:
-                for line in f:
-                    if line.startswith("model name"):
-                        name = line.split(":", 1)[1].strip()
-                        break
-        except OSError:
-            pass
-        info["device_name"] = f"{name} ({os.cpu_count()} cores)"
-        info["threads"] = int(os.environ.get("OMP_NUM_THREADS") or 0) or None
+        return info
+    names = [line.split(":", 1)[1].strip() for line in _cpuinfo().splitlines() if line.startswith("model name")]
+    name = names[0] if names else platform.processor() or platform.machine()
+    info["device_name"] = f"{name} ({os.cpu_count()} cores)"
+    info["threads"] = int(os.environ.get("OMP_NUM_THREADS") or 0) or None
     return info

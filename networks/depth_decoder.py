@@ -1,14 +1,10 @@
 """Monodepth2 depth decoder (docs/METHOD.md, section 2).
 
-All convolutions live in one LayerList ``decoder`` in Monodepth2's construction order:
-upconv(4,0), upconv(4,1), upconv(3,0), ..., upconv(0,1), then dispconv(s) for s in scales
-(14 entries for 4 scales). A ConvBlock's weights are ``decoder.k.conv.conv.*``, a
-dispconv's ``decoder.k.conv.*``.
-
-The decoder pads every convolution's input itself with its attributes ``reflection_pad1``
-and ``upsample_pad1`` (``layers``' functions): a deployment may set other forms with the
-same values on an instance while it traces the network (export_model.py does, with
-export_ops.py).
+All convolutions live in one LayerList ``decoder`` in Monodepth2's construction order: upconv(4,0),
+upconv(4,1), upconv(3,0), ..., upconv(0,1), then dispconv(s) per scale (14 for 4 scales); a ConvBlock's
+weights are ``decoder.k.conv.conv.*``, a dispconv's ``decoder.k.conv.*``. Every convolution's input is
+padded by the attributes ``reflection_pad1`` and ``upsample_pad1`` (layers' functions), which the export
+replaces on an instance with traced forms of the same values (export_ops.py).
 """
 import numpy as np
 import paddle
@@ -25,7 +21,6 @@ NUM_CH_DEC = (16, 32, 64, 128, 256)
 class DepthDecoder(nn.Layer):
     """Returns ``{("disp", s): sigmoid(dispconv_s(x_s))}`` with shape (B, C, H/2^s, W/2^s)."""
 
-    # the ops padding the convolutions' inputs (see the module docstring)
     reflection_pad1 = staticmethod(reflection_pad1)
     upsample_pad1 = staticmethod(upsample_pad1)
 
@@ -36,23 +31,17 @@ class DepthDecoder(nn.Layer):
         self.scales = list(scales)
         self.num_output_channels = num_output_channels
         self.use_skips = use_skips
-
-        layers = []
-        self._index = {}
-
-        def add(key, layer):
-            self._index[key] = len(layers)
-            layers.append(layer)
-
         enc, dec = self.num_ch_enc, self.num_ch_dec
+        convs = {}  # in construction order
         for i in range(4, -1, -1):
             num_in = enc[-1] if i == 4 else dec[i + 1]
-            add(("upconv", i, 0), ConvBlock(int(num_in), int(dec[i])))
+            convs[("upconv", i, 0)] = ConvBlock(int(num_in), int(dec[i]))
             num_in = dec[i] + (enc[i - 1] if use_skips and i > 0 else 0)
-            add(("upconv", i, 1), ConvBlock(int(num_in), int(dec[i])))
+            convs[("upconv", i, 1)] = ConvBlock(int(num_in), int(dec[i]))
         for s in self.scales:
-            add(("dispconv", s), Conv3x3(int(dec[s]), num_output_channels))
-        self.decoder = nn.LayerList(layers)
+            convs[("dispconv", s)] = Conv3x3(int(dec[s]), num_output_channels)
+        self._index = {key: k for k, key in enumerate(convs)}
+        self.decoder = nn.LayerList(list(convs.values()))
         init_conv_torch_default(self)
 
     def conv(self, key):
@@ -64,14 +53,12 @@ class DepthDecoder(nn.Layer):
         x = input_features[-1]
         for i in range(4, -1, -1):
             x = self.conv(("upconv", i, 0))(self.reflection_pad1(x), padded=True)
-            # upconv(i,1) pads reflect(concat(up(x), skip)) = concat(reflect(up(x)), reflect(skip));
-            # upsampling and padding in one gather is ~2x faster on CPU
-            x = [self.upsample_pad1(x)]
+            # reflect(concat(up(x), skip)) = concat(reflect(up(x)), reflect(skip)), and upsampling and
+            # padding in one gather is ~2x faster on CPU
+            x = self.upsample_pad1(x)
             if self.use_skips and i > 0:
-                x.append(self.reflection_pad1(input_features[i - 1]))
-            x = paddle.concat(x, axis=1) if len(x) > 1 else x[0]
+                x = paddle.concat([x, self.reflection_pad1(input_features[i - 1])], axis=1)
             x = self.conv(("upconv", i, 1))(x, padded=True)
             if i in self.scales:
-                x_pad = self.reflection_pad1(x)
-                outputs[("disp", i)] = F.sigmoid(self.conv(("dispconv", i))(x_pad, padded=True))
+                outputs[("disp", i)] = F.sigmoid(self.conv(("dispconv", i))(self.reflection_pad1(x), padded=True))
         return outputs

@@ -1,13 +1,10 @@
-"""All networks of a training run in one layer: depth encoder and decoder, and the pose
-networks of the Monodepth2 variants (docs/METHOD.md, section 2).
-
-``DepthHintsModel(opt)`` builds what the options ask for; ``forward(inputs)`` turns a
-batch (Monodepth2 keys) into the network outputs the loss needs: ``("disp", s)`` per scale
-and, with temporal frames, ``("axisangle", 0, f)``, ``("translation", 0, f)`` and
-``("cam_T_cam", 0, f)`` per source frame. One layer for everything means one
+"""All networks of a training run in one layer (docs/METHOD.md, section 2), so that one
 ``paddle.DataParallel`` wrapper synchronises every gradient in multi-process runs.
-The sub-networks keep their checkpoint names in ``models`` (``encoder``, ``depth``,
-``pose_encoder``, ``pose``, ``predictive_mask``).
+
+``forward(inputs)`` maps a batch (Monodepth2 keys) to ``("disp", s)`` per scale and, with temporal
+frames, ``("axisangle", 0, f)``, ``("translation", 0, f)``, ``("cam_T_cam", 0, f)`` per source frame.
+The sub-networks keep their checkpoint names in ``models`` (``encoder``, ``depth``, ``pose_encoder``,
+``pose``, ``predictive_mask``).
 """
 import paddle
 import paddle.nn as nn
@@ -46,7 +43,7 @@ class DepthHintsModel(nn.Layer):
             elif opt.pose_model_type == "shared":
                 m["pose"] = PoseDecoder(m["encoder"].num_ch_enc, self.num_pose_frames)
             else:
-                m["pose"] = PoseCNN(len(opt.frame_ids) if opt.pose_model_input == "all" else 2)
+                m["pose"] = PoseCNN(self.num_pose_frames)
         if opt.predictive_mask:
             m["predictive_mask"] = DepthDecoder(m["encoder"].num_ch_enc, opt.scales,
                                                 num_output_channels=len(self.frame_ids) - 1)
@@ -69,39 +66,28 @@ class DepthHintsModel(nn.Layer):
             outputs.update(self.predict_poses(inputs, features))
         return outputs
 
+    def _pose_input(self, inputs, features, frames):
+        """The pose network's input for the frame ids ``frames``, in that order."""
+        if self.pose_model_type == "shared":
+            return [features[f] for f in frames]
+        images = paddle.concat([inputs[("color_aug", f, 0)] for f in frames], 1)
+        return [self.models["pose_encoder"](images)] if self.pose_model_type == "separate_resnet" else images
+
     def predict_poses(self, inputs, features):
         """Relative camera poses between the target and each temporal source frame. For a
         negative frame id the pair is [frame, 0] and the transform is inverted."""
-        m = self.models
         outputs = {}
         temporal = [f for f in self.frame_ids[1:] if f != "s"]
         if self.num_pose_frames == 2:
-            if self.pose_model_type == "shared":
-                feats = features
-            else:
-                feats = {f: inputs[("color_aug", f, 0)] for f in self.frame_ids}
             for f in temporal:
-                pair = [feats[f], feats[0]] if f < 0 else [feats[0], feats[f]]
-                if self.pose_model_type == "separate_resnet":
-                    pose_in = [m["pose_encoder"](paddle.concat(pair, 1))]
-                elif self.pose_model_type == "posecnn":
-                    pose_in = paddle.concat(pair, 1)
-                else:
-                    pose_in = pair
-                axisangle, translation = m["pose"](pose_in)
+                pose_in = self._pose_input(inputs, features, [f, 0] if f < 0 else [0, f])
+                axisangle, translation = self.models["pose"](pose_in)
                 outputs[("axisangle", 0, f)] = axisangle
                 outputs[("translation", 0, f)] = translation
-                outputs[("cam_T_cam", 0, f)] = transformation_from_parameters(
-                    axisangle[:, 0], translation[:, 0], invert=(f < 0))
+                outputs[("cam_T_cam", 0, f)] = transformation_from_parameters(axisangle[:, 0], translation[:, 0], f < 0)
             return outputs
-        ids = [i for i in self.frame_ids if i != "s"]
-        if self.pose_model_type in ("separate_resnet", "posecnn"):
-            pose_in = paddle.concat([inputs[("color_aug", i, 0)] for i in ids], 1)
-            if self.pose_model_type == "separate_resnet":
-                pose_in = [m["pose_encoder"](pose_in)]
-        else:
-            pose_in = [features[i] for i in ids]
-        axisangle, translation = m["pose"](pose_in)
+        ids = [f for f in self.frame_ids if f != "s"]
+        axisangle, translation = self.models["pose"](self._pose_input(inputs, features, ids))
         for i, f in enumerate(temporal):
             outputs[("axisangle", 0, f)] = axisangle
             outputs[("translation", 0, f)] = translation

@@ -9,14 +9,9 @@ import paddle.nn as nn
 from paddle.nn import initializer as I
 
 
-def _fan_in(weight):
-    shape = weight.shape
-    return int(shape[1]) * int(math.prod(shape[2:]))
-
-
-def _fan_out(weight):
-    shape = weight.shape
-    return int(shape[0]) * int(math.prod(shape[2:]))
+def _fan(weight, axis):
+    """fan_in (``axis=1``) or fan_out (``axis=0``) of a convolution weight, as PyTorch counts them."""
+    return int(weight.shape[axis]) * int(math.prod(weight.shape[2:]))
 
 
 def init_conv_torch_default(layer):
@@ -24,7 +19,7 @@ def init_conv_torch_default(layer):
     weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
     for sub in layer.sublayers(include_self=True):
         if isinstance(sub, nn.Conv2D):
-            bound = 1.0 / math.sqrt(_fan_in(sub.weight))
+            bound = 1.0 / math.sqrt(_fan(sub.weight, 1))
             I.Uniform(-bound, bound)(sub.weight)
             if sub.bias is not None:
                 I.Uniform(-bound, bound)(sub.bias)
@@ -34,7 +29,7 @@ def init_resnet_torchvision(layer):
     """torchvision's ResNet init: Kaiming-normal (fan_out, ReLU) convs, BN weight 1 / bias 0."""
     for sub in layer.sublayers(include_self=True):
         if isinstance(sub, nn.Conv2D):
-            std = math.sqrt(2.0 / _fan_out(sub.weight))
+            std = math.sqrt(2.0 / _fan(sub.weight, 0))
             I.Normal(0.0, std)(sub.weight)
             if sub.bias is not None:
                 I.Constant(0.0)(sub.bias)

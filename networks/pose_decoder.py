@@ -7,11 +7,9 @@ from .initializers import init_conv_torch_default
 
 
 class PoseDecoder(nn.Layer):
-    """Per input feature list: 1x1 squeeze enc[-1] -> 256 + ReLU, concatenated; 3x3 -> 256,
-    ReLU, 3x3 -> 256, ReLU, 1x1 -> 6F; spatial mean, x0.01, reshape (B, F, 1, 6).
-
-    ``forward(list_of_feature_lists) -> (axisangle (B,F,1,3), translation (B,F,1,3))``.
-    """
+    """Per input feature list: 1x1 squeeze enc[-1] -> 256 + ReLU, concatenated; 3x3 -> 256, ReLU, 3x3 -> 256,
+    ReLU, 1x1 -> 6F; spatial mean, x0.01. ``forward(list_of_feature_lists) -> (axisangle, translation)``,
+    each (B, F, 1, 3)."""
 
     def __init__(self, num_ch_enc, num_input_features, num_frames_to_predict_for=None, stride=1):
         super().__init__()
@@ -29,12 +27,9 @@ class PoseDecoder(nn.Layer):
         init_conv_torch_default(self)
 
     def forward(self, input_features):
-        last_features = [f[-1] for f in input_features]
-        out = paddle.concat([F.relu(self.net[0](f)) for f in last_features], axis=1)
-        for i in range(1, 4):
-            out = self.net[i](out)
-            if i != 3:
-                out = F.relu(out)
-        out = out.mean(axis=[2, 3])
+        out = paddle.concat([F.relu(self.net[0](f[-1])) for f in input_features], axis=1)
+        for i in (1, 2):
+            out = F.relu(self.net[i](out))
+        out = self.net[3](out).mean(axis=[2, 3])
         out = 0.01 * out.reshape([-1, self.num_frames_to_predict_for, 1, 6])
         return out[..., :3], out[..., 3:]

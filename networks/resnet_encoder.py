@@ -1,10 +1,8 @@
 """ResNet encoder of Monodepth2 / Depth Hints (docs/METHOD.md, section 2).
 
-The ResNet is a ``paddle.vision`` ResNet held as attribute ``encoder``, so parameter names
-read ``encoder.conv1.weight``, ``encoder.bn1._mean``, ``encoder.layer1.0.conv1.weight``,
-... exactly as in converted Monodepth2 checkpoints. The ImageNet classifier (``fc``) is not
-built; ``encoder.fc.*`` entries in weight files are ignored when loading. ImageNet
-weights (``pretrained``) are found, downloaded and loaded by ``networks.pretrained``.
+A ``paddle.vision`` ResNet held as attribute ``encoder``, so parameter names (``encoder.conv1.weight``,
+``encoder.bn1._mean``, ...) are those of converted Monodepth2 checkpoints. The ImageNet classifier is
+not built (``encoder.fc.*`` entries are ignored when loading); ImageNet weights: ``networks.pretrained``.
 """
 import numpy as np
 import paddle.nn as nn
@@ -16,8 +14,7 @@ from .initializers import init_resnet_torchvision
 # imagenet_state_for: tools/convert_torch_weights.py calls it as networks.resnet_encoder.imagenet_state_for
 from .state_dict import FC_KEYS, imagenet_state_for  # noqa: F401
 
-RESNET_BLOCKS = {18: BasicBlock, 34: BasicBlock, 50: BottleneckBlock,
-                 101: BottleneckBlock, 152: BottleneckBlock}
+RESNET_BLOCKS = {18: BasicBlock, 34: BasicBlock, 50: BottleneckBlock, 101: BottleneckBlock, 152: BottleneckBlock}
 
 
 class ResNetMultiImageInput(ResNet):
@@ -28,13 +25,11 @@ class ResNetMultiImageInput(ResNet):
         if num_layers not in RESNET_BLOCKS:
             raise ToolkitError(f"unsupported ResNet depth {num_layers} (--num_layers): "
                                f"use one of {sorted(RESNET_BLOCKS)}")
-        super().__init__(RESNET_BLOCKS[num_layers], depth=num_layers, num_classes=0,
-                         with_pool=False)
+        super().__init__(RESNET_BLOCKS[num_layers], depth=num_layers, num_classes=0, with_pool=False)
         self.num_layers = num_layers
         self.num_input_images = num_input_images
         if num_input_images != 1:
-            self.conv1 = nn.Conv2D(3 * num_input_images, 64, kernel_size=7, stride=2,
-                                   padding=3, bias_attr=False)
+            self.conv1 = nn.Conv2D(3 * num_input_images, 64, kernel_size=7, stride=2, padding=3, bias_attr=False)
         init_resnet_torchvision(self)
 
 
@@ -49,11 +44,8 @@ def resnet_multiimage_input(num_layers, pretrained=False, num_input_images=1):
 
 
 class ResnetEncoder(nn.Layer):
-    """ResNet feature pyramid: relu(bn1(conv1(x))), then layer1(maxpool(.)), layer2..4.
-
-    Input in [0, 1], normalised inside as (x - 0.45) / 0.225. ``num_ch_enc`` lists the
-    channels of the 5 features ([64, 64, 128, 256, 512], x4 after the first for 50+).
-    """
+    """ResNet feature pyramid: relu(bn1(conv1(x))), then layer1(maxpool(.)), layer2..4, of an input in
+    [0, 1] normalised as (x - 0.45) / 0.225. ``num_ch_enc``: the 5 features' channels."""
 
     # Monodepth2 encoder checkpoints carry the ImageNet classifier; it is unused here.
     ignored_state_keys = tuple("encoder." + k for k in FC_KEYS)
@@ -69,11 +61,8 @@ class ResnetEncoder(nn.Layer):
 
     def forward(self, input_image):
         enc = self.encoder
-        x = (input_image - 0.45) / 0.225
-        x = enc.relu(enc.bn1(enc.conv1(x)))
-        features = [x]
-        features.append(enc.layer1(enc.maxpool(x)))
-        features.append(enc.layer2(features[-1]))
-        features.append(enc.layer3(features[-1]))
-        features.append(enc.layer4(features[-1]))
+        x = enc.relu(enc.bn1(enc.conv1((input_image - 0.45) / 0.225)))
+        features = [x, enc.layer1(enc.maxpool(x))]
+        for layer in (enc.layer2, enc.layer3, enc.layer4):
+            features.append(layer(features[-1]))
         return features
