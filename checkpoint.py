@@ -1,28 +1,7 @@
-"""Checkpoints: what a weights folder holds and how a training run is saved and resumed
-(model_loader.py loads trained models for the tools).
-
-A weights folder (``<log_dir>/<model_name>/models/weights_<epoch>/`` or ``weights_last/``)
-holds, as in Monodepth2:
-
-- ``encoder.pdparams`` (with the training ``height``, ``width`` and ``use_stereo``),
-  ``depth.pdparams``, and ``pose_encoder.pdparams`` / ``pose.pdparams`` /
-  ``predictive_mask.pdparams`` when the run had those networks;
-- ``adam.pdopt``: Adam's state under model-and-parameter names (``depth.decoder.0...``),
-  not Paddle's process-specific parameter names, so it loads in any process;
-- ``trainer_state.json`` (train.py only): epoch, batch in epoch, step, scheduler, RNG
-  states and validation position, everything ``--resume`` needs, as plain data (checkpoints of earlier releases hold ``trainer_state.pdstate``, a pickle,
-  which is still read, through the safe loader).
-
-Every file of a weights folder is read with safe_load (an allow-list unpickler: a file
-with code in it is refused with one line, never run).
-
-A folder is written as ``<name>.partial/`` and then renamed into place, so a crash leaves
-the old or the new checkpoint, never a mix.
-
-Loading follows one rule everywhere (here for fine-tuning and resuming, model_loader.py for
-the tools): the weights decide. The ResNet depth is read from the weights (a
-``--num_layers`` that names another depth is refused), the resolution and the stereo flag
-from ``encoder.pdparams``.
+"""Checkpoints: how a training run is saved into a weights folder and resumed (the files: weights/README.md;
+model_loader.py loads trained models for the tools). A folder is written as ``<name>.partial/`` and renamed
+into place, so a crash leaves the old or the new checkpoint, never a mix; Adam's state is stored under
+model-and-parameter names (``depth.decoder.0...``), not Paddle's per-process names, so it loads in any process.
 """
 import json
 import os
@@ -39,9 +18,9 @@ import utils
 from camera import KITTI_BASELINE_M, intrinsics_from_option, intrinsics_vector
 from utils import ToolkitError
 
-STATE_FILE = "trainer_state.json"  # plain data, RNG states included
+STATE_FILE = "trainer_state.json"  # plain data, RNG states included (no pickle)
 STATE_FORMAT = "depth-hints-paddle trainer state 1"
-LEGACY_STATE_FILE = "trainer_state.pdstate"  # a pickle, as earlier releases wrote it
+LEGACY_STATE_FILE = "trainer_state.pdstate"  # a pickle, as earlier releases wrote it; read through safe_load
 ADAM_FILE = "adam.pdopt"
 # options that fix the shapes and the networks: resuming with others cannot load
 RESUME_MUST_MATCH = ("height", "width", "num_layers", "frame_ids", "use_stereo", "scales",
@@ -49,13 +28,9 @@ RESUME_MUST_MATCH = ("height", "width", "num_layers", "frame_ids", "use_stereo",
 _ACC_RE = re.compile(r"^(.*)_(moment1|moment2|beta1_pow_acc|beta2_pow_acc|moment2_max)_(\d+)$")
 
 
-# ----------------------------------------------------------------------------- Adam names
-
-
 def _struct_names(models):
     """{Paddle's unique parameter name: 'model.structured.name'} for all parameters."""
-    return {p.name: "{}.{}".format(mname, pname)
-            for mname, m in models.items() for pname, p in m.named_parameters()}
+    return {p.name: f"{mname}.{pname}" for mname, m in models.items() for pname, p in m.named_parameters()}
 
 
 def optimizer_state_to_struct(state, models):
@@ -75,28 +50,22 @@ def optimizer_state_from_struct(state, models):
     inv = {v: k for k, v in _struct_names(models).items()}
     out = {}
     for k, v in state.items():
-        if "::" in k:
-            sname, acc = k.split("::", 1)
-            if sname not in inv:
-                continue
-            k = "{}_{}".format(inv[sname], acc)
-        out[k] = v
+        sname, sep, acc = k.partition("::")
+        if not sep:
+            out[k] = v
+        elif sname in inv:  # accumulators of networks this run does not have are dropped
+            out["{}_{}".format(inv[sname], acc)] = v
     return out
 
 
-# ----------------------------------------------------------------------------- saving
-
-
 def save_checkpoint(folder, models, optimizer=None, trainer_state=None, meta=None):
-    """Write ``models`` ({name: Layer}), Adam and the trainer state to ``folder`` as one unit.
-
-    ``meta`` ({height, width, use_stereo, intrinsics, stereo_baseline}) is stored in
-    ``encoder.pdparams``. Returns the folder. A write error (a full disk, say) leaves an
-    earlier checkpoint of ``folder`` as it was and raises one-line :class:`ToolkitError`; so
-    do weights that are not all finite (a checkpoint is finite or it is not written)."""
+    """Write ``models`` ({name: Layer}), Adam and the trainer state to ``folder`` as one unit; ``meta``
+    (:func:`encoder_meta`) goes into ``encoder.pdparams``. Returns the folder. A write error (a full disk)
+    or weights not all finite leave an earlier checkpoint of ``folder`` as it was (one-line ToolkitError)."""
+    floats = (paddle.float16, paddle.float32, paddle.float64)
     for name, model in models.items():
         for key, value in model.state_dict().items():
-            if value.dtype in (paddle.float16, paddle.float32, paddle.float64) and not bool(paddle.isfinite(value).all()):
+            if value.dtype in floats and not bool(paddle.isfinite(value).all()):
                 raise ToolkitError("refusing to save checkpoint {}: {}.{} holds NaN or inf (training diverged): "
                                    "lower --learning_rate, check the data, and continue from the newest good "
                                    "checkpoint".format(folder, name, key))
@@ -134,12 +103,8 @@ def encoder_meta(opt):
             "stereo_baseline": float(opt.stereo_baseline or KITTI_BASELINE_M)}
 
 
-# ----------------------------------------------------------------------------- resuming
-
-
 def restore_rng_states(state):
-    """Set Paddle's, numpy's and Python's RNGs to those a trainer state recorded at its save
-    (JSON lists here; an earlier release's pickle holds the objects themselves)."""
+    """Set Paddle's, numpy's and Python's RNGs to a trainer state's (JSON lists; old pickles hold the objects)."""
     gens = state["paddle_rng"]
     if gens and isinstance(gens[0], list):
         cls = type(paddle.get_rng_state()[0])
@@ -154,8 +119,7 @@ def restore_rng_states(state):
 
 
 def state_path(folder):
-    """The trainer-state file of a checkpoint folder: this release's JSON, else an earlier
-    release's pickle when that is what the folder holds."""
+    """``folder``'s trainer-state file: this release's JSON, else an earlier release's pickle if only that is there."""
     legacy = os.path.join(folder, LEGACY_STATE_FILE)
     path = os.path.join(folder, STATE_FILE)
     return legacy if not os.path.isfile(path) and os.path.isfile(legacy) else path
@@ -172,8 +136,7 @@ def trainer_state_json(state):
 
 
 def load_trainer_state(path):
-    """Read a trainer state (``trainer_state.json``, or an earlier release's pickle through the
-    safe loader); ToolkitError when it is not one or its counters are not counts."""
+    """A trainer state (JSON, or an earlier release's pickle); ToolkitError if not one or a counter is no count."""
     if not path.endswith(".json"):
         import safe_load
         state = safe_load.load_legacy_trainer_state(path)
@@ -197,55 +160,38 @@ def load_trainer_state(path):
     return state
 
 
-def load_paddle(path):
-    """A ``.pdparams`` / ``.pdopt`` file, read without running code (safe_load)."""
-    import safe_load
-    return safe_load.load_paddle(path)
-
-
 def _intact(folder):
-    """(trainer state, None) when every file of ``folder`` reads back, else (None, reason)."""
+    """(step, None) when every file of ``folder`` reads back (safe_load), else (None, reason)."""
     import safe_load
+    weights = sorted(f for f in os.listdir(folder) if f.endswith((".pdparams", ".pdopt")))
+    name = os.path.basename(state_path(folder))
     try:
-        state = load_trainer_state(state_path(folder))
-        step = int(state["step"])
+        step = int(load_trainer_state(state_path(folder))["step"])
+        for name in weights:
+            safe_load.load_paddle(os.path.join(folder, name))
     except safe_load.UnsafeFileError:
         raise  # a file with code in it: one line, exit 2, never skipped quietly
     except Exception as exc:  # truncated / not a pickle / wrong content
-        return None, "{} unreadable ({}: {})".format(os.path.basename(state_path(folder)), type(exc).__name__, exc)
-    for name in sorted(os.listdir(folder)):
-        if name.endswith((".pdparams", ".pdopt")):
-            try:
-                load_paddle(os.path.join(folder, name))
-            except safe_load.UnsafeFileError:
-                raise
-            except Exception as exc:
-                return None, "{} unreadable ({}: {})".format(name, type(exc).__name__, exc)
-    state["step"] = step
-    return state, None
+        return None, "{} unreadable ({}: {})".format(name, type(exc).__name__, exc)
+    return step, None
 
 
 def find_resume_checkpoint(models_dir, log=print):
-    """The intact checkpoint folder under ``models_dir`` with the highest step, or None.
-
-    Folders whose files do not read back (a truncated trainer state or weights file) are
-    skipped, each with one line through ``log`` saying which and why."""
+    """The intact checkpoint folder under ``models_dir`` with the highest step, or None; folders whose
+    files do not read back (truncated, damaged) are skipped, each with one line through ``log``."""
     if not os.path.isdir(models_dir):
         return None
-    found = []
+    candidates = []
     for name in os.listdir(models_dir):
         path = os.path.join(models_dir, name)
         sfile = state_path(path)
         if name.endswith((".partial", ".old")) or not os.path.isfile(sfile):
             continue
-        found.append((os.path.getmtime(sfile), path))
-    candidates = []
-    for mtime, path in found:
-        state, reason = _intact(path)
-        if state is None:
+        step, reason = _intact(path)
+        if step is None:
             log("skipping checkpoint {}: {}".format(path, reason))
             continue
-        candidates.append(((state["step"], mtime), path))
+        candidates.append(((step, os.path.getmtime(sfile)), path))
     return max(candidates)[1] if candidates else None
 
 
@@ -257,26 +203,21 @@ def newest_checkpoint_note(models_dir):
 
 def list_checkpoints(models_dir):
     """Names of the folders under ``models_dir`` that hold a checkpoint (or part of one)."""
+    def holds_checkpoint(path):
+        try:
+            return os.path.isdir(path) and any(f.endswith((".pdparams", ".pdopt", ".pdstate")) or f == STATE_FILE
+                                               for f in os.listdir(path))
+        except OSError:
+            return False
     try:
-        names = sorted(os.listdir(models_dir))
+        return [name for name in sorted(os.listdir(models_dir)) if holds_checkpoint(os.path.join(models_dir, name))]
     except OSError:
         return []
-    out = []
-    for name in names:
-        path = os.path.join(models_dir, name)
-        try:
-            if os.path.isdir(path) and any(f.endswith((".pdparams", ".pdopt", ".pdstate")) or f == STATE_FILE
-                                           for f in os.listdir(path)):
-                out.append(name)
-        except OSError:
-            continue
-    return out
 
 
 def check_models_dir(models_dir, resume, overwrite, load_weights_folder=None):
-    """Refuse (ToolkitError) to start a new run where one already saved checkpoints, unless
-    ``resume`` (continue it) or ``overwrite`` (start again) is asked for; and to overwrite
-    the folder that ``load_weights_folder`` is in."""
+    """Refuse (ToolkitError) to start a new run where one saved checkpoints, unless ``resume`` or
+    ``overwrite`` is asked for; and to overwrite the folder that ``load_weights_folder`` is in."""
     found = list_checkpoints(models_dir)
     if overwrite and found and load_weights_folder:
         inside = os.path.abspath(os.path.expanduser(load_weights_folder))
@@ -291,10 +232,8 @@ def check_models_dir(models_dir, resume, overwrite, load_weights_folder=None):
 
 
 def tidy_models_dir(models_dir, log=print, overwrite=False):
-    """Start-up housekeeping of a run's models folder (main process): finish a save that a
-    kill interrupted (a complete ``<name>.partial`` or the previous ``<name>.old`` becomes
-    ``<name>`` again when ``<name>`` is missing; leftovers are deleted), delete stale temp
-    files of the atomic writers, and with ``overwrite`` delete the earlier run's checkpoints."""
+    """Start-up housekeeping (main process): a complete ``<name>.partial`` (else ``<name>.old``) of an interrupted
+    save becomes a missing ``<name>``, leftovers and stale temp files go, and with ``overwrite`` the old checkpoints."""
     if not os.path.isdir(models_dir):
         return
     for suffix in (".partial", ".old"):  # a complete .partial is newer than .old
@@ -327,9 +266,6 @@ def check_resume_options(saved, opt, folder):
                                "options or a new --model_name".format(folder, k, saved[k], getattr(opt, k)))
 
 
-# ----------------------------------------------------------------------------- loading
-
-
 def check_weights_folder(folder, names=("encoder.pdparams", "depth.pdparams"), flag="--load_weights_folder"):
     """The expanded folder (a published model's name: its cached folder, fetched the first
     time: published_models.py); ToolkitError naming ``flag`` if it or one of ``names`` is missing."""
@@ -350,8 +286,7 @@ def check_weights_folder(folder, names=("encoder.pdparams", "depth.pdparams"), f
 
 
 def resnet_depth(state, num_layers, path):
-    """The ResNet depth the weights in ``state`` hold; ``num_layers`` (None = not asked for)
-    must agree with it. Unrecognisable weights fall back to ``num_layers`` or 18."""
+    """The ResNet depth the weights ``state`` hold; ``num_layers`` (None: not asked) must agree; unknown: it or 18."""
     inferred = networks.infer_num_layers(state)
     if inferred and num_layers and int(num_layers) != inferred:
         raise ToolkitError(f"{os.path.basename(path)} holds a ResNet-{inferred}, not the ResNet-{num_layers} "
@@ -361,17 +296,13 @@ def resnet_depth(state, num_layers, path):
 
 
 def load_weights_into(models, folder, names, num_layers=None, log=print):
-    """Load ``<folder>/<name>.pdparams`` into ``models[name]`` for each of ``names`` that the
-    run has (fine-tuning from --load_weights_folder, and resuming). Returns the names loaded."""
+    """Load ``<folder>/<name>.pdparams`` into ``models[name]`` for each of ``names`` in ``models``; the names loaded."""
     folder = check_weights_folder(folder, names=())
     loaded = []
-    for name in names:
-        if name not in models:
-            continue
+    for name in (n for n in names if n in models):
         path = os.path.join(folder, name + ".pdparams")
         if not os.path.isfile(path):
-            raise ToolkitError("missing weights file ({}): check --load_weights_folder / "
-                               "--models_to_load".format(path))
+            raise ToolkitError(f"missing weights file ({path}): check --load_weights_folder / --models_to_load")
         state = networks.load_weights_file(path, name + ".pdparams")
         if name in ("encoder", "pose_encoder"):
             resnet_depth(state, num_layers, path)
@@ -383,12 +314,12 @@ def load_weights_into(models, folder, names, num_layers=None, log=print):
 
 
 def load_adam(optimizer, folder, models, scheduler_state):
-    """Load ``adam.pdopt`` (when present) into ``optimizer``; the learning-rate schedule stays
-    ``scheduler_state`` (this run's, or the resumed one's). Returns whether a file was loaded."""
+    """Load ``adam.pdopt`` (if present) into ``optimizer``, its schedule staying ``scheduler_state``; True if loaded."""
+    import safe_load
     path = os.path.join(folder, ADAM_FILE)
     if not os.path.isfile(path):
         return False
-    state = optimizer_state_from_struct(load_paddle(path), models)
+    state = optimizer_state_from_struct(safe_load.load_paddle(path), models)
     state["LR_Scheduler"] = scheduler_state
     optimizer.set_state_dict(state)
     return True

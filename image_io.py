@@ -1,20 +1,7 @@
-"""The one image reader of the toolkit: training (datasets/), precompute_depth_hints.py,
-test_simple.py / tools/infer_exported.py and the data check all read images with
-:func:`load_image`, so an image decodes the same way everywhere.
-
-:func:`load_image` returns an RGB PIL image (8 bits per channel):
-
-- greyscale, palette, LA, RGBA, CMYK, ... images are converted to RGB (alpha dropped);
-- 16-bit greyscale PNGs (PIL modes ``I;16*`` and ``I``) are scaled to 8 bit,
-  ``round(v * 255 / 65535)``, so a 16-bit image ``x * 257`` equals its 8-bit twin ``x``
-  (PIL itself decodes 16-bit RGB(A) PNGs to 8 bit, keeping the high byte, which also
-  maps ``x * 257`` to ``x``);
-- an image with fewer than 2 pixels on a side is refused (:class:`DegenerateImageError`);
-- a missing file (:class:`MissingImageError`) or one that does not decode
-  (:class:`ImageDecodeError`) is a one-line :class:`ImageReadError` naming the file.
-
-Every error is a ToolkitError with ``path`` and ``reason`` attributes, so a caller can
-word its own line (the precompute prints ``<path>: <reason>``).
+"""The one image reader of the toolkit (training, precompute_depth_hints.py, test_simple.py,
+tools/infer_exported.py and the data check): :func:`load_image`, so an image decodes the same way
+everywhere. Every error is a one-line :class:`ImageReadError` (a ToolkitError) with ``path`` and
+``reason`` attributes, so a caller can word its own line (the precompute prints ``<path>: <reason>``).
 """
 import os
 
@@ -52,12 +39,10 @@ class DegenerateImageError(ImageReadError):
     """The image decodes but has fewer than :data:`MIN_SIDE` pixels on a side."""
 
 
-def _first_line(exc):
-    return (str(exc).strip().splitlines() or [""])[0]
-
-
 def _to_rgb(img):
-    """A decoded PIL image of any mode -> RGB (8 bits per channel)."""
+    """A decoded PIL image of any mode -> RGB, 8 bits per channel (alpha dropped). 16-bit greyscale (modes
+    ``I;16*``, ``I``) is scaled by ``round(v * 255 / 65535)``, so ``x * 257`` equals its 8-bit twin ``x``, as PIL's
+    own decoding of 16-bit RGB(A) PNGs (it keeps the high byte) also maps it."""
     if img.mode == "RGB":
         return img.copy()
     if img.mode in SIXTEEN_BIT_MODES:
@@ -71,12 +56,9 @@ def _to_rgb(img):
 
 
 def load_image(path, missing_fix="check the path"):
-    """Read the image at ``path`` as an RGB PIL image (see the module docstring).
-
-    ``missing_fix`` is the "how to fix" of a missing file's message (training names
-    --data_path and --png). Raises :class:`MissingImageError`, :class:`ImageDecodeError`
-    or :class:`DegenerateImageError` (all :class:`ImageReadError`, a ToolkitError).
-    """
+    """The image at ``path`` as an RGB PIL image (:func:`_to_rgb`); :class:`MissingImageError` (``missing_fix``
+    is its "how to fix": training names --data_path and --png), :class:`ImageDecodeError`, or
+    :class:`DegenerateImageError` (fewer than :data:`MIN_SIDE` pixels on a side)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise MissingImageError(f"image not found ({path}): {missing_fix}", path, "file not found")
@@ -92,7 +74,8 @@ def load_image(path, missing_fix="check the path"):
     except ImageReadError:
         raise
     except Exception as exc:  # noqa: BLE001 - PIL raises OSError, ValueError, SyntaxError, ...
-        detail = _first_line(exc).replace(repr(path), "").replace(path, "").strip()  # PIL may name the file
+        first = (str(exc).strip().splitlines() or [""])[0]
+        detail = first.replace(repr(path), "").replace(path, "").strip()  # PIL may name the file
         what = f"{type(exc).__name__}: {detail}"
         raise ImageDecodeError(f"cannot decode image ({path}): {what}; {DEFAULT_FIX}", path,
                                f"cannot decode image ({what})") from None

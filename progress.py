@@ -1,13 +1,7 @@
-"""Progress of a long job you can follow on a terminal, under nohup and afterwards.
-
-:class:`ProgressLog` shows a tqdm bar (with rate and ETA) when its stream is a terminal;
-elsewhere (nohup, a batch scheduler, a pipe) it prints a plain line every
-``interval`` seconds instead of the bar's carriage returns. Every such line, each message
-and the final summary also go, time-stamped, to a text log file that is appended to, so
-a resumed job continues the same log. The one console/log-line writer of the toolkit:
-precompute_depth_hints.py counts images with it, train_log.TrainLog writes the training
-run's lines through it.
-"""
+"""Progress of a long job you can follow on a terminal, under nohup and afterwards: a tqdm bar (rate, ETA) on a
+terminal, else a plain status line every ``interval`` seconds; every such line, each message and the summary also go,
+time-stamped, to a text log that is appended to (a resumed job continues it). The toolkit's one console/log-line
+writer (precompute_depth_hints.py, train_log.TrainLog, downloads.py)."""
 import os
 import sys
 import time
@@ -27,14 +21,12 @@ def format_duration(seconds):
 
 
 class ProgressLog:
-    """Counts ``total`` items of ``unit``; see the module docstring. ``log_path`` None: no file;
-    ``total`` None: no count until :meth:`start`; ``interval`` None: status lines only when
-    :meth:`update` is given one. Use as a context manager (or call :meth:`close`)."""
+    """Counts ``total`` items of ``unit`` (None: not until :meth:`start`); ``log_path`` None: no file; ``interval``
+    None: status lines only when :meth:`update` is given one. A context manager (or call :meth:`close`)."""
 
     def __init__(self, total=None, unit="item", log_path=None, stream=None, interval=30.0, desc=None,
                  clock=time.time):
-        self.unit, self.desc = unit, desc or unit
-        self.stream = stream or sys.stderr
+        self.unit, self.desc, self.stream = unit, desc or unit, stream or sys.stderr
         self.interval, self.clock = interval, clock
         self.file = self.bar = None
         if log_path is not None:
@@ -65,14 +57,13 @@ class ProgressLog:
         """'12/100 img (12.0 %) | 0.93 img/s | elapsed 13s | ETA 1m35s'."""
         elapsed, eta = self.timing()
         rate = (self.done - self.initial) / elapsed if elapsed > 0 else 0.0
-        pct = 100.0 * self.done / max(self.total, 1)
         return "{} {}/{} {} ({:.1f} %) | {:.2f} {}/s | elapsed {} | ETA {}".format(
-            self.desc, self.done, self.total, self.unit, pct, rate, self.unit, format_duration(elapsed),
-            format_duration(eta) if eta == eta else "-")
+            self.desc, self.done, self.total, self.unit, 100.0 * self.done / max(self.total, 1), rate, self.unit,
+            format_duration(elapsed), format_duration(eta) if eta == eta else "-")
 
     def update(self, n=1, line=None, postfix=None):
-        """``n`` more items done. A status ``line`` (given, or when ``interval`` has passed and at
-        the end) goes to the log file, and to the stream when there is no bar."""
+        """``n`` more items done; a status ``line`` (given, due by ``interval``, or the last) goes to the log (and the
+        stream if there is no bar)."""
         self.done += n
         if self.bar is not None:
             self.bar.update(n)
@@ -91,24 +82,19 @@ class ProgressLog:
     def message(self, text, log_only=False):
         """One line (an error, the summary) to the log file and, unless ``log_only``, the stream."""
         self._log(text)
-        if log_only:
-            return
-        if self.bar is not None:
+        if self.bar is not None and not log_only:
             self.bar.write(text, file=self.stream)
-        else:
+        elif not log_only:
             print(text, file=self.stream, flush=True)
 
     def close(self):
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-        if self.file is not None:
-            self.file.close()
-            self.file = None
+        for handle in (self.bar, self.file):
+            if handle is not None:
+                handle.close()
+        self.bar = self.file = None
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
-        return False

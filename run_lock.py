@@ -1,20 +1,12 @@
-"""One run per folder: a lock file holding the PID and host of the process that owns a training
-run folder (or an export's output path).
-
-A second run into the same folder gets one line naming the owner instead of deleting the
-first run's partial checkpoints. The lock is released when the owner ends (also on an
-exception, and at exit); a lock left by a process that died (kill -9, a crash) on this host
-is detected and taken over with a line. A lock from another host cannot be checked: the line
-says which host holds it and that the file may be deleted if that run is gone.
-"""
+"""One run per folder: ``<folder>/.lock`` holds the PID and host of the process that owns a training run folder,
+so a second run gets one line naming the owner instead of deleting the first run's partial checkpoints. Released
+when the owner ends (also at exit); a dead process's lock on this host is taken over with a line."""
 import atexit
+import contextlib
 import os
 import socket
 
 from utils import ToolkitError
-
-LOCK_NAME = ".lock"
-
 
 def _alive(pid):
     try:
@@ -27,14 +19,12 @@ def _alive(pid):
 
 
 class RunLock:
-    """``with RunLock(folder, flag):`` (or :meth:`acquire` / :meth:`release`). ``log`` gets the
-    line about a stale lock taken over."""
+    """``with RunLock(folder, flag):`` (or :meth:`acquire` / :meth:`release`); ``log`` gets the stale-lock line."""
 
     def __init__(self, folder, flag, log=print):
         self.folder, self.flag, self.log = folder, flag, log
-        self.path = os.path.join(folder, LOCK_NAME)
+        self.path, self.held = os.path.join(folder, ".lock"), False
         self.owner = "{} {}".format(os.getpid(), socket.gethostname())
-        self.held = False
 
     def _read(self):
         try:
@@ -51,8 +41,7 @@ class RunLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 pid, host = self._read()
-                here = host == socket.gethostname()
-                if pid is not None and host and not here:
+                if pid is not None and host and host != socket.gethostname():
                     raise ToolkitError("{} is in use by process {} on host {} ({}; lock {}): wait for that run to "
                                        "end or choose another folder; if it is gone, delete the lock file".format(
                                            self.folder, pid, host, self.flag, self.path))
@@ -62,10 +51,8 @@ class RunLock:
                 if pid != os.getpid():
                     self.log("taking over the lock of {} from process {}, which is no longer running".format(
                         self.folder, pid if pid is not None else "?"))
-                try:
+                with contextlib.suppress(FileNotFoundError):
                     os.remove(self.path)
-                except FileNotFoundError:
-                    pass
                 continue
             except OSError as exc:
                 raise ToolkitError("cannot create {} ({}; {}): check that the folder is writable".format(
@@ -79,20 +66,13 @@ class RunLock:
             self.path, self.flag))
 
     def release(self):
-        if not self.held:
-            return
-        self.held = False
-        try:
-            with open(self.path, encoding="utf-8", errors="replace") as f:
-                mine = f.read(200).strip() == self.owner
-            if mine:
+        held, self.held = self.held, False
+        if held and "{} {}".format(*self._read()) == self.owner:  # the lock file is still ours
+            with contextlib.suppress(OSError):
                 os.remove(self.path)
-        except OSError:
-            pass
 
     def __enter__(self):
         return self.acquire()
 
     def __exit__(self, *exc):
         self.release()
-        return False

@@ -1,13 +1,7 @@
-"""Where a training run reports: the console, ``<log_dir>/<model_name>/train.log`` and
-VisualDL (``train/`` and ``val/`` under the same folder).
-
-- The console (progress.ProgressLog) shows a tqdm bar only on a terminal; under nohup or a
-  batch scheduler the same lines as train.log are printed instead.
-- ``train.log`` gets the start-up summary, a line every ``--log_frequency`` steps (step,
-  epoch, loss, hint-won fraction, images/s, elapsed, ETA) and a line per checkpoint.
-- VisualDL gets every loss term per scale, the learning rate, the hint-won fraction and
-  a few images (colour, disparity, auto-mask, hint pixels), on Monodepth2's schedule.
-"""
+"""Where a training run reports: the console (progress.ProgressLog: a tqdm bar only on a terminal, else the
+train.log lines), ``<log_dir>/<model_name>/train.log`` (start-up summary, a status line every ``--log_frequency``
+steps, a line per checkpoint) and VisualDL (``train/`` and ``val/`` there: every loss term per scale, the learning
+rate, the hint-won fraction and a few images, on Monodepth2's schedule)."""
 import os
 import shlex
 import sys
@@ -19,19 +13,12 @@ from progress import ProgressLog, format_duration
 
 
 class TrainLog:
-    """Console + train.log + VisualDL for one run. Only the main process writes
-    (``enabled=False`` on the other ranks makes every method a no-op)."""
+    """Console + train.log + VisualDL for one run; ``enabled=False`` (the ranks but the main one): all no-ops."""
 
     def __init__(self, log_path, enabled=True, stream=None):
-        self.log_path = log_path
-        self.enabled = enabled
-        self.writers = {}
-        self.out = None
-        if enabled:
-            self.out = ProgressLog(None, "step", os.path.join(log_path, "train.log"), stream or sys.stdout,
-                                   interval=None)
-
-    # ------------------------------------------------------------------ text
+        self.log_path, self.enabled, self.writers = log_path, enabled, {}
+        self.out = (ProgressLog(None, "step", os.path.join(log_path, "train.log"), stream or sys.stdout, interval=None)
+                    if enabled else None)
 
     def line(self, text):
         """One line to train.log (time-stamped) and the console."""
@@ -75,21 +62,16 @@ class TrainLog:
             step, self.total_steps, epoch, loss, hint, images_per_s, format_duration(elapsed),
             format_duration(eta if eta == eta else 0)), {"loss": "{:.4f}".format(loss), "epoch": epoch})
 
-    # ------------------------------------------------------------------ VisualDL
-
     def delete_visualdl_records(self):
         """Delete the VisualDL records of an earlier run in this folder (``--overwrite``: its
         curves would otherwise be drawn over the new run's). Returns the deleted paths."""
         if not self.enabled or self.writers:
             return []
-        deleted = []
-        for mode in ("train", "val"):
-            folder = os.path.join(self.log_path, mode)
-            if os.path.isdir(folder):
-                for name in sorted(os.listdir(folder)):
-                    if name.startswith("vdlrecords.") and os.path.isfile(os.path.join(folder, name)):
-                        os.remove(os.path.join(folder, name))
-                        deleted.append(os.path.join(folder, name))
+        folders = [os.path.join(self.log_path, mode) for mode in ("train", "val")]
+        deleted = [os.path.join(f, name) for f in folders if os.path.isdir(f) for name in sorted(os.listdir(f))
+                   if name.startswith("vdlrecords.") and os.path.isfile(os.path.join(f, name))]
+        for path in deleted:
+            os.remove(path)
         return deleted
 
     def _writer(self, mode):
@@ -104,8 +86,7 @@ class TrainLog:
             return
         w = self._writer(mode)
         for k, v in losses.items():
-            name = "{}/s{}".format(k[0], k[1]) if isinstance(k, tuple) else k
-            w.add_scalar(tag=name, value=float(v), step=step)
+            w.add_scalar(tag="{}/s{}".format(k[0], k[1]) if isinstance(k, tuple) else k, value=float(v), step=step)
         w.add_scalar(tag="lr", value=float(lr), step=step)
 
         def gray(tag, x):

@@ -1,6 +1,5 @@
-"""KITTI datasets with Monodepth2 / Depth Hints items (docs/METHOD.md, section 1), split-file
-parsing, the up-front file checks, the resumable sampling used in training (sampling.py) and the
-safe loading that turns a bad sample into one line in the main thread (safe_loading.py)."""
+"""KITTI datasets with Monodepth2 / Depth Hints items (docs/METHOD.md, section 1), the up-front data checks
+(check.py), the resumable sampling of training (sampling.py) and the safe loading (safe_loading.py)."""
 from kitti_utils import parse_split_line, read_split_file
 from .mono_dataset import MonoDataset, ColorJitter, load_depth_hint, pil_loader
 from .kitti_dataset import (KITTIDataset, KITTIRAWDataset, KITTIOdomDataset, KITTIDepthDataset, build_dataset,
@@ -10,9 +9,8 @@ from .safe_loading import (DataLoadError, SafeDataset, checked_batches, collate,
                            worker_died)
 from .sampling import PositionedBatches, ResumableBatchSampler, SeededDataset, training_loaders
 
-__all__ = ["MonoDataset", "KITTIDataset", "KITTIRAWDataset", "KITTIOdomDataset",
-           "KITTIDepthDataset", "check_contents", "check_eval_split", "check_split", "check_training_data",
-           "parse_split_line", "read_split_file", "load_depth_hint", "pil_loader", "ColorJitter",
-           "DataLoadError", "PositionedBatches", "ResumableBatchSampler", "SafeDataset", "SeededDataset",
-           "build_dataset", "checked_batches", "collate", "stop_signals_end_worker", "split_dir_of",
-           "worker_died", "training_loaders"]
+__all__ = ["MonoDataset", "KITTIDataset", "KITTIRAWDataset", "KITTIOdomDataset", "KITTIDepthDataset", "check_contents",
+           "check_eval_split", "check_split", "check_training_data", "parse_split_line", "read_split_file",
+           "load_depth_hint", "pil_loader", "ColorJitter", "DataLoadError", "PositionedBatches",
+           "ResumableBatchSampler", "SafeDataset", "SeededDataset", "build_dataset", "checked_batches", "collate",
+           "stop_signals_end_worker", "split_dir_of", "worker_died", "training_loaders"]

@@ -1,23 +1,8 @@
-"""Every check of a run's data, so that a bad file is reported in seconds instead of after
-hours of training, and a sample that fails to load names the file to blame.
-
-- :func:`item_paths`: the files one item reads (images of every frame id and side, its
-  depth hint when used, its ground truth when loaded).
-- :func:`check_file`: what is wrong inside one file. Quick (``full=False``): a hint's .npy
-  header (shape (1, H, W), float dtype) and its size against the header; an image
-  non-empty and ending with its format's end marker (decoded when it does not, or when it
-  is neither JPEG nor PNG); a ground-truth file non-empty (a LiDAR scan a whole number of
-  points). Full: every image and ground-truth PNG decodes (:func:`image_io.load_image`,
-  as training reads it), every hint loads (:func:`datasets.mono_dataset.read_depth_hint`:
-  no NaN or inf) and its values are depths (:func:`hint_values_reason`: none negative, none
-  above ``HINT_MAX_DEPTH``; 0 = no hint).
-- :func:`find_bad_file`: the first file of a failing item that does not decode
-  (datasets/safe_loading.py's one-line load errors).
-- :func:`check_split`: every file a dataset's items read exists; one directory listing per
-  folder. The evaluation tools use it.
-- :func:`check_contents`: :func:`check_file` over whole lists, in threads.
-- :func:`check_training_data`: both, for train.py (``--check_data quick|full``); returns the
-  (train, val) datasets it built, for the trainer to reuse.
+"""Every check of a run's data, so that a bad file is reported in seconds instead of after hours
+of training, and a sample that fails to load names the file to blame (:func:`find_bad_file`).
+:func:`check_split`: every file an item reads exists (one directory listing per folder; the
+evaluation tools use it too); :func:`check_contents`: :func:`check_file` over whole lists, in
+threads; :func:`check_training_data`: both, for train.py (``--check_data quick|full``).
 """
 import os
 import sys
@@ -38,9 +23,6 @@ FIXES = {"image": "re-extract or re-convert the bad images",
          "depth": "re-download the bad ground-truth files"}
 
 
-# ----------------------------------------------------------------------------- one item
-
-
 def item_paths(dataset, idx):
     """``[(kind, path)]`` of the files item ``idx`` reads; kind is 'image', 'hint' or 'depth'."""
     folder, frame_index, side = dataset.lines[idx]
@@ -53,21 +35,14 @@ def item_paths(dataset, idx):
     return out
 
 
-def split_paths(dataset):
-    """Yield ``(kind, path)`` for every file the dataset's items read."""
-    for idx in range(len(dataset.lines)):
-        yield from item_paths(dataset, idx)
-
-
-# ----------------------------------------------------------------------------- one file
-
-
-def _first_line(exc):
-    return (str(exc).splitlines() or [""])[0]
-
-
-def _cannot_read(exc):
-    return "cannot read ({})".format(exc.strerror or exc)
+def _unique_files(datasets):
+    """``[(kind, path, dataset)]`` of every file the items of ``datasets`` read, each path once, in split order."""
+    files = {}
+    for ds in datasets:
+        for idx in range(len(ds.lines)):
+            for kind, path in item_paths(ds, idx):
+                files.setdefault(path, (kind, path, ds))
+    return list(files.values())
 
 
 def _decode_reason(path):
@@ -91,14 +66,11 @@ def _check_image(path, full):
             f.seek(max(0, size - TAIL_BYTES))
             tail = f.read()
     except OSError as exc:
-        return _cannot_read(exc)
-    if head.startswith(b"\xff\xd8"):
-        ends = b"\xff\xd9" in tail
-    elif head.startswith(b"\x89PNG"):
-        ends = b"IEND" in tail
-    else:
+        return f"cannot read ({exc.strerror or exc})"
+    end = b"\xff\xd9" if head.startswith(b"\xff\xd8") else b"IEND" if head.startswith(b"\x89PNG") else None
+    if end is None:
         return _decode_reason(path)  # another format: decode it to be sure
-    if ends:
+    if end in tail:
         return None
     # no end marker: truncated, or data appended after it; the decoder decides
     reason = _decode_reason(path)
@@ -111,14 +83,12 @@ HINT_MAX_DEPTH = 100.0
 
 
 def hint_values_reason(hint, max_depth=HINT_MAX_DEPTH):
-    """Why a hint array's values are not depths (negative, or above ``max_depth``), or None.
-    0 means "no hint"."""
+    """Why a hint array's values are not depths (negative, or above ``max_depth``; 0 = no hint), or None."""
     low, high = float(np.min(hint)), float(np.max(hint))
     if low < 0:
         return "negative values (min {:.4g}): hints are depths, 0 = no hint".format(low)
     if high > max_depth:
-        return "values above the depth range (max {:.4g} > {:g}): hints are depths, 0 = no hint".format(
-            high, max_depth)
+        return f"values above the depth range (max {high:.4g} > {max_depth:g}): hints are depths, 0 = no hint"
     return None
 
 
@@ -126,7 +96,7 @@ def _check_hint(path, full):
     try:
         shape, _, dtype, size, expected = read_npy_header(path)
     except Exception as exc:  # noqa: BLE001 - not a .npy, truncated header
-        return "not a readable .npy file ({}: {})".format(type(exc).__name__, _first_line(exc))
+        return "not a readable .npy file ({}: {})".format(type(exc).__name__, (str(exc).splitlines() or [""])[0])
     if len(shape) != 3 or shape[0] != 1 or min(shape[1:]) < 1:
         return "shape {}, expected (1, H, W)".format(tuple(shape))
     if dtype.kind != "f":
@@ -146,24 +116,24 @@ def _check_depth(path, full):
     try:
         size = os.path.getsize(path)
     except OSError as exc:
-        return _cannot_read(exc)
+        return f"cannot read ({exc.strerror or exc})"
     if size == 0:
         return "empty file"
     if path.endswith(".bin"):
-        if size % 16:
-            return "truncated: {} bytes is not a whole number of LiDAR points (16 bytes each)".format(size)
-        return None
+        return ("truncated: {} bytes is not a whole number of LiDAR points (16 bytes each)".format(size)
+                if size % 16 else None)
     return _decode_reason(path) if full else None
 
 
 def check_file(kind, path, dataset=None, full=False):
-    """Why ``path`` (a file of ``kind`` 'image', 'hint' or 'depth' read by ``dataset``) is
-    bad, or None when it looks right (``full``: it decodes and holds sensible values)."""
-    if kind == "image":
-        return _check_image(path, full)
-    if kind == "hint":
-        return _check_hint(path, full)
-    return _check_depth(path, full)
+    """Why ``path`` (a file of ``kind`` 'image', 'hint' or 'depth' read by ``dataset``) is bad, or None.
+
+    Quick: a hint's .npy header (shape (1, H, W), float) and size against it; an image non-empty and
+    ending with its format's end marker (decoded when not, or when neither JPEG nor PNG); ground truth
+    non-empty (a LiDAR scan a whole number of points). ``full``: images and ground-truth PNGs decode
+    (:func:`image_io.load_image`, as training reads them), hints load (``read_depth_hint``: no NaN or
+    inf) and hold depths (:func:`hint_values_reason`)."""
+    return {"image": _check_image, "hint": _check_hint}.get(kind, _check_depth)(path, full)
 
 
 def find_bad_file(dataset, idx):
@@ -177,95 +147,48 @@ def find_bad_file(dataset, idx):
     return None
 
 
-# ----------------------------------------------------------------------------- whole lists
-
-
-class _DirCache:
-    """Answers "does this file exist?" with one ``os.listdir`` per folder."""
-
-    def __init__(self):
-        self.cache = {}
-
-    def exists(self, path):
-        folder, name = os.path.split(path)
-        names = self.cache.get(folder)
-        if names is None:
-            try:
-                names = frozenset(os.listdir(folder))
-            except OSError:
-                names = frozenset()
-            self.cache[folder] = names
-        return name in names
-
-
 def check_split(dataset, max_listed=MAX_LISTED):
-    """Raise :class:`ToolkitError` listing the first ``max_listed`` missing files (and how
-    many are missing in all) if any file an item of ``dataset`` reads does not exist.
-
-    Only existence is checked (one directory listing per folder); :func:`check_contents`
-    looks inside the files. Returns None when everything is there.
-    """
-    cache = _DirCache()
+    """Raise :class:`ToolkitError` listing the first ``max_listed`` missing files (and how many
+    are missing in all) if any file an item of ``dataset`` reads does not exist; else None."""
+    listings = {}  # folder -> its names
     missing = {}
-    seen = set()
-    for kind, path in split_paths(dataset):
-        if path in seen:
-            continue
-        seen.add(path)
-        if not cache.exists(path):
+    for kind, path, _ in _unique_files([dataset]):
+        folder, name = os.path.split(path)
+        if folder not in listings:
+            try:
+                listings[folder] = frozenset(os.listdir(folder))
+            except OSError:
+                listings[folder] = frozenset()
+        if name not in listings[folder]:
             missing.setdefault(kind, []).append(path)
     if not missing:
         return None
     total = sum(len(v) for v in missing.values())
     first = [p for kind in KINDS for p in missing.get(kind, [])][:max_listed]
-    fixes = []
-    if "image" in missing:
-        fixes.append("check --data_path and the split, and --png if the images are PNG")
-    if "hint" in missing:
-        fixes.append(f"run precompute_depth_hints.py for this split or set --depth_hint_path "
-                     f"(now {dataset.depth_hint_path})")
-    if "depth" in missing:
-        fixes.append("download the ground truth (velodyne_points / proj_depth) for these drives")
+    fixes = {"image": "check --data_path and the split, and --png if the images are PNG",
+             "hint": f"run precompute_depth_hints.py for this split or set --depth_hint_path "
+                     f"(now {dataset.depth_hint_path})",
+             "depth": "download the ground truth (velodyne_points / proj_depth) for these drives"}
     counts = ", ".join(f"{len(v)} {k}" for k, v in missing.items())
     src = f" of {dataset.split_file}" if getattr(dataset, "split_file", None) else ""
-    raise ToolkitError(
-        f"{total} file(s) missing for the split{src} ({counts}; first: {', '.join(first)}): "
-        + "; ".join(fixes))
+    raise ToolkitError(f"{total} file(s) missing for the split{src} ({counts}; first: {', '.join(first)}): "
+                       + "; ".join(fixes[k] for k in KINDS if k in missing))
 
 
 def check_contents(datasets, full=False, workers=None, progress=None):
-    """Check inside every (existing) file the items of ``datasets`` read; returns the bad
-    ones as ``[(kind, path, reason)]`` in split order. ``full`` decodes every file and shows
-    a progress bar (``progress=None``: only on a terminal) and a closing rate line."""
-    if not isinstance(datasets, (list, tuple)):
-        datasets = [datasets]
-    jobs, seen = [], set()
-    for ds in datasets:
-        for kind, path in split_paths(ds):
-            if path not in seen:
-                seen.add(path)
-                jobs.append((kind, path, ds))
+    """``[(kind, path, reason)]`` of the bad (existing) files the items of ``datasets`` read, in split order.
+    ``full`` decodes every file, with a progress bar (``progress=None``: on a terminal) and a rate line."""
+    jobs = _unique_files(datasets if isinstance(datasets, (list, tuple)) else [datasets])
     workers = workers or max(1, min(8, 2 * (os.cpu_count() or 1)))
     t0 = time.time()
-    bar = None
-    if full:
-        from tqdm import tqdm
-        bar = tqdm(total=len(jobs), desc="check data", unit="file", dynamic_ncols=True,
-                   disable=(not sys.stderr.isatty()) if progress is None else not progress)
-    bad = []
-
-    def one(job):
-        kind, path, ds = job
-        return kind, path, check_file(kind, path, ds, full)
-
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        for kind, path, reason in pool.map(one, jobs, chunksize=16):
-            if reason is not None:
-                bad.append((kind, path, reason))
-            if bar is not None:
-                bar.update(1)
-    if bar is not None:
-        bar.close()
+        reasons = pool.map(lambda job: check_file(job[0], job[1], job[2], full), jobs, chunksize=16)
+        if full:
+            from tqdm import tqdm
+            reasons = tqdm(reasons, total=len(jobs), desc="check data", unit="file", dynamic_ncols=True,
+                           disable=(not sys.stderr.isatty()) if progress is None else not progress)
+        bad = [(kind, path, reason) for (kind, path, _), reason in zip(jobs, reasons) if reason is not None]
+    if full:
         dt = max(time.time() - t0, 1e-9)
         n = {k: sum(1 for j in jobs if j[0] == k) for k in KINDS}
         print("check data: {} images, {} hints, {} ground-truth files checked in {:.1f}s ({:.0f} images/s); "
@@ -297,15 +220,12 @@ def check_eval_split(dataset):
 
 def check_training_data(opt):
     """Check data path, split files and every file of the train and val lists (ToolkitError):
-    they exist, and (``opt.check_data``) look right (quick) or decode (full).
-
-    Returns ``(train_dataset, val_dataset)``, the datasets of ``opt`` as the trainer uses
-    them (``build_dataset(opt, "train", is_train=True)``, ``build_dataset(opt, "val",
-    is_train=False)``, not wrapped), so the split files are read and parsed once."""
+    they exist, and (``opt.check_data``) look right (quick) or decode (full). Returns the unwrapped
+    ``build_dataset(opt, "train", is_train=True), build_dataset(opt, "val", is_train=False)``."""
     from .kitti_dataset import build_dataset, split_dir_of
     if not os.path.isdir(opt.data_path):
-        raise ToolkitError("data path not found: {} (--data_path): point --data_path at the KITTI raw "
-                           "folder".format(opt.data_path))
+        raise ToolkitError(f"data path not found: {opt.data_path} (--data_path): point --data_path at the KITTI "
+                           "raw folder")
     if opt.use_depth_hints and opt.depth_hint_path is not None and not os.path.isdir(opt.depth_hint_path):
         raise ToolkitError("depth hint path not found: {} (--depth_hint_path): run precompute_depth_hints.py "
                            "or fix the path".format(opt.depth_hint_path))

@@ -1,13 +1,12 @@
-"""KITTI datasets: raw (Eigen splits), odometry sequences, and the depth benchmark's improved
-ground truth (docs/METHOD.md, section 1). Paths come from kitti_utils; depth handling
-follows Monodepth2."""
+"""KITTI datasets: raw (Eigen splits), odometry sequences, and the depth benchmark's improved ground truth
+(docs/METHOD.md, section 1), and the datasets of a run built from its options. Paths come from kitti_utils."""
 import os
 
 import numpy as np
 from PIL import Image
 
 import kitti_utils
-from utils import ToolkitError
+from utils import ToolkitError, resolve_split_dir
 
 from .mono_dataset import MonoDataset
 
@@ -15,9 +14,8 @@ NEAREST = getattr(Image, "Resampling", Image).NEAREST
 
 
 def resize_nearest(depth, shape):
-    """Nearest-neighbour resize of a 2-D map to ``shape`` (rows, cols): output pixel i takes
-    source pixel floor((i + 0.5) * in / out) (pixel-centre mapping, as PIL's NEAREST and
-    Monodepth2's skimage resize; exact integer arithmetic, so ties are deterministic)."""
+    """Nearest-neighbour resize of a 2-D map to ``shape`` (rows, cols): output pixel i takes source pixel
+    floor((i + 0.5) * in / out), as PIL's NEAREST and Monodepth2's skimage resize, in exact integers (no ties)."""
     rows, cols = depth.shape
     out_r, out_c = int(shape[0]), int(shape[1])
     if (rows, cols) == (out_r, out_c):
@@ -28,22 +26,18 @@ def resize_nearest(depth, shape):
 
 
 class KITTIDataset(MonoDataset):
-    """Common KITTI behaviour: the raw-data folder layout and LiDAR ground truth."""
+    """Common KITTI behaviour: the raw-data folder layout (kitti_utils) and LiDAR ground truth."""
 
     def get_image_path(self, folder, frame_index, side):
-        """:func:`kitti_utils.image_path`: ``<data_path>/<folder>/image_0{2,3}/data/<frame:010d><ext>``."""
         return kitti_utils.image_path(self.data_path, folder, frame_index, side, self.img_ext)
 
     def get_velo_path(self, folder, frame_index):
-        """:func:`kitti_utils.velodyne_path`."""
         return kitti_utils.velodyne_path(self.data_path, folder, frame_index)
 
     def check_depth(self):
-        """Ground truth is loaded when the LiDAR scan of the first split line exists."""
-        if not self.lines:
-            return False
-        folder, frame_index, _ = self.lines[0]
-        return os.path.isfile(self.get_velo_path(folder, frame_index))
+        """Ground truth is loaded when the first split line's ground-truth file exists."""
+        paths = self.depth_paths(*self.lines[0]) if self.lines else []
+        return bool(paths) and os.path.isfile(paths[0])
 
     def depth_paths(self, folder, frame_index, side):
         """Files ``get_depth`` reads (for :func:`datasets.check_split`)."""
@@ -51,8 +45,7 @@ class KITTIDataset(MonoDataset):
 
 
 class KITTIRAWDataset(KITTIDataset):
-    """KITTI raw data (Eigen splits): ``depth_gt`` is the LiDAR scan projected into the target
-    camera (``kitti_utils.generate_depth_map``), resized to 375 x 1242 (nearest)."""
+    """KITTI raw (Eigen splits): ``depth_gt`` is the LiDAR scan projected into the camera, resized to 375 x 1242."""
 
     def get_depth(self, folder, frame_index, side, do_flip):
         depth_gt = kitti_utils.generate_depth_map(kitti_utils.calib_dir(self.data_path, folder),
@@ -65,32 +58,21 @@ class KITTIRAWDataset(KITTIDataset):
 
 
 class KITTIOdomDataset(KITTIDataset):
-    """KITTI odometry: ``<data_path>/sequences/<seq:02d>/image_{2,3}/<frame:06d><ext>``; split
-    lines are ``<sequence> <frame> <side>``. No depth ground truth."""
+    """KITTI odometry (:func:`kitti_utils.odom_image_path`; split lines ``<sequence> <frame> <side>``): no depth."""
 
     def get_image_path(self, folder, frame_index, side):
         """:func:`kitti_utils.odom_image_path` (ToolkitError for a folder that is no number)."""
         return kitti_utils.odom_image_path(self.data_path, folder, frame_index, side, self.img_ext)
-
-    def check_depth(self):
-        return False
 
     def depth_paths(self, folder, frame_index, side):
         return []
 
 
 class KITTIDepthDataset(KITTIDataset):
-    """KITTI depth benchmark: ``depth_gt`` from the improved ground truth
-    (:func:`kitti_utils.gt_depth_path`, uint16 / 256), resized to 375 x 1242 (nearest)."""
+    """KITTI depth benchmark: ``depth_gt`` is the improved ground truth (uint16 / 256), resized to 375 x 1242."""
 
     def get_gt_path(self, folder, frame_index, side):
         return kitti_utils.gt_depth_path(self.data_path, folder, frame_index, side)
-
-    def check_depth(self):
-        if not self.lines:
-            return False
-        folder, frame_index, side = self.lines[0]
-        return os.path.isfile(self.get_gt_path(folder, frame_index, side))
 
     def depth_paths(self, folder, frame_index, side):
         return [self.get_gt_path(folder, frame_index, side)]
@@ -108,17 +90,11 @@ class KITTIDepthDataset(KITTIDataset):
         return depth_gt
 
 
-# ----------------------------------------------------------------------------- from options
-#
-# The datasets of a run (datasets/check.py builds them for the data check and returns them,
-# so the trainer does not build them twice).
-
 DATASETS = {"kitti": KITTIRAWDataset, "kitti_odom": KITTIOdomDataset, "kitti_depth": KITTIDepthDataset}
 
 
 def split_dir_of(opt):
     """Folder holding train_files.txt / val_files.txt for ``opt.split`` (ToolkitError if missing)."""
-    from utils import resolve_split_dir
     try:
         d = resolve_split_dir(opt.split, getattr(opt, "splits_dir", None))
     except FileNotFoundError as e:
@@ -132,11 +108,11 @@ def split_dir_of(opt):
 
 
 def build_dataset(opt, which, is_train):
-    """Dataset for the ``which`` ('train' or 'val') list of ``opt.split``."""
+    """Dataset for the ``which`` ('train' or 'val') list of ``opt.split`` (check_training_data builds the run's)."""
     from camera import IntrinsicsLookup, intrinsics_from_option
     if opt.dataset not in DATASETS:
-        raise ToolkitError("dataset '{}' cannot be trained on (--dataset): use kitti, kitti_odom "
-                           "or kitti_depth".format(opt.dataset))
+        raise ToolkitError(f"dataset '{opt.dataset}' cannot be trained on (--dataset): use kitti, kitti_odom "
+                           "or kitti_depth")
     split_file = os.path.join(split_dir_of(opt), "{}_files.txt".format(which))
     filenames = kitti_utils.read_split_file(split_file)
     if not filenames:

@@ -1,35 +1,10 @@
-"""Monodepth2-style monocular/stereo dataset base class (docs/METHOD.md, section 1).
+"""Monodepth2-style monocular/stereo dataset base class (docs/METHOD.md, section 1; the item keys
+are listed in docs/ARCHITECTURE.md, "Data items"), its colour jitter and the depth-hint files.
 
-An item is a dict of float32 numpy arrays with the Monodepth2 keys:
-
-- ``("color", f, s)`` / ``("color_aug", f, s)``: (3, H/2^s, W/2^s) in [0, 1] for every frame
-  id ``f`` (0, -1, 1, "s") and scale ``s`` in 0..num_scales-1. Each scale is a Lanczos
-  (antialiased) resize of the native image; ``color_aug`` is the colour-jittered copy fed to
-  the networks (one jitter draw for all frames and scales of a sample).
-- ``("K", s)`` / ``("inv_K", s)``: (4, 4) normalised intrinsics scaled to scale ``s``.
-- ``"stereo_T"`` (4, 4) when "s" is a frame id: identity with
-  ``T[0, 3] = side_sign * flip_sign * 0.1`` (side_sign -1 for a left target image).
-- ``"depth_gt"`` (1, 375, 1242) when the dataset has ground truth for its files.
-- ``"depth_hint"`` / ``"depth_hint_mask"`` (1, H, W) with ``use_depth_hints``.
-
-Training-time augmentation (``is_train``): horizontal flip with p = 0.5 (images, hints,
-depth_gt and stereo_T's sign), colour jitter with p = 0.5 (brightness, contrast and
-saturation factors in [0.8, 1.2], hue shift in [-0.1, 0.1], applied in a random order).
-Randomness comes from Python's ``random`` module, like Monodepth2, so a caller can seed it.
-
-Loading (datasets/sampling.py): training and validation wrap a dataset in
-:class:`datasets.SeededDataset`, whose items draw their augmentation from a
-``random.Random`` seeded by (seed, epoch, index) through :meth:`MonoDataset.get_item`, so a
-batch does not depend on the worker that loads it and a resumed run sees the same batches;
-the evaluation tools wrap it in :class:`datasets.SafeDataset`. Both turn a sample that fails
-to load into an error marker instead of raising. ``paddle.io.DataLoader`` is given
-``collate_fn=datasets.collate``, which stacks each key's values (tuple keys kept) into a
-(B, ...) float32 numpy array, which the DataLoader hands over as a paddle tensor, and turns a
-batch holding an error marker into one that :func:`datasets.checked_batches` raises as a
-one-line error in the main thread. (Plain ``ds[i]`` draws from the global ``random``, like
-Monodepth2.)
-
-Images are read with :func:`image_io.load_image` (RGB), paths come from :mod:`kitti_utils`.
+Augmentation (``is_train``) is drawn from ``self.rng``: the global ``random`` for plain ``ds[i]``
+(as Monodepth2, so a caller can seed it), or the ``random.Random`` seeded by (seed, epoch, index)
+that :class:`datasets.SeededDataset` passes to :meth:`MonoDataset.get_item`, so a batch does not
+depend on the worker that loads it and a resumed run sees the same batches.
 """
 import os
 import random
@@ -47,9 +22,6 @@ from utils import ToolkitError
 FLIP = getattr(Image, "Transpose", Image).FLIP_LEFT_RIGHT
 MISSING_IMAGE_FIX = ("check --data_path, the split file, and --png if the images are PNG (KITTI raw "
                      "is usually converted to .jpg)")
-
-
-# ----------------------------------------------------------------------------- images
 
 
 def pil_loader(path):
@@ -72,27 +44,21 @@ def _gray(x):
 def rgb_to_hsv(x):
     """(3, H, W) RGB in [0, 1] -> (3, H, W) HSV with hue in [0, 1)."""
     r, g, b = x
-    maxc = x.max(0)
-    minc = x.min(0)
-    v = maxc
+    maxc, minc = x.max(0), x.min(0)
     delta = maxc - minc
     s = np.where(maxc > 0, delta / np.where(maxc > 0, maxc, 1), 0)
     d = np.where(delta > 0, delta, 1)
     rc, gc, bc = (maxc - r) / d, (maxc - g) / d, (maxc - b) / d
     h = np.where(r == maxc, bc - gc, np.where(g == maxc, 2.0 + rc - bc, 4.0 + gc - rc))
     h = np.where(delta > 0, (h / 6.0) % 1.0, 0.0)
-    return np.stack([h, s, v]).astype(np.float32)
+    return np.stack([h, s, maxc]).astype(np.float32)
 
 
 def hsv_to_rgb(x):
     """(3, H, W) HSV (hue in [0, 1)) -> (3, H, W) RGB (closed form, no per-sector branches)."""
     h, s, v = x
-    h6 = h * 6.0
-    out = []
-    for n in (5.0, 3.0, 1.0):
-        k = (n + h6) % 6.0
-        out.append(v - v * s * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0))
-    return np.stack(out).astype(np.float32)
+    ks = [(n + h * 6.0) % 6.0 for n in (5.0, 3.0, 1.0)]
+    return np.stack([v - v * s * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0) for k in ks]).astype(np.float32)
 
 
 class ColorJitter:
@@ -131,9 +97,6 @@ class ColorJitter:
         return np.ascontiguousarray(x, dtype=np.float32)
 
 
-# ----------------------------------------------------------------------------- hints
-
-
 class DepthHintError(ToolkitError):
     """A depth-hint file that cannot be used; ``reason`` says why without the file name and fix."""
 
@@ -146,12 +109,9 @@ _HINT_FIX = "delete it and rerun precompute_depth_hints.py (it recomputes missin
 
 
 def read_depth_hint(path):
-    """A precomputed hint ``.npy`` (float, (1, Hh, Wh), 0 = no hint) as (Hh, Wh) float32.
-
-    Every failure is a :class:`DepthHintError` naming the file: missing (run
-    precompute_depth_hints.py or set --depth_hint_path), unreadable/truncated, wrong shape
-    or dtype, or non-finite values.
-    """
+    """A precomputed hint ``.npy`` (float, (1, Hh, Wh), 0 = no hint) as (Hh, Wh) float32; every
+    failure (missing, unreadable or truncated, wrong shape or dtype, NaN or inf) is a
+    :class:`DepthHintError` naming the file."""
     if not os.path.isfile(path):
         raise DepthHintError(f"depth hint not found ({path}): run precompute_depth_hints.py for "
                              f"this split, or point --depth_hint_path at the saved hints", path, "missing")
@@ -180,9 +140,6 @@ def load_depth_hint(path, height, width, do_flip):
         hint = np.fliplr(hint)
     hint = cv2.resize(np.ascontiguousarray(hint), (width, height), interpolation=cv2.INTER_NEAREST)
     return hint[None].astype(np.float32)
-
-
-# ----------------------------------------------------------------------------- dataset
 
 
 class MonoDataset(paddle.io.Dataset):
@@ -223,13 +180,9 @@ class MonoDataset(paddle.io.Dataset):
             if f != "s" and not isinstance(f, (int, np.integer)):
                 raise ToolkitError(f"bad frame id {f!r} (--frame_ids): use integers and 's'")
         self.lines = [parse_split_line(ln, k + 1, split_file) for k, ln in enumerate(self.filenames)]
-        self.brightness = (0.8, 1.2)
-        self.contrast = (0.8, 1.2)
-        self.saturation = (0.8, 1.2)
+        self.brightness, self.contrast, self.saturation = (0.8, 1.2), (0.8, 1.2), (0.8, 1.2)
         self.hue = (-0.1, 0.1)
         self.load_depth = self.check_depth()
-
-    # -- subclass hooks ---------------------------------------------------------------------
 
     def get_image_path(self, folder, frame_index, side):
         raise NotImplementedError
@@ -244,8 +197,6 @@ class MonoDataset(paddle.io.Dataset):
         """:func:`kitti_utils.depth_hint_path` under ``depth_hint_path``."""
         return kitti_utils.depth_hint_path(self.depth_hint_path, folder, frame_index, side)
 
-    # -- helpers ----------------------------------------------------------------------------
-
     def __len__(self):
         return len(self.filenames)
 
@@ -257,13 +208,8 @@ class MonoDataset(paddle.io.Dataset):
 
     def frame_sources(self, folder, frame_index, side):
         """``{frame_id: (folder, frame_index, side)}`` of the images an item needs."""
-        out = {}
-        for i in self.frame_idxs:
-            if i == "s":
-                out[i] = (folder, frame_index, {"l": "r", "r": "l"}[side])
-            else:
-                out[i] = (folder, frame_index + int(i), side)
-        return out
+        stereo = (folder, frame_index, {"l": "r", "r": "l"}[side])
+        return {i: stereo if i == "s" else (folder, frame_index + int(i), side) for i in self.frame_idxs}
 
     def normalised_K(self, folder, do_flip=False):
         """The normalised K of ``folder``'s camera; mirrored images mirror the principal point
@@ -287,10 +233,9 @@ class MonoDataset(paddle.io.Dataset):
     def sample_augmentation(self):
         """Draw this sample's augmentation with ``self.rng``: ``(do_flip, jitter)`` where
         ``jitter`` is a :class:`ColorJitter` or None. Only in training; each with probability 0.5."""
-        rng = self.rng
-        do_color_aug = self.is_train and rng.random() > 0.5
-        do_flip = self.is_train and rng.random() > 0.5
-        jitter = (ColorJitter.draw(rng, self.brightness, self.contrast, self.saturation, self.hue)
+        do_color_aug = self.is_train and self.rng.random() > 0.5
+        do_flip = self.is_train and self.rng.random() > 0.5
+        jitter = (ColorJitter.draw(self.rng, self.brightness, self.contrast, self.saturation, self.hue)
                   if do_color_aug else None)
         return do_flip, jitter
 
@@ -298,9 +243,8 @@ class MonoDataset(paddle.io.Dataset):
         return self.get_item(index)
 
     def get_item(self, index, rng=random):
-        """Item ``index`` with its augmentation drawn from ``rng`` (default: the global
-        ``random`` module, as Monodepth2; :class:`datasets.SeededDataset` passes its own
-        ``random.Random`` so that loading never touches the global state)."""
+        """Item ``index`` with its augmentation drawn from ``rng`` (default: the global ``random``, as
+        Monodepth2; :class:`datasets.SeededDataset` passes its own, so loading never touches the global state)."""
         self.rng = rng
         try:
             do_flip, jitter = self.sample_augmentation()

@@ -1,8 +1,8 @@
-"""From options to batches: the training/validation datasets of a run, and the sampling
-that makes a resumed run see exactly the batches an uninterrupted one would (the safe
-loading under it is datasets/safe_loading.py)."""
+"""From datasets to batches: the loaders of a training run, and the sampling that makes a resumed run
+see exactly the batches an uninterrupted one would (the safe loading under it: datasets/safe_loading.py)."""
 import os
 import random
+import types
 
 import numpy as np
 import paddle
@@ -11,14 +11,13 @@ from utils import ToolkitError
 
 from .safe_loading import DataLoadError, SafeDataset, checked_batches, collate, stop_signals_end_worker
 
+
 def training_loaders(opt, train, val, world_size=1):
-    """The loaders of a training run over the ``train`` and ``val`` data sets (augmentation
-    turned on for ``train``): a namespace of ``train_dataset``, ``val_dataset`` (both
-    :class:`SeededDataset`), ``train_sampler``, ``train_loader``, ``val_batches`` (endless,
-    resumable: :class:`PositionedBatches`) and ``num_workers``."""
-    import types
+    """The loaders of a run over ``train`` (augmentation on) and ``val``: a namespace of train_dataset, val_dataset
+    (:class:`SeededDataset`), train_sampler, train_loader, val_batches (:class:`PositionedBatches`) and num_workers."""
     train.is_train = True
-    d = types.SimpleNamespace(train_dataset=SeededDataset(train, opt.seed), val_dataset=SeededDataset(val, opt.seed + 1))
+    d = types.SimpleNamespace(train_dataset=SeededDataset(train, opt.seed),
+                              val_dataset=SeededDataset(val, opt.seed + 1))
     if len(d.train_dataset) < opt.batch_size * world_size:
         raise ToolkitError("only {} training samples for batch size {} x {} processes (--batch_size): lower it or "
                            "use a bigger split".format(len(d.train_dataset), opt.batch_size, world_size))
@@ -34,12 +33,8 @@ def training_loaders(opt, train, val, world_size=1):
 
 
 class SeededDataset(SafeDataset):
-    """Wraps a dataset so that key ``epoch * N + i`` is item i drawn with RNGs seeded by
-    (seed, epoch, i): augmentation is a pure function of the sample, whatever worker
-    process loads it, so a resumed run sees exactly the same batches. Datasets with
-    ``get_item(index, rng)`` (MonoDataset) get their own ``random.Random``, so loading never
-    touches the global RNGs; others get ``random`` and ``np.random`` seeded. Like
-    :class:`SafeDataset`, it never raises."""
+    """A :class:`SafeDataset` whose key ``epoch * N + i`` is item i, its RNGs seeded by (seed, epoch, i) whatever
+    worker loads it: ``get_item(index, rng)`` gets a ``random.Random``, other datasets ``random`` / ``np.random``."""
 
     def __init__(self, dataset, seed):
         super().__init__(dataset)
@@ -49,8 +44,7 @@ class SeededDataset(SafeDataset):
         return int(key) % len(self.dataset)
 
     def _load(self, key):
-        n = len(self.dataset)
-        epoch, idx = divmod(int(key), n)
+        epoch, idx = divmod(int(key), len(self.dataset))
         s = (self.seed * 1000003 + epoch * 7919 + idx) % (2 ** 32)
         if hasattr(self.dataset, "get_item"):
             return self.dataset.get_item(idx, rng=random.Random(s))
@@ -60,11 +54,8 @@ class SeededDataset(SafeDataset):
 
 
 class ResumableBatchSampler(paddle.io.DistributedBatchSampler):
-    """DistributedBatchSampler with a seeded per-epoch permutation and a start batch.
-
-    Yields lists of keys ``epoch * N + index`` for :class:`SeededDataset`. Every rank takes
-    its strided share of the (padded) permutation, as DistributedBatchSampler does.
-    """
+    """DistributedBatchSampler with a seeded per-epoch permutation and a start batch, yielding keys ``epoch * N +
+    index`` for :class:`SeededDataset`; every rank takes its strided share of the (padded) permutation."""
 
     def __init__(self, dataset, batch_size, seed, shuffle=True, drop_last=True):
         super().__init__(dataset, batch_size, shuffle=shuffle, drop_last=drop_last)
@@ -72,8 +63,7 @@ class ResumableBatchSampler(paddle.io.DistributedBatchSampler):
         self.start_batch = 0
 
     def set_epoch(self, epoch, start_batch=0):
-        self.epoch = int(epoch)
-        self.start_batch = int(start_batch)
+        self.epoch, self.start_batch = int(epoch), int(start_batch)
 
     def _indices(self):
         n = len(self.dataset)
@@ -87,22 +77,17 @@ class ResumableBatchSampler(paddle.io.DistributedBatchSampler):
     def __iter__(self):
         idx = self._indices()
         n = len(self.dataset)
-        nb = len(idx) // self.batch_size if self.drop_last else int(np.ceil(len(idx) / self.batch_size))
-        for b in range(self.start_batch, nb):
+        for b in range(self.start_batch, len(self)):
             yield [int(self.epoch * n + i) for i in idx[b * self.batch_size:(b + 1) * self.batch_size]]
 
     def __len__(self):
         per_rank = int(np.ceil(len(self.dataset) / self.nranks))
-        if self.drop_last:
-            return per_rank // self.batch_size
-        return int(np.ceil(per_rank / self.batch_size))
+        return per_rank // self.batch_size if self.drop_last else int(np.ceil(per_rank / self.batch_size))
 
 
 class PositionedBatches:
-    """Endless batches of ``loader`` (over ``sampler``, a :class:`ResumableBatchSampler`) from
-    a position ``(epoch, batch)``: batch ``b`` of epoch ``e`` is a pure function of (seed,
-    e, b), so saving :attr:`position` and :meth:`seek`-ing to it continues exactly (the
-    trainer's validation). Load errors are raised as in :func:`checked_batches`."""
+    """Endless batches of ``loader`` over ``sampler`` (a :class:`ResumableBatchSampler`), each a pure function of
+    (seed, epoch, batch): :meth:`seek` to a saved :attr:`position` continues exactly (the trainer's validation)."""
 
     def __init__(self, loader, sampler, epoch=0, batch=0):
         self.loader, self.sampler = loader, sampler
