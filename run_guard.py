@@ -1,23 +1,15 @@
-"""What keeps a training run safe, in one place, so that trainer.py reads as the method.
+"""What keeps a training run safe, in one place, so that trainer.py reads as the method:
 
-    guard = RunGuard(save=..., log=..., step=..., models_dir=...)
-    with guard:                              # signals, watchdog, errors -> one line
-        for batch in guard.batches(loader):  # stops cleanly, the same step on every rank
+    with guard:                              # signals, the watchdog, errors -> one line
+        for batch in guard.batches(loader):  # stops cleanly, at the same step on every rank
             ...one optimisation step...
 
-- **Signals.** SIGINT / SIGTERM ask the run to stop after the current step; the guard then
-  saves ``weights_last`` and ends :meth:`RunGuard.batches` (``guard.stopped`` is the
-  signal number). A second signal interrupts at once (KeyboardInterrupt).
-- **Data parallel.** The ranks agree every ``agree_every`` steps (one small all-reduce over
-  the next window of batches, fetched ahead), not every step: when one rank's sample fails
-  to load, one rank gets a signal or the data end, every rank runs the same number of
-  steps and stops together (else the others would wait forever in the next gradient
-  all-reduce).
-- **Loader timeouts.** :class:`LoaderWatchdog` watches each wait for a batch; a read that
-  never returns (a dead network mount) saves ``weights_last``, prints one line and exits 2.
-- **Errors.** Inside ``with guard:`` a sample that fails to load saves ``weights_last`` and
-  becomes one line naming the file; a dead loader worker or a failed collective (another
-  rank died) becomes one line too.
+SIGINT / SIGTERM stop the run after the current step with ``weights_last`` saved (a second
+signal interrupts at once). Data-parallel ranks agree every ``agree_every`` steps (one small
+all-reduce over a window of batches fetched ahead), so a load error, a signal or the end of
+the data on one rank stops every rank at the same step. :class:`LoaderWatchdog` ends a run
+whose batch never arrives; a bad sample, a dead loader worker or a failed collective is one
+line (exit 2).
 """
 import multiprocessing
 import os
@@ -93,8 +85,8 @@ class RunGuard:
                 signal.signal(sig, h)
 
     def defer(self, exc):
-        """A load error outside the training batches (validation): one process raises it now;
-        data parallel tells every rank at the next agreement, and they stop together."""
+        """A load error outside the training batches (validation): raised now in one process,
+        at the next agreement (on every rank) in data parallel."""
         if self.world_size == 1:
             raise exc
         self._error = exc
@@ -153,7 +145,7 @@ class RunGuard:
 
     def _save_all(self):
         """weights_last, written by rank 0 while the others wait (a launcher ends the whole job
-        when the first rank exits); its path on every rank."""
+        when the first rank exits)."""
         self.save()
         if self.world_size > 1:
             barrier()
@@ -177,8 +169,7 @@ class RunGuard:
 
 
 # ----------------------------------------------------------------------------- collectives
-# beyond the gradient all-reduce of paddle.DataParallel; GPU ranks talk over NCCL, CPU ranks
-# over gloo (tests/test_data_parallel.py runs two CPU ranks)
+# beyond paddle.DataParallel's gradient all-reduce (NCCL on GPUs, gloo on CPUs)
 
 
 def max_over_ranks(values):
@@ -231,18 +222,13 @@ def lost_rank(exc, world_size, models_dir):
 
 
 class LoaderWatchdog:
-    """A watchdog for reads that never return.
-
-    A data file on a dead network mount or a stuck disk blocks its read for good, and nothing
-    inside the process can interrupt it: Paddle's DataLoader waits for the batch in C++ (its
-    ``timeout`` does not end that wait) and Ctrl-C cannot reach a worker stuck in the kernel.
-    ``waiting()`` before asking the loader for a batch, ``done()`` once it is there, ``close()``
-    at the end. Past ``timeout`` seconds of one wait it runs ``on_timeout`` (the trainer saves
-    ``weights_last``: the model is between steps then), ends the loader's worker processes,
-    prints one ``error:`` line and ends the process with exit code 2. ``timeout`` <= 0 or
-    None: watch nothing. The main thread holds a lock except while it waits; the watchdog
-    takes it before acting, so a batch that arrives at the last moment cannot start a step
-    while the checkpoint is written."""
+    """A read on a dead network mount blocks for good: Paddle's DataLoader waits in C++ (its
+    ``timeout`` does not end the wait) and Ctrl-C cannot reach a worker stuck in the kernel.
+    Call ``waiting()`` before asking for a batch and ``done()`` once it is there. Past
+    ``timeout`` seconds of one wait (<= 0: never) it runs ``on_timeout`` (saves weights_last:
+    the model is between steps), kills the loader workers, prints one ``error:`` line and
+    exits 2. The main thread holds a lock except while waiting, so a batch that arrives at
+    the last moment cannot start a step while the checkpoint is written."""
 
     def __init__(self, timeout, what="training", on_timeout=None, stream=None, exit=None,
                  advice="continue with --resume"):
