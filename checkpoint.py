@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import paddle
 
+import fileio
 import networks
 import utils
 from camera import KITTI_BASELINE_M, intrinsics_from_option, intrinsics_vector
@@ -77,12 +78,12 @@ def save_checkpoint(folder, models, optimizer=None, trainer_state=None, meta=Non
             state = dict(model.state_dict())
             if name == "encoder" and meta:
                 state.update({k: meta[k] for k in networks.META_KEYS if k in meta})
-            utils.atomic_paddle_save(state, os.path.join(tmp, name + ".pdparams"))
+            fileio.atomic_paddle_save(state, os.path.join(tmp, name + ".pdparams"))
         if optimizer is not None:
-            utils.atomic_paddle_save(optimizer_state_to_struct(optimizer.state_dict(), models),
+            fileio.atomic_paddle_save(optimizer_state_to_struct(optimizer.state_dict(), models),
                                      os.path.join(tmp, ADAM_FILE))
         if trainer_state is not None:
-            utils.atomic_write_text(os.path.join(tmp, STATE_FILE), trainer_state_json(trainer_state))
+            fileio.atomic_write_text(os.path.join(tmp, STATE_FILE), trainer_state_json(trainer_state))
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise ToolkitError(f"cannot write checkpoint {folder}: {exc.strerror or exc}; free space on that "
@@ -248,7 +249,7 @@ def tidy_models_dir(models_dir, log=print, overwrite=False):
                 log("recovered checkpoint {} from {} (a save was interrupted)".format(base, name))
             else:
                 shutil.rmtree(path, ignore_errors=True)
-    for path in utils.clean_stale_temp_files(models_dir):
+    for path in fileio.clean_stale_temp_files(models_dir):
         log("removed stale temp file {}".format(path))
     if overwrite:
         found = list_checkpoints(models_dir)

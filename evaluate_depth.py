@@ -33,11 +33,11 @@ cpu_env_defaults()  # MKL/OpenMP settings, before paddle is imported
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from layers import DepthErrors, compute_depth_errors  # noqa: E402
+from layers import MAX_DEPTH, MIN_DEPTH, DepthErrors, compute_depth_errors, garg_crop_bounds  # noqa: E402
 from camera import STEREO_SCALE_FACTOR  # noqa: E402
 from model_loader import check_weights_folder, load_depth_model  # noqa: E402
 from options import explicit_num_layers  # noqa: E402
-from utils import MAX_DEPTH, MIN_DEPTH, ToolkitError, garg_crop_bounds, run_cli  # noqa: E402
+from utils import ToolkitError, run_cli  # noqa: E402
 DEPTH_SPLITS = ("eigen", "eigen_benchmark", "benchmark")
 ODOM_SPLITS = ("odom_9", "odom_10")
 BENCHMARK_SIZE = (1216, 352)  # (width, height) of KITTI depth benchmark submissions
@@ -219,7 +219,7 @@ def predict_disparities(encoder, decoder, dataloader, post_process=False,
 
 
 def _split_file(opt):
-    from utils import resolve_split_dir
+    from kitti_utils import resolve_split_dir
     split_dir = resolve_split_dir(opt.eval_split, opt.splits_dir)
     path = os.path.join(split_dir, "test_files.txt")
     if not os.path.isfile(path):
@@ -234,7 +234,7 @@ def run_model(opt):
     import datasets
     from networks import check_input_size
     from runtime import pick_device
-    from utils import readlines
+    from fileio import readlines
 
     if opt.no_cuda:
         opt.device = "cpu"
@@ -284,7 +284,7 @@ def load_ext_disps(path):
 
 def load_gt_depths(split, splits_dir=None):
     """The split's ground-truth depth maps from ``<splits_dir>/<split>/gt_depths.npz``."""
-    from utils import resolve_split_dir
+    from kitti_utils import resolve_split_dir
     try:
         split_dir = resolve_split_dir(split, splits_dir)
     except FileNotFoundError:
@@ -313,7 +313,7 @@ def out_dir_for(opt):
 def save_benchmark_predictions(pred_disps, save_dir):
     """KITTI depth benchmark PNGs (Monodepth2): resize to 1216x352, depth = 5.4 / disp,
     clip to [0, 80], uint16(depth * 256), ``<idx:010d>.png``."""
-    from utils import atomic_write_bytes
+    from fileio import atomic_write_bytes
     os.makedirs(save_dir, exist_ok=True)
     for idx in range(len(pred_disps)):
         disp = cv2.resize(np.asarray(pred_disps[idx], dtype=np.float32), BENCHMARK_SIZE)
@@ -345,7 +345,7 @@ def validate_eval_options(opt):
         check_weights_folder(opt.load_weights_folder)
     if opt.batch_size < 1:
         raise ToolkitError("batch size must be >= 1 (--batch_size): use a positive number")
-    from utils import check_output_dir, check_output_file, clean_stale_temp_files
+    from fileio import check_output_dir, check_output_file, clean_stale_temp_files
     if opt.metrics_out and not opt.no_eval and opt.eval_split != "benchmark":
         check_output_file(opt.metrics_out, "--metrics_out")
     if opt.save_pred_disps or (opt.eval_split == "benchmark" and not opt.no_eval):
@@ -357,7 +357,7 @@ def validate_eval_options(opt):
 def expected_count(opt):
     """Number of test images of the split (the lines of its test_files.txt), or None when
     the split folder has no list (evaluating saved predictions)."""
-    from utils import readlines
+    from fileio import readlines
     try:
         _, path = _split_file(opt)
     except ToolkitError:
@@ -395,7 +395,7 @@ def evaluate(opt):
             check_gt_count(gt_depths, len(pred_disps), opt, "predictions", "--ext_disp_to_eval")
 
     if opt.save_pred_disps:
-        from utils import atomic_save_npy
+        from fileio import atomic_save_npy
         path = os.path.join(out_dir_for(opt), "disps_{}_split.npy".format(opt.eval_split))
         atomic_save_npy(path, pred_disps)
         print("-> Saved predicted disparities to {}".format(path))
@@ -424,7 +424,7 @@ def evaluate(opt):
     result["weights_folder"] = opt.load_weights_folder
     result["ext_disp_to_eval"] = opt.ext_disp_to_eval
     if opt.metrics_out:
-        from utils import atomic_write_text
+        from fileio import atomic_write_text
         summary = {k: v for k, v in result.items() if k not in ("per_image", "ratios")}
         atomic_write_text(os.path.expanduser(opt.metrics_out), json.dumps(summary, indent=2) + "\n")
         print("-> Wrote metrics to {}".format(opt.metrics_out))

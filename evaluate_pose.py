@@ -133,8 +133,9 @@ def evaluate(opt):
     import paddle
     import datasets
     from runtime import pick_device
-    from utils import (atomic_save_npy, atomic_write_text, check_output_dir, check_output_file,
-                       clean_stale_temp_files, readlines, resolve_split_dir)
+    from fileio import (atomic_save_npy, atomic_write_text, check_output_dir, check_output_file,
+                        clean_stale_temp_files, readlines)
+    from kitti_utils import resolve_split_dir
 
     if opt.eval_split not in ODOM_SEQUENCES:
         raise ToolkitError(f"pose evaluation needs an odometry split, got {opt.eval_split} "

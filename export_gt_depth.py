@@ -17,8 +17,8 @@ import sys
 
 import numpy as np
 
+import fileio
 import kitti_utils
-import utils
 from utils import ToolkitError, run_cli
 
 SPLITS = ("eigen", "eigen_benchmark")
@@ -62,9 +62,9 @@ def export_gt_depths(data_path, split, splits_dir=None, progress=True):
     if not os.path.isdir(data_path):
         raise ToolkitError(f"data folder not found ({data_path}) (--data_path): point it at the "
                            f"KITTI raw data")
-    split_dir = utils.resolve_split_dir(split, splits_dir)
+    split_dir = kitti_utils.resolve_split_dir(split, splits_dir)
     out = os.path.join(split_dir, "gt_depths.npz")
-    utils.check_output_file(out, "--splits_dir")  # before any work
+    fileio.check_output_file(out, "--splits_dir")  # before any work
     list_path = os.path.join(split_dir, "test_files.txt")
     items = [(folder, frame) for folder, frame, _ in kitti_utils.read_split_entries(list_path)]
     if not items:
@@ -89,8 +89,8 @@ def export_gt_depths(data_path, split, splits_dir=None, progress=True):
     gt = np.empty(len(items), dtype=object)
     for k, (folder, frame) in enumerate(items_it):
         gt[k] = load_gt(data_path, split, folder, frame)
-    utils.clean_stale_temp_files(split_dir)
-    utils.atomic_save_npz(out, data=gt)
+    fileio.clean_stale_temp_files(split_dir)
+    fileio.atomic_save_npz(out, data=gt)
     return out
 
 

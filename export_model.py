@@ -41,7 +41,8 @@ cpu_env_defaults()  # MKL/OpenMP settings, before paddle is imported
 
 import numpy as np  # noqa: E402
 
-from utils import ToolkitError, atomic_write_text, check_output_dir, clean_stale_temp_files, run_cli  # noqa: E402
+from utils import ToolkitError, run_cli  # noqa: E402
+from fileio import atomic_write_text, check_output_dir, clean_stale_temp_files  # noqa: E402
 
 OUTPUT_KINDS = ("disp", "depth", "metric")
 FORMATS = ("paddle", "onnx")

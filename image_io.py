@@ -79,3 +79,35 @@ def load_image(path, missing_fix="check the path"):
         what = f"{type(exc).__name__}: {detail}"
         raise ImageDecodeError(f"cannot decode image ({path}): {what}; {DEFAULT_FIX}", path,
                                f"cannot decode image ({what})") from None
+
+
+def normalize_image(x):
+    """Rescale an image (paddle tensor or numpy array) to [0, 1] by its min and max.
+
+    A constant image is divided by 1e5 instead of 0 (Monodepth2 semantics).
+    """
+    ma = float(x.max())
+    mi = float(x.min())
+    d = ma - mi if ma != mi else 1e5
+    return (x - mi) / d
+
+
+def colormap_disp(disp, vmax_percentile=95):
+    """Disparity (H,W) numpy array or tensor -> (H,W,3) uint8 RGB with the magma colour map.
+
+    Normalised by [min, 95th percentile] as in Monodepth2's test_simple.
+    """
+    import matplotlib
+    import matplotlib.cm as cm
+    if hasattr(disp, "numpy"):
+        disp = disp.numpy()
+    d = np.squeeze(np.asarray(disp, dtype=np.float64))
+    if d.ndim != 2:
+        raise ValueError(f"colormap_disp expects an (H, W) disparity, got shape {d.shape}")
+    vmin = float(d.min())
+    vmax = float(np.percentile(d, vmax_percentile))
+    if vmax <= vmin:
+        vmax = vmin + 1e-8
+    norm = matplotlib.colors.Normalize(vmin=vmin, vmax=vmax)
+    mapper = cm.ScalarMappable(norm=norm, cmap="magma")
+    return (mapper.to_rgba(d)[:, :, :3] * 255).astype(np.uint8)

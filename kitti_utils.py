@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from utils import ToolkitError
+from utils import MissingFileError, ToolkitError
 
 SIDE_TO_CAM = {"l": 2, "r": 3}
 CALIB_FILES = {"cam_to_cam": "calib_cam_to_cam.txt", "velo_to_cam": "calib_velo_to_cam.txt"}
@@ -218,3 +218,24 @@ def generate_depth_map(calib_folder, velo_filename, cam=2, vel_depth=False):
     depth.flat[inds[first]] = vals[first]
     depth[depth < 0] = 0
     return depth
+
+
+REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def resolve_split_dir(split, splits_dir=None):
+    """Folder of a split: an existing folder path is used as is, else
+    ``<splits_dir or <repo>/splits>/<split>``. Missing -> :class:`MissingFileError`
+    (a ``FileNotFoundError`` and a :class:`ToolkitError`) that says how to fix it."""
+    if split is None or str(split) == "":
+        raise MissingFileError("no split given (--split): name a split or a folder")
+    split = os.fspath(split)
+    if os.path.isdir(split):
+        return split
+    base = os.fspath(splits_dir) if splits_dir else os.path.join(REPO_ROOT, "splits")
+    path = os.path.join(base, split)
+    if os.path.isdir(path):
+        return path
+    raise MissingFileError(
+        f"split '{split}' not found ({path}): put the split's *_files.txt lists there, "
+        f"pass a folder path as the split, or set --splits_dir")

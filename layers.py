@@ -13,7 +13,6 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 import cpu_kernels
-from utils import MAX_DEPTH, MIN_DEPTH, garg_crop_bounds
 
 __all__ = [
     "disp_to_depth", "rot_from_axisangle", "get_translation_matrix", "transformation_from_parameters",
@@ -304,6 +303,17 @@ def compute_proxy_supervised_loss(pred, target, valid_pixels, loss_mask):
 
 
 # ----------------------------------------------------------------------------- metrics
+
+# Evaluation constants (docs/METHOD.md, section 6), shared by evaluation, hint scoring and training metrics.
+MIN_DEPTH = 1e-3
+MAX_DEPTH = 80.0
+# Garg/Eigen crop as fractions of the ground-truth height (rows) and width (cols).
+GARG_CROP = (0.40810811, 0.99189189, 0.03594771, 0.96405229)
+
+
+def garg_crop_bounds(height, width):
+    """(top, bottom, left, right) of the Garg crop for a ground-truth map of this size."""
+    return tuple(int(f * n) for f, n in zip(GARG_CROP, (height, height, width, width)))
 class DepthErrors(tuple):
     """The seven depth metrics as a tuple (abs_rel, sq_rel, rmse, rmse_log, a1, a2, a3), also by name:
     ``errors["abs_rel"]``, ``errors.abs_rel``, ``as_dict()``."""

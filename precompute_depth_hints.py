@@ -31,7 +31,8 @@ from hint_fusion import HintComputer
 from kitti_utils import depth_hint_path as hint_path, image_path  # noqa: F401 (older callers' P.* names)
 from progress import ProgressLog
 from runtime import limit_threads, quiet_paddle_notices
-from utils import ToolkitError, atomic_save_npy, check_output_dir, clean_stale_temp_files, read_npy_header, run_cli
+from utils import ToolkitError, run_cli
+from fileio import atomic_save_npy, check_output_dir, clean_stale_temp_files, read_npy_header
 
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 

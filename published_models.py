@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from downloads import download, extract_member, file_lock, hashes, reason, remove, unsafe_member
-from utils import ToolkitError, atomic_write_text, check_output_dir
+from utils import ToolkitError
+from fileio import atomic_write_text, check_output_dir
 
 BASE_URL = "https://storage.googleapis.com/niantic-lon-static/research"
 ENV_CACHE, ENV_URL = "DEPTH_HINTS_CACHE", "DEPTH_HINTS_MODELS_URL"

@@ -8,7 +8,7 @@ and use_stereo) and ``depth.pdparams``. For each image ``<name>.<ext>`` it write
 the image, or into ``--output_dir``):
 
 * ``<name>_disp.png``: the disparity resized to the image size, magma colour map with
-  95th-percentile normalisation (``utils.colormap_disp``);
+  95th-percentile normalisation (``image_io.colormap_disp``);
 * ``<name>_disp.npy``: the scaled disparity (``disp_to_depth(disp, 0.1, 100)[0]``) at network
   resolution, shape (1, 1, H, W) as in Monodepth2; or, with ``--pred_metric_depth`` (only
   for stereo-trained models), ``<name>_depth.npy``, depth in metres, same shape.
@@ -104,7 +104,7 @@ def load_image(path, width, height):
 def save_png(path, rgb):
     """Atomically write an (H, W, 3) uint8 RGB array as PNG."""
     from PIL import Image
-    from utils import atomic_write_bytes
+    from fileio import atomic_write_bytes
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())
@@ -113,11 +113,12 @@ def save_png(path, rgb):
 def write_prediction(out_dir, name, disp, orig_size, npy_suffix, npy_array):
     """The files of one image: ``<name>_disp.png``, the disparity-like map ``disp`` (1, 1, h, w)
     resized bilinearly to the image's ``orig_size`` (w, h) and colour-mapped
-    (``utils.colormap_disp``), and ``<name><npy_suffix>.npy`` holding ``npy_array`` (float32).
+    (``image_io.colormap_disp``), and ``<name><npy_suffix>.npy`` holding ``npy_array`` (float32).
     Returns the two paths (tools/infer_exported.py writes the same files)."""
     import paddle
     import paddle.nn.functional as F
-    from utils import atomic_save_npy, colormap_disp
+    from fileio import atomic_save_npy
+    from image_io import colormap_disp
     npy = os.path.join(out_dir, name + npy_suffix + ".npy")
     atomic_save_npy(npy, np.asarray(npy_array, dtype=np.float32))
     if not isinstance(disp, paddle.Tensor):
@@ -162,7 +163,7 @@ def run(args, err=None):
     from layers import disp_to_depth
     from networks import check_input_size
     from runtime import pick_device
-    from utils import check_output_dir, clean_stale_temp_files
+    from fileio import check_output_dir, clean_stale_temp_files
 
     paths, default_out = list_images(args.image_path, args.ext)
     out_dir = check_output_dir(args.output_dir or default_out, "--output_dir")  # before any work

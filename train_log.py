@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-import utils
+import image_io
 from progress import ProgressLog, format_duration
 
 
@@ -97,13 +97,13 @@ class TrainLog:
             img = inputs[("color", 0, 0)][j].numpy().transpose(1, 2, 0)
             w.add_image(tag="color_0/{}".format(j), img=(np.clip(img, 0, 1) * 255).astype(np.uint8),
                         step=step, dataformats="HWC")
-            w.add_image(tag="disp_0/{}".format(j), img=utils.colormap_disp(outputs[("disp", 0)][j, 0].numpy()),
+            w.add_image(tag="disp_0/{}".format(j), img=image_io.colormap_disp(outputs[("disp", 0)][j, 0].numpy()),
                         step=step, dataformats="HWC")
             if ("automask", 0) in outputs:
                 gray("automask_0/{}".format(j), outputs[("automask", 0)][j, 0].numpy())
             if ("hint_mask", 0) in outputs:
                 gray("hint_pixels_0/{}".format(j), outputs[("hint_mask", 0)][j, 0].numpy())
-                gray("depth_hint/{}".format(j), utils.normalize_image(inputs["depth_hint"][j, 0].numpy()))
+                gray("depth_hint/{}".format(j), image_io.normalize_image(inputs["depth_hint"][j, 0].numpy()))
 
     def close(self):
         for w in self.writers.values():

@@ -19,12 +19,12 @@ import paddle.nn.functional as F
 
 import checkpoint
 import datasets
+import fileio
 import layers
 import networks
 import options
 import run_guard
 import runtime
-import utils
 from losses import DepthHintsLoss
 from run_lock import RunLock
 from train_log import TrainLog
@@ -34,7 +34,7 @@ from utils import ToolkitError
 def check_outputs(opt):
     """Before any work: the run folder can be written, and holds no earlier run's checkpoints
     unless --resume or --overwrite says what to do with them (one-line ToolkitErrors)."""
-    log_path = utils.check_output_dir(os.path.join(os.path.expanduser(opt.log_dir), opt.model_name),
+    log_path = fileio.check_output_dir(os.path.join(os.path.expanduser(opt.log_dir), opt.model_name),
                                       "--log_dir/--model_name")
     checkpoint.check_models_dir(os.path.join(log_path, "models"), opt.resume, opt.overwrite,
                                 opt.load_weights_folder)
@@ -89,7 +89,7 @@ class Trainer:
             checkpoint.tidy_models_dir(self.models_dir, log=self.log.line, overwrite=opt.overwrite)
             if opt.overwrite and self.log.delete_visualdl_records():
                 self.log.line("--overwrite: deleted the earlier run's VisualDL records in {}".format(self.log_path))
-            utils.clean_stale_temp_files(self.log_path)
+            fileio.clean_stale_temp_files(self.log_path)
         if self.world_size > 1:
             dist.barrier()  # the other ranks look for a checkpoint to resume after the tidy-up
         if build_data:
@@ -252,7 +252,7 @@ class Trainer:
     def save_opts(self):
         """Write opt.json (all options) to the log folder and models/ (where Monodepth2 keeps it)."""
         for folder in (self.log_path, self.models_dir):
-            utils.atomic_write_text(os.path.join(folder, "opt.json"), options.to_json(self.opt))
+            fileio.atomic_write_text(os.path.join(folder, "opt.json"), options.to_json(self.opt))
 
     def trainer_state(self):
         """Everything besides weights, Adam and the RNG states needed to continue exactly."""

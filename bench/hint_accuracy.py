@@ -38,7 +38,7 @@ import kitti_utils  # noqa: E402
 import precompute_depth_hints as P  # noqa: E402
 from runtime import quiet_paddle_notices  # noqa: E402
 from camera import STEREO_SCALE_FACTOR  # noqa: E402
-from utils import MAX_DEPTH, MIN_DEPTH  # noqa: E402
+from layers import MAX_DEPTH, MIN_DEPTH  # noqa: E402
 
 quiet_paddle_notices()
 

@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from image_io import ImageReadError, load_image
-from utils import ToolkitError, read_npy_header
+from utils import ToolkitError
+from fileio import read_npy_header
 
 MAX_LISTED = 5
 TAIL_BYTES = 4096

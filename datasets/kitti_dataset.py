@@ -6,7 +6,8 @@ import numpy as np
 from PIL import Image
 
 import kitti_utils
-from utils import ToolkitError, resolve_split_dir
+from utils import ToolkitError
+from kitti_utils import resolve_split_dir
 
 from .mono_dataset import MonoDataset
 

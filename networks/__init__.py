@@ -4,7 +4,7 @@ ImageNet weights are fetched by ``networks.pretrained``, imported only when a Re
 built with ``pretrained`` (so not here)."""
 from .depth_decoder import DepthDecoder
 from .depth_hints_model import DepthHintsModel, uses_pose_net
-from utils import INPUT_SIZE_MULTIPLE, MIN_INPUT_SIZE, check_input_size  # the size rule (utils: options uses it too)
+from utils import INPUT_SIZE_MULTIPLE, MIN_INPUT_SIZE, check_input_size  # the size rule (in utils: options uses it too)
 from .pose_cnn import PoseCNN
 from .pose_decoder import PoseDecoder
 from .resnet_encoder import ResnetEncoder, ResNetMultiImageInput, resnet_multiimage_input

@@ -6,7 +6,7 @@ docs/TROUBLESHOOTING.md.
   the same in evaluate_depth; test_simple reports an unreadable image and does the rest;
 - --check_data quick catches truncated / wrong-shape / wrong-dtype hints and empty or
   truncated images before training, --check_data full also NaN hints, hints that are not
-  depths (negative, above utils.MAX_DEPTH) and corrupt JPEG data;
+  depths (negative, above the network's depth range) and corrupt JPEG data;
 - check_training_data returns the (train, val) datasets it built, the trainer's datasets;
 - the safe loading itself: SeededDataset never raises and leaves the global RNGs alone.
 

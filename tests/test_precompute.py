@@ -30,7 +30,7 @@ import hint_fusion as HF  # noqa: E402
 import precompute_depth_hints as P  # noqa: E402
 from bench import hint_accuracy as A  # noqa: E402
 from camera import STEREO_SCALE_FACTOR  # noqa: E402
-from utils import MAX_DEPTH, MIN_DEPTH  # noqa: E402
+from layers import MAX_DEPTH, MIN_DEPTH  # noqa: E402
 
 pytestmark = pytest.mark.slow  # CLI runs on the synthetic data; the unit tests: test_hint_fusion.py
 

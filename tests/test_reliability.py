@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import checkpoint
-import utils
+import fileio
 from utils import ToolkitError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -99,7 +99,7 @@ def test_disk_full_while_saving_keeps_the_earlier_checkpoint(tmp_path, monkeypat
     import errno
     folder = str(tmp_path / "models" / "weights_last")
     _tiny_checkpoint(folder, 5)
-    real_save, calls = utils.atomic_paddle_save, []
+    real_save, calls = fileio.atomic_paddle_save, []
 
     def full_disk(obj, path):  # the second file of the checkpoint does not fit
         calls.append(path)
@@ -107,7 +107,7 @@ def test_disk_full_while_saving_keeps_the_earlier_checkpoint(tmp_path, monkeypat
             raise OSError(errno.ENOSPC, "No space left on device", path)
         return real_save(obj, path)
 
-    monkeypatch.setattr(utils, "atomic_paddle_save", full_disk)
+    monkeypatch.setattr(fileio, "atomic_paddle_save", full_disk)
     with pytest.raises(ToolkitError) as info:
         _tiny_checkpoint(folder, 7)
     msg = str(info.value)
@@ -224,7 +224,7 @@ def test_clean_stale_temp_files(tmp_path):
         p.write_text("x")
     os.utime(stale, (old, old))
     os.utime(other, (old, old))
-    removed = utils.clean_stale_temp_files(str(tmp_path), older_than=time.time() - 60)
+    removed = fileio.clean_stale_temp_files(str(tmp_path), older_than=time.time() - 60)
     assert removed == [str(stale)]
     assert fresh.exists() and other.exists() and not stale.exists()
 

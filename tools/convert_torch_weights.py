@@ -34,7 +34,8 @@ if ROOT not in sys.path:
 import numpy as np  # noqa: E402
 
 import safe_load  # noqa: E402
-from utils import ToolkitError, atomic_paddle_save, run_cli  # noqa: E402
+from utils import ToolkitError, run_cli  # noqa: E402
+from fileio import atomic_paddle_save  # noqa: E402
 
 MODEL_FILES = ("encoder", "depth", "pose_encoder", "pose")
 

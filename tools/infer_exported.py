@@ -15,7 +15,7 @@ image ``<name>.<ext>`` it writes the same files as test_simple.py, next to the i
 ``--output_dir``:
 
 * ``<name>_disp.png``: the disparity resized to the image size, magma colour map
-  (``utils.colormap_disp``);
+  (``image_io.colormap_disp``);
 * a ``disp`` model: ``<name>_disp.npy``, the scaled disparity
   (``disp_to_depth(disp, min_depth, max_depth)[0]``), shape (1, 1, H, W);
 * a ``depth`` or ``metric`` model: ``<name>_depth.npy``, the model's depth (in metres for
@@ -38,7 +38,8 @@ cpu_env_defaults()  # MKL/OpenMP settings, before paddle is imported
 
 import numpy as np  # noqa: E402
 
-from utils import ToolkitError, check_output_dir, clean_stale_temp_files, run_cli  # noqa: E402
+from utils import ToolkitError, run_cli  # noqa: E402
+from fileio import check_output_dir, clean_stale_temp_files  # noqa: E402
 
 MODEL_SUFFIXES = ("_export.json", ".json", ".pdiparams", ".onnx")
 
