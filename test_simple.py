@@ -187,7 +187,7 @@ def overwrite_warning(out_dir, names, npy_suffix, explicit):
                 if os.path.lexists(p)]
     if not existing:
         return None
-    fix = "choose another --output_dir" if explicit else "pass --output_dir to write elsewhere"
+    fix = "choose another --output_dir" if explicit else "write elsewhere with --output_dir"
     return (f"warning: {len(existing)} existing output file(s) in {out_dir} will be overwritten (first: "
             f"{existing[0]}); {fix} to keep them")
 
