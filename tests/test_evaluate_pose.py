@@ -201,7 +201,9 @@ def test_nan_poses_are_refused(tmp_path, capsys):
     assert ep.main(args + ["--load_weights_folder", str(tmp_path / "w"), "--eval_out_dir", str(out),
                            "--metrics_out", str(tmp_path / "p.json")]) == 2
     cap = capsys.readouterr()
-    errors = [ln for ln in cap.err.splitlines() if ln.strip() and not ln.startswith("poses ")]
+    # all of stderr but the status lines and Paddle's import banner (when this test imports it first)
+    errors = [ln for ln in cap.err.splitlines() if ln.strip() and not ln.startswith(
+        ("poses ", "WARNING: OMP_NUM_THREADS set to", "PLEASE USE OMP_NUM_THREADS WISELY"))]
     assert len(errors) == 1 and errors[0].startswith("error: 5 of 5 predicted poses hold NaN"), cap.err
     assert f"model {tmp_path / 'w'}, --load_weights_folder" in errors[0]
     assert "Trajectory error" not in cap.out
