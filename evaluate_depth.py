@@ -372,20 +372,14 @@ def out_dir_for(opt):
     return os.path.dirname(os.path.abspath(os.path.expanduser(opt.ext_disp_to_eval)))
 
 
-def write_error(exc, path, flag):
-    """The one-line ToolkitError for an OSError (a full disk, a read-only file system, no
-    permission) while writing ``path``: it names the folder and ``flag``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    return ToolkitError(f"cannot write {os.path.basename(path)} into {folder} ({flag}): "
-                        f"{exc.strerror or type(exc).__name__}; free space there, fix its permissions "
-                        f"or choose another {flag}")
-
-
 def write_output(write, path, flag):
-    """``write(path)`` (an atomic writer of utils); an OSError becomes :func:`write_error`."""
+    """``write(path)`` (an atomic writer of utils); an OSError (a full disk, a read-only file
+    system, no permission) becomes one line naming the folder and ``flag``
+    (``test_simple.write_error``, the tools' one wording of it)."""
     try:
         return write(path)
     except OSError as exc:
+        from test_simple import write_error
         raise write_error(exc, path, flag) from None
 
 

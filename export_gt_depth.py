@@ -107,10 +107,9 @@ def export_gt_depths(data_path, split, splits_dir=None, progress=True):
     utils.clean_stale_temp_files(split_dir)
     try:
         utils.atomic_save_npz(out, data=gt)
-    except OSError as exc:  # a full disk, a read-only file system: no file, one line
-        raise ToolkitError(f"cannot write gt_depths.npz into {split_dir} (--splits_dir): "
-                           f"{exc.strerror or type(exc).__name__}; free space there, fix its permissions "
-                           f"or choose another --splits_dir") from None
+    except OSError as exc:  # a full disk, a read-only file system: no file, one line naming the folder
+        from test_simple import write_error
+        raise write_error(exc, out, "--splits_dir") from None
     return out
 
 

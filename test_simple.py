@@ -137,7 +137,8 @@ def _file_mode():
 
 def write_error(exc, path, flag="--output_dir"):
     """The one-line ToolkitError for an OSError (a full disk, a read-only file system, no
-    permission) while writing ``path``: it names the folder and ``flag``."""
+    permission) while writing ``path``: it names the folder and ``flag`` (also the wording
+    of evaluate_depth.py, evaluate_pose.py and export_gt_depth.py)."""
     folder = os.path.dirname(os.path.abspath(path))
     return ToolkitError(f"cannot write {os.path.basename(path)} into {folder} ({flag}): "
                         f"{exc.strerror or type(exc).__name__}; free space there, fix its permissions "
