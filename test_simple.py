@@ -51,6 +51,15 @@ from utils import ToolkitError, run_cli  # noqa: E402
 OUTPUT_SUFFIXES = ("_disp", "_depth")
 
 
+def _current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_current_umask()  # the outputs' mode, as a plain open() makes it (mkstemp uses 0600)
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Depth prediction for single images or a folder.")
     p.add_argument("--image_path", type=str, required=True,
@@ -129,12 +138,6 @@ def npy_bytes(array):
     return buf.getvalue()
 
 
-def _file_mode():
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 def write_error(exc, path, flag="--output_dir"):
     """The one-line ToolkitError for an OSError (a full disk, a read-only file system, no
     permission) while writing ``path``: it names the folder and ``flag`` (also the wording
@@ -160,7 +163,7 @@ def write_together(files, flag="--output_dir"):
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            os.chmod(tmp, _file_mode())
+            os.chmod(tmp, _FILE_MODE)
         for tmp, path in zip(staged, files):
             os.replace(tmp, path)
     except OSError as exc:

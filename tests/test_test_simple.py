@@ -189,6 +189,9 @@ def test_the_files_of_an_image_are_written_together(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fsync", real_fsync)
     assert test_simple.write_together(files) == list(files)
     assert sorted(os.listdir(out)) == ["a_disp.npy", "a_disp.png"] and (out / "a_disp.npy").read_bytes() == b"npy"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (out / "a_disp.png").stat().st_mode & 0o777 == 0o666 & ~mask  # as open() makes it, not mkstemp's 0600
 
 
 @pytest.mark.slow
