@@ -15,11 +15,21 @@ Monodepth2, its predictions are written as KITTI-benchmark 16-bit PNGs (depth * 
 1216x352, always scaled by 5.4) instead of being evaluated. The odometry splits are
 evaluated by ``evaluate_pose.py``.
 
+Nothing read runs code: ``gt_depths.npz`` (the published object array or this toolkit's)
+and ``--ext_disp_to_eval`` go through safe_load (a pickle payload is refused in one line).
+Predictions that cannot be scored are refused before anything is saved or printed: NaN,
+infinite or negative disparities, all zeros (or an image of zeros), or another count than
+the split's test images. ``--metrics_out`` is strict JSON, written atomically; a full disk
+there (or at ``--eval_out_dir``) is one line naming the folder. Progress: a bar on a
+terminal, else a status line with rate and ETA every 30 s (progress.ProgressLog, stderr).
+
 The pieces are importable: :func:`compute_eval_mask`, :func:`batch_post_process_disparity`,
-:func:`evaluate_predictions`, :func:`predict_disparities` (models load through checkpoint.py).
+:func:`evaluate_predictions`, :func:`predict_disparities`, :func:`check_predictions`
+(models load through model_loader.py).
 """
 import contextlib
 import json
+import math
 import os
 import sys
 import warnings
@@ -89,7 +99,8 @@ def disp_to_gt_depth(pred_disp, gt_shape):
     """Resize one (h, w) scaled disparity to the ground truth's (H, W) and invert it."""
     gt_height, gt_width = gt_shape[:2]
     disp = cv2.resize(np.asarray(pred_disp, dtype=np.float32), (gt_width, gt_height))
-    return 1.0 / disp
+    with np.errstate(divide="ignore"):  # zero disparity: infinite depth (clamped to 80 m later)
+        return 1.0 / disp
 
 
 def _opt_get(opt, overrides, name, default):
@@ -136,6 +147,10 @@ def evaluate_predictions(pred_disps, gt_depths, opt=None, **overrides):
         pred_depth = pred_depth[mask] * factor
         gt_depth = gt_depth[mask]
         if median_scaling:
+            if not np.isfinite(np.median(pred_depth)):
+                raise ToolkitError(
+                    f"prediction {i} has zero disparity (infinite depth) on at least half of the evaluated "
+                    f"pixels (split {split}): median scaling is undefined; check the predictions")
             ratio = np.median(gt_depth) / np.median(pred_depth)
             ratios.append(ratio)
             pred_depth = pred_depth * ratio
@@ -189,17 +204,19 @@ def predict_disparities(encoder, decoder, dataloader, post_process=False,
     ``loader_timeout`` > 0: a batch that takes longer ends the run with one line (LoaderWatchdog).
     """
     import paddle
-    from tqdm import tqdm
     from layers import disp_to_depth
 
     from datasets import checked_batches
+    from progress import ProgressLog
     from run_guard import LoaderWatchdog
     out = []
-    total = len(dataloader)
     watchdog = LoaderWatchdog(loader_timeout, "evaluation", advice="run it again")
-    with paddle.no_grad(), contextlib.closing(watchdog):
-        for data in tqdm(checked_batches(dataloader, watchdog=watchdog), total=total, desc="predict", unit="batch",
-                         disable=not progress, dynamic_ncols=True):
+    # a bar on a terminal, else a plain status line (rate, ETA) every 30 s and at the end
+    log = ProgressLog(len(dataloader), "batch", stream=sys.stderr, desc="predict") if progress else None
+    with paddle.no_grad(), contextlib.closing(watchdog), contextlib.ExitStack() as stack:
+        if log is not None:
+            stack.callback(log.close)
+        for data in checked_batches(dataloader, watchdog=watchdog):
             color = data[("color", 0, 0)]
             if not isinstance(color, paddle.Tensor):
                 color = paddle.to_tensor(np.asarray(color))
@@ -213,6 +230,8 @@ def predict_disparities(encoder, decoder, dataloader, post_process=False,
                 n = pred.shape[0] // 2
                 pred = batch_post_process_disparity(pred[:n], pred[n:, :, ::-1])
             out.append(pred.astype(np.float32))
+            if log is not None:
+                log.update()
     if not out:
         raise ToolkitError("the split lists no image (test_files.txt): check the split file")
     return np.concatenate(out, 0)
@@ -266,24 +285,61 @@ def run_model(opt):
 
 
 def load_ext_disps(path):
-    """Load a saved (N, h, w) disparity .npy (``--ext_disp_to_eval``)."""
+    """Load a saved (N, h, w) disparity .npy (``--ext_disp_to_eval``) without running code
+    (``safe_load.load_npy``: a file with a pickle payload is refused in one line)."""
+    import safe_load
     path = os.path.expanduser(path)
     if not os.path.isfile(path):
         raise ToolkitError(f"predictions file not found (--ext_disp_to_eval {path}): "
                            "save one with --save_pred_disps")
-    try:
-        disps = np.load(path, allow_pickle=False)
-    except Exception as exc:
-        raise ToolkitError(f"predictions file unreadable (--ext_disp_to_eval {path}): {exc}") from exc
-    if disps.ndim != 3 or disps.shape[0] == 0:
-        raise ToolkitError(f"predictions must be an (N, H, W) disparity array, got shape "
-                           f"{disps.shape} (--ext_disp_to_eval {path}): use a file written by "
-                           "--save_pred_disps")
+    disps = safe_load.load_npy(path)
+    if disps.dtype.kind not in "fiu" or disps.ndim != 3 or 0 in disps.shape:
+        raise ToolkitError(f"predictions must be an (N, H, W) array of numbers, got {disps.dtype} of shape "
+                           f"{disps.shape} (--ext_disp_to_eval {path}): use a file written by --save_pred_disps")
     return disps.astype(np.float32, copy=False)
 
 
+def _share(count, total):
+    """'12 %' (or 'all', '0.004 %') of ``count`` among ``total`` values."""
+    if count == total:
+        return "all"
+    pct = 100.0 * count / total
+    if pct >= 10:
+        return "{:.0f} %".format(min(pct, 99.0))
+    return "{:.2g} %".format(pct)
+
+
+def check_predictions(disps, source, fix):
+    """One-line ToolkitError naming ``source`` (the file or the model folder) when the
+    disparities (N, h, w) cannot be scored: NaN or infinite values, negative ones, or all
+    zeros (in the whole array or in one image: an infinite depth everywhere). ``fix`` ends
+    the message. Checked before anything is saved or scored."""
+    disps = np.asarray(disps)
+    total = disps.size
+    problems = []
+    for what, count in (("NaN", np.count_nonzero(np.isnan(disps))),
+                        ("infinite", np.count_nonzero(np.isinf(disps))),
+                        ("negative", np.count_nonzero(disps < 0))):
+        if count:
+            problems.append("{} of the values ({} of {}) are {}".format(_share(count, total), count, total, what))
+    if not problems:
+        zero = ~disps.reshape(len(disps), -1).any(axis=1)
+        if zero.all():
+            problems.append("all values are zero")
+        elif zero.any():
+            first = int(np.flatnonzero(zero)[0])
+            problems.append("{} of {} images have only zero values (first: image {}, line {} of test_files.txt)".format(
+                int(zero.sum()), len(disps), first, first + 1))
+    if problems:
+        raise ToolkitError("predicted disparities unusable ({}): {}; {}".format(source, ", ".join(problems), fix))
+
+
 def load_gt_depths(split, splits_dir=None):
-    """The split's ground-truth depth maps from ``<splits_dir>/<split>/gt_depths.npz``."""
+    """The split's ground-truth depth maps from ``<splits_dir>/<split>/gt_depths.npz``: key
+    ``data``, an object array of (H, W) maps (Monodepth2's published file and
+    export_gt_depth.py's) or an (N, H, W) array, read without running code
+    (``safe_load.load_npz``)."""
+    import safe_load
     from kitti_utils import resolve_split_dir
     try:
         split_dir = resolve_split_dir(split, splits_dir)
@@ -291,13 +347,19 @@ def load_gt_depths(split, splits_dir=None):
         split_dir = os.path.join(splits_dir or os.path.join(os.path.dirname(os.path.abspath(__file__)), "splits"), split)
     gt_path = os.path.join(split_dir, "gt_depths.npz")
     if not os.path.isfile(gt_path):
-        raise ToolkitError(f"ground truth not found ({gt_path}): run "
-                           f"`python export_gt_depth.py --data_path <kitti> --split {split}` first")
+        flag = f" --splits_dir {splits_dir}" if splits_dir else ""
+        raise ToolkitError(f"ground truth not found ({gt_path}): export it with `python export_gt_depth.py "
+                           f"--data_path <kitti> --split {split}{flag}`, or point --splits_dir at the folder "
+                           f"holding {split}/gt_depths.npz")
     try:
-        gt = np.load(gt_path, fix_imports=True, encoding="latin1", allow_pickle=True)["data"]
-    except Exception as exc:
-        raise ToolkitError(f"ground truth unreadable ({gt_path}): {exc}; "
-                           "re-run export_gt_depth.py") from exc
+        gt = safe_load.load_npz(gt_path, "data")["data"]
+    except safe_load.UnreadableFileError as exc:
+        raise ToolkitError(f"{exc}; re-run export_gt_depth.py") from None
+    maps = list(gt) if (gt.ndim == 1 and gt.dtype == object) or gt.ndim == 3 else None
+    if maps is None or not all(isinstance(m, np.ndarray) and m.ndim == 2 and m.dtype.kind in "fiu"
+                               and min(m.shape) > 0 for m in maps):
+        raise ToolkitError(f"ground truth is not a list of (H, W) depth maps ({gt_path}, key data: "
+                           f"{gt.dtype} {gt.shape}): re-run export_gt_depth.py")
     return gt
 
 
@@ -310,6 +372,30 @@ def out_dir_for(opt):
     return os.path.dirname(os.path.abspath(os.path.expanduser(opt.ext_disp_to_eval)))
 
 
+def write_output(write, path, flag):
+    """``write(path)`` (an atomic writer of utils); an OSError (a full disk, a read-only file
+    system, no permission) becomes one line naming the folder and ``flag``
+    (``test_simple.write_error``, the tools' one wording of it)."""
+    try:
+        return write(path)
+    except OSError as exc:
+        from test_simple import write_error
+        raise write_error(exc, path, flag) from None
+
+
+def write_metrics(path, summary, flag="--metrics_out"):
+    """Write ``summary`` as strict JSON (no NaN / Infinity), atomically; one line when it
+    cannot be written."""
+    from fileio import atomic_write_text
+    try:
+        text = json.dumps(summary, indent=2, allow_nan=False) + "\n"
+    except ValueError:
+        bad = sorted(k for k, v in summary.get("metrics", {}).items() if not math.isfinite(v))
+        raise ToolkitError(f"metrics are not finite ({', '.join(bad) or 'a value'}; {flag} {path}): nothing "
+                           "written; check the predictions and the ground truth") from None
+    return write_output(lambda p: atomic_write_text(p, text), os.path.expanduser(path), flag)
+
+
 def save_benchmark_predictions(pred_disps, save_dir):
     """KITTI depth benchmark PNGs (Monodepth2): resize to 1216x352, depth = 5.4 / disp,
     clip to [0, 80], uint16(depth * 256), ``<idx:010d>.png``."""
@@ -317,11 +403,13 @@ def save_benchmark_predictions(pred_disps, save_dir):
     os.makedirs(save_dir, exist_ok=True)
     for idx in range(len(pred_disps)):
         disp = cv2.resize(np.asarray(pred_disps[idx], dtype=np.float32), BENCHMARK_SIZE)
-        depth = np.clip(STEREO_SCALE_FACTOR / disp, 0, 80)
+        with np.errstate(divide="ignore"):
+            depth = np.clip(STEREO_SCALE_FACTOR / disp, 0, 80)
         ok, buf = cv2.imencode(".png", np.uint16(depth * 256))
         if not ok:
             raise ToolkitError(f"could not encode benchmark prediction {idx} ({save_dir})")
-        atomic_write_bytes(os.path.join(save_dir, "{:010d}.png".format(idx)), buf.tobytes())
+        write_output(lambda p: atomic_write_bytes(p, buf.tobytes()),
+                     os.path.join(save_dir, "{:010d}.png".format(idx)), "--eval_out_dir")
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -385,6 +473,8 @@ def evaluate(opt):
             check_gt_count(gt_depths, expected_count(opt), opt)
     if opt.ext_disp_to_eval is None:
         pred_disps, meta = run_model(opt)
+        check_predictions(pred_disps, f"model {opt.load_weights_folder}, --load_weights_folder",
+                          "the weights are damaged or diverged in training: evaluate another checkpoint")
         if opt.eval_stereo and not meta["use_stereo"]:
             print("   note: this model was trained without stereo (use_stereo=False): its depth has "
                   "no metric scale, so --eval_mono (median scaling) is the meaningful mode")
@@ -393,11 +483,19 @@ def evaluate(opt):
         pred_disps = load_ext_disps(opt.ext_disp_to_eval)
         if gt_depths is not None:
             check_gt_count(gt_depths, len(pred_disps), opt, "predictions", "--ext_disp_to_eval")
+        n = expected_count(opt)
+        if n is not None and n != len(pred_disps):
+            raise ToolkitError(
+                f"{len(pred_disps)} predictions but the split lists {n} test images (--ext_disp_to_eval "
+                f"{opt.ext_disp_to_eval}, split {opt.eval_split}): predict that split's test_files.txt "
+                "(--save_pred_disps) or pick the split the file was made for (--eval_split)")
+        check_predictions(pred_disps, f"--ext_disp_to_eval {opt.ext_disp_to_eval}",
+                          "save disparities (not depth) of a working model with --save_pred_disps")
 
     if opt.save_pred_disps:
         from fileio import atomic_save_npy
         path = os.path.join(out_dir_for(opt), "disps_{}_split.npy".format(opt.eval_split))
-        atomic_save_npy(path, pred_disps)
+        write_output(lambda p: atomic_save_npy(p, pred_disps), path, "--eval_out_dir")
         print("-> Saved predicted disparities to {}".format(path))
 
     if opt.no_eval:
@@ -424,9 +522,7 @@ def evaluate(opt):
     result["weights_folder"] = opt.load_weights_folder
     result["ext_disp_to_eval"] = opt.ext_disp_to_eval
     if opt.metrics_out:
-        from fileio import atomic_write_text
-        summary = {k: v for k, v in result.items() if k not in ("per_image", "ratios")}
-        atomic_write_text(os.path.expanduser(opt.metrics_out), json.dumps(summary, indent=2) + "\n")
+        write_metrics(opt.metrics_out, {k: v for k, v in result.items() if k not in ("per_image", "ratios")})
         print("-> Wrote metrics to {}".format(opt.metrics_out))
     print("\n-> Done!")
     return result

@@ -101,30 +101,46 @@ def compute_snippet_ates(pred_poses, gt_local_poses, track_length=TRACK_LENGTH):
 
 
 def recorded_size(weights_folder, height, width):
-    """The training (height, width) recorded in encoder.pdparams when present, else the flags."""
+    """The training (height, width) recorded in encoder.pdparams when present, else the flags.
+    Read without running code (``safe_load.load_paddle``: a file with a pickle payload is
+    refused in one line)."""
     path = os.path.join(weights_folder, "encoder.pdparams")
     if os.path.isfile(path):
-        import networks
-        state = networks.load_weights_file(path, "encoder.pdparams")
+        import safe_load
+        state = safe_load.load_paddle(path)
+        if not isinstance(state, dict):
+            raise ToolkitError(f"encoder.pdparams does not hold a state dict ({path}): expected a .pdparams "
+                               "file of parameters")
         if "height" in state and "width" in state:
-            return int(state["height"]), int(state["width"])
+            from model_loader import read_meta
+            meta = read_meta(state, path)
+            return meta["height"], meta["width"]
     return int(height), int(width)
 
 
 def predict_poses(encoder, decoder, dataloader, progress=True):
     """(N, 4, 4) transforms from frame 0 to frame 1 of every item (``color_aug`` at scale 0)."""
     import paddle
-    from tqdm import tqdm
     from datasets import checked_batches
     from layers import transformation_from_parameters
+    from progress import ProgressLog
     out = []
-    with paddle.no_grad():
-        for inputs in tqdm(checked_batches(dataloader), total=len(dataloader), desc="poses", unit="batch",
-                           disable=not progress, dynamic_ncols=True):
-            pair = paddle.concat([paddle.to_tensor(inputs[("color_aug", i, 0)]).astype("float32")
-                                  for i in (0, 1)], axis=1)
-            axisangle, translation = decoder([encoder(pair)])
-            out.append(transformation_from_parameters(axisangle[:, 0], translation[:, 0]).numpy())
+    # a bar on a terminal, else a plain status line (rate, ETA) every 30 s and at the end
+    log = ProgressLog(len(dataloader), "batch", stream=sys.stderr, desc="poses") if progress else None
+    try:
+        with paddle.no_grad():
+            for inputs in checked_batches(dataloader):
+                pair = paddle.concat([paddle.to_tensor(inputs[("color_aug", i, 0)]).astype("float32")
+                                      for i in (0, 1)], axis=1)
+                axisangle, translation = decoder([encoder(pair)])
+                out.append(transformation_from_parameters(axisangle[:, 0], translation[:, 0]).numpy())
+                if log is not None:
+                    log.update()
+    finally:
+        if log is not None:
+            log.close()
+    if not out:
+        raise ToolkitError("the split lists no frame pair (test_files): check the split file")
     return np.concatenate(out, 0).astype(np.float64)
 
 
@@ -133,8 +149,7 @@ def evaluate(opt):
     import paddle
     import datasets
     from runtime import pick_device
-    from fileio import (atomic_save_npy, atomic_write_text, check_output_dir, check_output_file,
-                        clean_stale_temp_files, readlines)
+    from fileio import atomic_save_npy, check_output_dir, check_output_file, clean_stale_temp_files, readlines
     from kitti_utils import resolve_split_dir
 
     if opt.eval_split not in ODOM_SEQUENCES:
@@ -176,16 +191,22 @@ def evaluate(opt):
     print("-> Predicting poses for sequence {:02d} ({} pairs, {}x{}) on {}".format(
         seq, len(filenames), width, height, device))
     pred_poses = predict_poses(encoder, decoder, loader)
+    bad = int(np.count_nonzero(~np.isfinite(pred_poses).all(axis=(1, 2))))
+    if bad:
+        raise ToolkitError(f"{bad} of {len(pred_poses)} predicted poses hold NaN or infinite values (model "
+                           f"{folder}, --load_weights_folder): the weights are damaged or diverged in training; "
+                           "evaluate another checkpoint")
 
     ates = compute_snippet_ates(pred_poses, global_to_local(gt_global))
     print("\n   Trajectory error: {:0.3f}, std: {:0.3f}\n".format(np.mean(ates), np.std(ates)))
+    from evaluate_depth import write_metrics, write_output
     save_path = os.path.join(out_dir, "poses.npy")
-    atomic_save_npy(save_path, pred_poses)
+    write_output(lambda p: atomic_save_npy(p, pred_poses), save_path, "--eval_out_dir")
     print("-> Predictions saved to", save_path)
     result = {"eval_split": opt.eval_split, "sequence": seq, "num_snippets": int(len(ates)),
               "ate_mean": float(np.mean(ates)), "ate_std": float(np.std(ates))}
     if opt.metrics_out:
-        atomic_write_text(os.path.expanduser(opt.metrics_out), json.dumps(result, indent=2) + "\n")
+        write_metrics(opt.metrics_out, result)
     return result
 
 

@@ -6,8 +6,11 @@
   ``<folder>/proj_depth/groundtruth/image_02/<frame:010d>.png`` / 256.
 
 The file holds key ``data``: an object array of per-image float32 (rows, cols) maps in the
-order of ``test_files.txt`` (load with ``np.load(path, allow_pickle=True)["data"]``), as
-Monodepth2 writes it. Written atomically; missing inputs are reported up front.
+order of ``test_files.txt``, as Monodepth2 writes it (read it without running code with
+``safe_load.load_npz(path, "data")["data"]``, as evaluate_depth.py does). Written
+atomically (a full disk is one line naming the folder, and no file); missing inputs are
+reported up front. Progress: a bar on a terminal, else a status line with rate and ETA
+every 30 s (progress.ProgressLog, on stderr).
 
 Usage: ``python export_gt_depth.py --data_path KITTI_RAW --split eigen [--splits_dir DIR]``
 """
@@ -19,6 +22,8 @@ import numpy as np
 
 import fileio
 import kitti_utils
+import utils
+from progress import ProgressLog
 from utils import ToolkitError, run_cli
 
 SPLITS = ("eigen", "eigen_benchmark")
@@ -62,10 +67,18 @@ def export_gt_depths(data_path, split, splits_dir=None, progress=True):
     if not os.path.isdir(data_path):
         raise ToolkitError(f"data folder not found ({data_path}) (--data_path): point it at the "
                            f"KITTI raw data")
-    split_dir = kitti_utils.resolve_split_dir(split, splits_dir)
+    base = os.fspath(splits_dir) if splits_dir else os.path.join(kitti_utils.REPO_ROOT, "splits")
+    try:
+        split_dir = kitti_utils.resolve_split_dir(split, splits_dir)
+    except utils.MissingFileError:
+        raise ToolkitError(f"split '{split}' not found ({os.path.join(base, split)}) (--splits_dir {base}): "
+                           f"point --splits_dir at the folder holding {split}/test_files.txt") from None
     out = os.path.join(split_dir, "gt_depths.npz")
     fileio.check_output_file(out, "--splits_dir")  # before any work
     list_path = os.path.join(split_dir, "test_files.txt")
+    if not os.path.isfile(list_path):
+        raise ToolkitError(f"test list not found ({list_path}) (--splits_dir {base}): the {split} split "
+                           f"folder needs its test_files.txt; point --splits_dir at the folder holding it")
     items = [(folder, frame) for folder, frame, _ in kitti_utils.read_split_entries(list_path)]
     if not items:
         raise ToolkitError(f"empty split list ({list_path}): add the test images")
@@ -81,16 +94,23 @@ def export_gt_depths(data_path, split, splits_dir=None, progress=True):
         if absent:
             raise ToolkitError(f"calibration file(s) missing (first: {', '.join(absent[:3])}): download "
                                f"the KITTI raw calibration for each date into --data_path")
-    if progress:
-        from tqdm import tqdm
-        items_it = tqdm(items, desc=f"export {split} gt", unit="img")
-    else:
-        items_it = items
     gt = np.empty(len(items), dtype=object)
-    for k, (folder, frame) in enumerate(items_it):
-        gt[k] = load_gt(data_path, split, folder, frame)
+    # a bar on a terminal, else a plain status line (rate, ETA) every 30 s and at the end
+    log = ProgressLog(len(items), "img", stream=sys.stderr, desc=f"export {split} gt") if progress else None
+    try:
+        for k, (folder, frame) in enumerate(items):
+            gt[k] = load_gt(data_path, split, folder, frame)
+            if log is not None:
+                log.update()
+    finally:
+        if log is not None:
+            log.close()
     fileio.clean_stale_temp_files(split_dir)
-    fileio.atomic_save_npz(out, data=gt)
+    try:
+        fileio.atomic_save_npz(out, data=gt)
+    except OSError as exc:  # a full disk, a read-only file system: no file, one line naming the folder
+        from test_simple import write_error
+        raise write_error(exc, out, "--splits_dir") from None
     return out
 
 

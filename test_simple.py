@@ -20,14 +20,22 @@ training camera are recorded in the checkpoint (KITTI's 0.54 m and fx 0.58 when 
 camera (default: the training camera's, i.e. a ratio of 1).
 
 Runs on the GPU when Paddle sees one (``--device auto``), else on the CPU. An image that
-cannot be read is reported in one line on stderr and skipped; the others are processed and
-the exit code is 1.
+cannot be read (missing, not decodable, or degenerate: fewer than 2 pixels on a side) is
+reported in one line on stderr and skipped; the others are processed, a closing
+``N of M image(s) could not be read`` line follows and the exit code is 1. The two files of
+an image are written together once its prediction is done (each into a temp file, then
+both renamed into place), so there is never a ``.npy`` without its ``.png``; a write that
+fails (a full disk, a read-only or forbidden ``--output_dir``) is one line naming the
+folder, exit code 2. Output files that exist before the run and would be overwritten are
+announced in one warning line (the first of them and their count). Progress: a bar on a
+terminal, else a status line with rate and ETA every 30 s (progress.ProgressLog, stderr).
 """
 import argparse
 import glob
 import io
 import os
 import sys
+import tempfile
 import warnings
 
 warnings.filterwarnings("ignore", message="No ccache found")  # noise from importing paddle
@@ -41,6 +49,15 @@ import numpy as np  # noqa: E402
 import camera  # noqa: E402
 from utils import ToolkitError, run_cli  # noqa: E402
 OUTPUT_SUFFIXES = ("_disp", "_depth")
+
+
+def _current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_current_umask()  # the outputs' mode, as a plain open() makes it (mkstemp uses 0600)
 
 
 def parse_args(argv=None):
@@ -74,6 +91,11 @@ def is_own_output(path):
     return stem.endswith(OUTPUT_SUFFIXES)
 
 
+def image_stem(path):
+    """``<name>`` of an image ``<folder>/<name>.<ext>`` (its outputs are ``<name>_disp.png``, ...)."""
+    return os.path.splitext(os.path.basename(path))[0]
+
+
 def list_images(image_path, ext="jpg"):
     """(paths, default output folder) for a file or a folder (sorted, own outputs skipped)."""
     if os.path.isfile(image_path):
@@ -101,33 +123,95 @@ def load_image(path, width, height):
     return orig, arr
 
 
-def save_png(path, rgb):
-    """Atomically write an (H, W, 3) uint8 RGB array as PNG."""
+def png_bytes(rgb):
+    """An (H, W, 3) uint8 RGB array encoded as PNG."""
     from PIL import Image
-    from fileio import atomic_write_bytes
     buf = io.BytesIO()
     Image.fromarray(rgb).save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def npy_bytes(array):
+    """``array`` as the bytes of a .npy file."""
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array))
+    return buf.getvalue()
+
+
+def write_error(exc, path, flag="--output_dir"):
+    """The one-line ToolkitError for an OSError (a full disk, a read-only file system, no
+    permission) while writing ``path``: it names the folder and ``flag`` (also the wording
+    of evaluate_depth.py, evaluate_pose.py and export_gt_depth.py)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    return ToolkitError(f"cannot write {os.path.basename(path)} into {folder} ({flag}): "
+                        f"{exc.strerror or type(exc).__name__}; free space there, fix its permissions "
+                        f"or choose another {flag}")
+
+
+def write_together(files, flag="--output_dir"):
+    """Write ``{path: bytes}`` all or none: each into a temp file beside it (the atomic
+    writers' ``.<name>.<random>.tmp``, which fileio.clean_stale_temp_files removes after a
+    kill), synced, then all renamed into place. An OSError is one line naming the folder
+    and ``flag`` (:func:`write_error`), and leaves no temp file."""
+    staged, path = [], None
+    try:
+        for path, data in files.items():
+            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
+                                       prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+            staged.append(tmp)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, _FILE_MODE)
+        for tmp, path in zip(staged, files):
+            os.replace(tmp, path)
+    except OSError as exc:
+        raise write_error(exc, path, flag) from None
+    finally:
+        for tmp in staged:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+    return list(files)
+
+
+def output_names(name, npy_suffix):
+    """The files written for an image ``<name>.<ext>``: ``<name>_disp.png`` and
+    ``<name><npy_suffix>.npy``."""
+    return [name + "_disp.png", name + npy_suffix + ".npy"]
+
+
+def overwrite_warning(out_dir, names, npy_suffix, explicit):
+    """One warning line when output files of ``names`` (image stems) exist in ``out_dir``
+    before the run (they would be overwritten), else None. ``explicit``: --output_dir was
+    given."""
+    existing = [p for n in names for p in (os.path.join(out_dir, f) for f in output_names(n, npy_suffix))
+                if os.path.lexists(p)]
+    if not existing:
+        return None
+    fix = "choose another --output_dir" if explicit else "write elsewhere with --output_dir"
+    return (f"warning: {len(existing)} existing output file(s) in {out_dir} will be overwritten (first: "
+            f"{existing[0]}); {fix} to keep them")
 
 
 def write_prediction(out_dir, name, disp, orig_size, npy_suffix, npy_array):
     """The files of one image: ``<name>_disp.png``, the disparity-like map ``disp`` (1, 1, h, w)
     resized bilinearly to the image's ``orig_size`` (w, h) and colour-mapped
     (``image_io.colormap_disp``), and ``<name><npy_suffix>.npy`` holding ``npy_array`` (float32).
-    Returns the two paths (tools/infer_exported.py writes the same files)."""
+    Both are encoded first and written together (:func:`write_together`). Returns the two
+    paths (tools/infer_exported.py writes the same files)."""
     import paddle
     import paddle.nn.functional as F
-    from fileio import atomic_save_npy
     from image_io import colormap_disp
-    npy = os.path.join(out_dir, name + npy_suffix + ".npy")
-    atomic_save_npy(npy, np.asarray(npy_array, dtype=np.float32))
     if not isinstance(disp, paddle.Tensor):
         disp = paddle.to_tensor(np.asarray(disp, dtype=np.float32))
     w, h = orig_size
     resized = F.interpolate(disp, size=(h, w), mode="bilinear", align_corners=False)
-    png = os.path.join(out_dir, name + "_disp.png")
-    save_png(png, colormap_disp(resized.numpy()[0, 0]))
-    return [png, npy]
+    png, npy = (os.path.join(out_dir, f) for f in output_names(name, npy_suffix))
+    return write_together({png: png_bytes(colormap_disp(resized.numpy()[0, 0])),
+                           npy: npy_bytes(np.asarray(npy_array, dtype=np.float32))})
 
 
 def unreadable_summary(failed, total):
@@ -183,24 +267,27 @@ def run(args, err=None):
         args.model_path, meta["width"], meta["height"], device, len(paths), out_dir))
 
     err = sys.stderr if err is None else err
+    npy_suffix = "_depth" if args.pred_metric_depth else "_disp"
+    warning = overwrite_warning(out_dir, [image_stem(p) for p in paths], npy_suffix, args.output_dir is not None)
+    if warning:
+        print(warning, file=err, flush=True)
     written, failed = [], []
-    from tqdm import tqdm
-    bar = tqdm(paths, desc="predict", unit="img", dynamic_ncols=True)
-    for path in bar:
-        try:
-            (orig_w, orig_h), image = load_image(path, meta["width"], meta["height"])
-        except ToolkitError as exc:
-            bar.write("error: {}; skipped".format(exc), file=err)
-            failed.append(path)
-            continue
-        disp = predict(encoder, decoder, image)
-        name = os.path.splitext(os.path.basename(path))[0]
-        scaled_disp, depth = disp_to_depth(disp, 0.1, 100)
-        if args.pred_metric_depth:
-            written += write_prediction(out_dir, name, disp, (orig_w, orig_h), "_depth",
-                                        (metric_scale * depth).numpy())
-        else:
-            written += write_prediction(out_dir, name, disp, (orig_w, orig_h), "_disp", scaled_disp.numpy())
+    from progress import ProgressLog
+    # a bar on a terminal, else a plain status line (rate, ETA) every 30 s and at the end
+    with ProgressLog(len(paths), "img", stream=err, desc="predict") as log:
+        for path in paths:
+            try:
+                (orig_w, orig_h), image = load_image(path, meta["width"], meta["height"])
+            except ToolkitError as exc:
+                log.message("error: {}; skipped".format(exc))
+                failed.append(path)
+                log.update()
+                continue
+            disp = predict(encoder, decoder, image)
+            scaled_disp, depth = disp_to_depth(disp, 0.1, 100)
+            array = (metric_scale * depth).numpy() if args.pred_metric_depth else scaled_disp.numpy()
+            written += write_prediction(out_dir, image_stem(path), disp, (orig_w, orig_h), npy_suffix, array)
+            log.update()
     print("-> Done! Wrote {} files to {}".format(len(written), out_dir))
     if failed:
         print(unreadable_summary(failed, len(paths)), file=err)

@@ -267,7 +267,9 @@ def test_cli_mode_errors(constructed, args, needle):
 def test_cli_missing_gt_says_export(constructed, tmp_path):
     _, _, npy = constructed
     r = _run(["--ext_disp_to_eval", npy, "--eval_stereo", "--splits_dir", str(tmp_path / "none")])
-    assert r.returncode == 2 and "export_gt_depth.py" in r.stderr and "gt_depths.npz" in r.stderr
+    assert r.returncode == 2
+    _one_error_line(r.stderr, "ground truth not found", "export_gt_depth.py", "gt_depths.npz",
+                    f"--splits_dir {tmp_path / 'none'}", "point --splits_dir at the folder")
 
 
 @pytest.mark.slow
@@ -390,3 +392,224 @@ def test_end_to_end_train_export_evaluate(synthetic_kitti, save_untrained_depth_
     assert t["abs_rel"] < 0.8 * u["abs_rel"], (t, u)
     assert t["rmse"] < 0.8 * u["rmse"], (t, u)
     assert t["a1"] > 1.5 * u["a1"], (t, u)
+
+
+# ----------------------------------------------------------------------------- refusals
+
+
+PADDLE_BANNER = ("WARNING: OMP_NUM_THREADS set to", "PLEASE USE OMP_NUM_THREADS WISELY")
+
+
+def _stderr_lines(text):
+    """The non-empty stderr lines, without Paddle's import banner about OMP_NUM_THREADS."""
+    return [ln for ln in text.splitlines() if ln.strip() and not ln.startswith(PADDLE_BANNER)]
+
+
+def _one_error_line(err, *needles, status=None):
+    """The one ``error:`` line that is all of stderr (besides Paddle's banner and, when
+    ``status`` names the progress's desc, its status lines); holds every needle."""
+    lines = [ln for ln in _stderr_lines(err) if not (status and ln.startswith(status + " "))]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    return lines[0]
+
+
+def _payload(marker):
+    """A protocol-0 pickle that runs ``touch marker`` when unpickled (os.system)."""
+    return b"c" + os.system.__module__.encode() + b"\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR."
+
+
+def _npy_with_payload(marker):
+    """A .npy object array (shape (1,)) whose element list is the payload."""
+    import io
+    f = io.BytesIO()
+    np.lib.format.write_array_header_1_0(f, {"descr": "|O", "fortran_order": False, "shape": (1,)})
+    return f.getvalue() + _payload(marker)
+
+
+def test_payload_is_live(tmp_path):
+    """Sanity: the crafted .npy does run its command through np.load(allow_pickle=True)."""
+    marker = tmp_path / "MARKER"
+    path = tmp_path / "p.npy"
+    path.write_bytes(_npy_with_payload(marker))
+    try:
+        np.load(path, allow_pickle=True)
+    except Exception:  # noqa: BLE001 - os.system returns an int, not an object array: numpy may complain after
+        pass
+    assert marker.exists()
+
+
+def test_payload_in_ext_disp_or_gt_runs_nothing(constructed, tmp_path, capsys):
+    import zipfile
+    tmp, splits, npy = constructed
+    marker = tmp_path / "MARKER"
+    bad = tmp_path / "disps_payload.npy"
+    bad.write_bytes(_npy_with_payload(marker))
+    args = ["--eval_stereo", "--eval_split", "eigen_benchmark", "--splits_dir", splits,
+            "--metrics_out", str(tmp_path / "m.json")]
+    assert ed.main(["--ext_disp_to_eval", str(bad)] + args) == 2
+    cap = capsys.readouterr()
+    _one_error_line(cap.err, f"refusing to load {bad}", "posix.system")
+    assert not marker.exists() and "abs_rel" not in cap.out
+    # the same payload as the data member of gt_depths.npz
+    gt = os.path.join(splits, "eigen_benchmark", "gt_depths.npz")
+    with zipfile.ZipFile(gt, "w") as zf:
+        zf.writestr("data.npy", _npy_with_payload(marker))
+    assert ed.main(["--ext_disp_to_eval", npy] + args) == 2
+    cap = capsys.readouterr()
+    _one_error_line(cap.err, f"refusing to load {gt}")
+    assert not marker.exists() and "abs_rel" not in cap.out
+    assert not os.path.exists(tmp_path / "m.json")
+
+
+def test_gt_formats_published_and_plain(tmp_path):
+    """The published object array (maps of different sizes) and a plain (N, H, W) array load;
+    anything else is one line naming the file."""
+    from utils import ToolkitError
+    maps = [np.full((4, 6), 3.0, np.float32), np.full((5, 7), 4.0, np.float32)]
+    _write_gt(str(tmp_path), "eigen", maps)
+    got = ed.load_gt_depths("eigen", str(tmp_path))
+    assert got.dtype == object and [m.shape for m in got] == [(4, 6), (5, 7)]
+    np.savez(tmp_path / "eigen" / "gt_depths.npz", data=np.ones((3, 4, 6), np.float32))
+    assert ed.load_gt_depths("eigen", str(tmp_path)).shape == (3, 4, 6)
+    np.savez(tmp_path / "eigen" / "gt_depths.npz", data=np.array(["a", "b"], dtype=object))
+    with pytest.raises(ToolkitError, match=r"ground truth is not a list of \(H, W\) depth maps .*gt_depths.npz"):
+        ed.load_gt_depths("eigen", str(tmp_path))
+    np.savez(tmp_path / "eigen" / "gt_depths.npz", other=np.ones(3))
+    with pytest.raises(ToolkitError, match="holds no data"):
+        ed.load_gt_depths("eigen", str(tmp_path))
+
+
+def _nan_share(a):
+    a = a.copy()
+    a.reshape(-1)[: int(0.12 * a.size)] = np.nan
+    return a
+
+
+def _zero_image(a):
+    a = a.copy()
+    a[1] = 0
+    return a
+
+
+def _negative(a):
+    a = a.copy()
+    a[0, 0, :4] = -1.0
+    return a
+
+
+def _inf(a):
+    a = a.copy()
+    a[1, 3, 3] = np.inf
+    return a
+
+
+@pytest.mark.parametrize("spoil, needle", [
+    (_nan_share, "12 % of the values (192 of 1600) are NaN"),
+    (_inf, "of the values (1 of 1600) are infinite"),
+    (_negative, "(4 of 1600) are negative"),
+    (np.zeros_like, "all values are zero"),
+    (_zero_image, "1 of 2 images have only zero values (first: image 1"),
+])
+def test_unusable_predictions_are_refused(constructed, tmp_path, capsys, spoil, needle):
+    _, splits, npy = constructed
+    bad = tmp_path / "bad.npy"
+    np.save(bad, spoil(np.load(npy)))
+    out = tmp_path / "out"
+    rc = ed.main(["--ext_disp_to_eval", str(bad), "--eval_mono", "--eval_split", "eigen_benchmark",
+                  "--splits_dir", splits, "--metrics_out", str(tmp_path / "m.json"), "--save_pred_disps",
+                  "--eval_out_dir", str(out)])
+    cap = capsys.readouterr()
+    assert rc == 2, cap.err
+    _one_error_line(cap.err, f"predicted disparities unusable (--ext_disp_to_eval {bad})", needle)
+    assert "abs_rel" not in cap.out and "Scaling ratios" not in cap.out
+    assert not os.path.exists(tmp_path / "m.json")
+    assert not out.exists() or os.listdir(out) == []
+
+
+def test_non_numeric_or_flat_ext_disp_is_one_line(constructed, tmp_path, capsys):
+    _, splits, _ = constructed
+    cases = {"object.npy": np.array([np.ones((2, 3)), np.ones((2, 3))], dtype=object),
+             "flat.npy": np.ones((2, 40), np.float32)}
+    for name, arr in cases.items():
+        np.save(tmp_path / name, arr, allow_pickle=True)
+        assert ed.main(["--ext_disp_to_eval", str(tmp_path / name), "--eval_stereo", "--eval_split",
+                        "eigen_benchmark", "--splits_dir", splits]) == 2
+        _one_error_line(capsys.readouterr().err, "(N, H, W) array of numbers", f"--ext_disp_to_eval {tmp_path / name}")
+
+
+def test_ext_disp_count_checked_against_the_split_list(tmp_path, capsys):
+    """No ground truth (benchmark split, --no_eval): the count is checked against test_files.txt."""
+    splits = tmp_path / "splits"
+    (splits / "benchmark").mkdir(parents=True)
+    (splits / "benchmark" / "test_files.txt").write_text("a 1 l\na 2 l\na 3 l\n")
+    npy = tmp_path / "d.npy"
+    np.save(npy, np.full((2, 6, 20), 0.5, np.float32))
+    out = tmp_path / "out"
+    for extra in ([], ["--no_eval", "--save_pred_disps"]):
+        assert ed.main(["--ext_disp_to_eval", str(npy), "--eval_stereo", "--eval_split", "benchmark",
+                        "--splits_dir", str(splits), "--eval_out_dir", str(out)] + extra) == 2
+        _one_error_line(capsys.readouterr().err, "2 predictions but the split lists 3 test images",
+                        f"--ext_disp_to_eval {npy}")
+        assert not os.path.exists(out / "benchmark_predictions") and not os.path.exists(
+            out / "disps_benchmark_split.npy")
+
+
+def test_metrics_json_is_strict(tmp_path):
+    from utils import ToolkitError
+    path = tmp_path / "m.json"
+    ed.write_metrics(str(path), {"metrics": {"abs_rel": 0.1}, "mode": "mono"})
+
+    def refuse(name):
+        raise AssertionError(f"non-standard JSON constant {name}")
+    assert json.loads(path.read_text(), parse_constant=refuse) == {"metrics": {"abs_rel": 0.1}, "mode": "mono"}
+    path.unlink()
+    with pytest.raises(ToolkitError, match=r"metrics are not finite \(rmse; --metrics_out"):
+        ed.write_metrics(str(path), {"metrics": {"abs_rel": 0.1, "rmse": float("nan")}})
+    assert not path.exists() and os.listdir(tmp_path) == []
+
+
+def test_median_scaling_of_mostly_zero_disparity_is_one_line():
+    from utils import ToolkitError
+    disp = np.full((1, 4, 4), 0.1)
+    disp[0, :3] = 0.0  # 12 of 16 pixels at infinite depth: the median is infinite
+    with pytest.raises(ToolkitError, match="zero disparity .* on at least half of the evaluated pixels"):
+        ed.evaluate_predictions(disp, np.full((1, 4, 4), 10.0), eval_split="eigen_benchmark")
+    # stereo: no median, an infinite depth is clamped to 80 m
+    res = ed.evaluate_predictions(disp, np.full((1, 4, 4), 10.0), eval_split="eigen_benchmark", eval_stereo=True)
+    assert all(np.isfinite(v) for v in res["metrics"].values())
+
+
+@pytest.mark.slow
+def test_model_with_nan_weights_is_refused(depth_model, synthetic_kitti, eval_splits, tmp_path, capsys, rel_kit):
+    import shutil
+    import paddle
+    import safe_load
+    folder = tmp_path / "nan_model"
+    shutil.copytree(depth_model, folder)
+    state = safe_load.load_paddle(str(folder / "depth.pdparams"))
+    paddle.save({k: paddle.to_tensor(np.full_like(v, np.nan)) for k, v in state.items()},
+                str(folder / "depth.pdparams"))
+    args = rel_kit.eval_args(str(folder), synthetic_kitti, eval_splits, "--metrics_out", str(tmp_path / "m.json"),
+                             "--device", "cpu")
+    assert ed.main(args) == 2
+    cap = capsys.readouterr()
+    line = _one_error_line(cap.err, f"predicted disparities unusable (model {folder}, --load_weights_folder)",
+                           "all of the values", "are NaN", status="predict")
+    assert "evaluate another checkpoint" in line
+    assert "abs_rel" not in cap.out and not os.path.exists(tmp_path / "m.json")
+
+
+@pytest.mark.slow
+def test_progress_off_a_terminal_is_plain_lines(depth_model, synthetic_kitti, eval_splits, tmp_path, rel_kit):
+    """stdout and stderr are pipes: no tqdm carriage returns, a status line with rate and ETA."""
+    import re
+    args = rel_kit.eval_args(depth_model, synthetic_kitti, eval_splits, "--device", "cpu", "--metrics_out",
+                             str(tmp_path / "m.json"))
+    r = rel_kit.run_script("evaluate_depth.py", args)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "\r" not in r.stdout and "\r" not in r.stderr
+    assert re.search(r"^predict 2/2 batch \(100\.0 %\) \| [0-9.]+ batch/s \| elapsed \S+ \| ETA \S+$", r.stderr,
+                     re.M), r.stderr
+    json.loads((tmp_path / "m.json").read_text())

@@ -117,12 +117,10 @@ def test_cli_clear_errors(tmp_path):
     assert r.returncode == 2 and "lists 2 frames but poses/09.txt has 4 poses" in r.stderr
 
 
-@pytest.mark.slow
-def test_cli_full_run_on_constructed_sequence(tmp_path):
-    """6 frames of a constructed odometry sequence: the CLI's ATE equals the ATE recomputed
-    from its saved poses, and poses.npy holds one 4x4 motion per pair."""
+def _constructed_sequence(tmp_path):
+    """6 frames of a constructed odometry sequence 09 with its poses and split; returns
+    (the CLI's arguments but the weights, the true global poses)."""
     from PIL import Image
-    _pose_weights(str(tmp_path / "w"))
     data = tmp_path / "odom"
     img_dir = data / "sequences" / "09" / "image_2"
     img_dir.mkdir(parents=True)
@@ -137,12 +135,26 @@ def test_cli_full_run_on_constructed_sequence(tmp_path):
     splits = tmp_path / "splits" / "odom"
     splits.mkdir(parents=True)
     (splits / "test_files_09.txt").write_text("".join(f"9 {i} l\n" for i in range(5)))
+    args = ["--eval_split", "odom_9", "--data_path", str(data), "--splits_dir", str(tmp_path / "splits"),
+            "--height", "64", "--width", "96", "--batch_size", "2", "--num_workers", "0", "--device", "cpu"]
+    return args, gt
+
+
+@pytest.mark.slow
+def test_cli_full_run_on_constructed_sequence(tmp_path):
+    """6 frames of a constructed odometry sequence: the CLI's ATE equals the ATE recomputed
+    from its saved poses, and poses.npy holds one 4x4 motion per pair. stdout and stderr are
+    pipes: no tqdm carriage returns, a status line with rate and ETA."""
+    import re
+    _pose_weights(str(tmp_path / "w"))
+    args, gt = _constructed_sequence(tmp_path)
     out = tmp_path / "out"
-    r = _run(["--eval_split", "odom_9", "--load_weights_folder", str(tmp_path / "w"),
-              "--data_path", str(data), "--splits_dir", str(tmp_path / "splits"),
-              "--height", "64", "--width", "96", "--batch_size", "2", "--num_workers", "0",
-              "--eval_out_dir", str(out), "--metrics_out", str(tmp_path / "p.json"), "--device", "cpu"])
+    r = _run(args + ["--load_weights_folder", str(tmp_path / "w"), "--eval_out_dir", str(out),
+                     "--metrics_out", str(tmp_path / "p.json")])
     assert r.returncode == 0, r.stderr
+    assert "\r" not in r.stdout and "\r" not in r.stderr
+    assert re.search(r"^poses 3/3 batch \(100\.0 %\) \| [0-9.]+ batch/s \| elapsed \S+ \| ETA \S+$", r.stderr,
+                     re.M), r.stderr
     poses = np.load(out / "poses.npy")
     assert poses.shape == (5, 4, 4)
     np.testing.assert_allclose(poses[:, 3], [[0, 0, 0, 1]] * 5, atol=1e-6)
@@ -152,3 +164,47 @@ def test_cli_full_run_on_constructed_sequence(tmp_path):
     assert res["num_snippets"] == 5
     assert res["ate_mean"] == pytest.approx(float(np.mean(ates)), rel=1e-6)
     assert "Trajectory error: {:0.3f}, std: {:0.3f}".format(np.mean(ates), np.std(ates)) in r.stdout
+
+
+def _payload(marker):
+    """A protocol-0 pickle that runs ``touch marker`` when unpickled (os.system)."""
+    return b"c" + os.system.__module__.encode() + b"\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR."
+
+
+def test_recorded_size_runs_no_pickle_payload(tmp_path):
+    import safe_load
+    folder = tmp_path / "w"
+    folder.mkdir()
+    marker = tmp_path / "MARKER"
+    (folder / "encoder.pdparams").write_bytes(_payload(marker))
+    with pytest.raises(safe_load.UnsafeFileError) as info:
+        ep.recorded_size(str(folder), 64, 96)
+    assert str(info.value).startswith(f"refusing to load {folder / 'encoder.pdparams'}: it asks to")
+    assert "\n" not in str(info.value) and not marker.exists()
+    # a real record is read; none: the flags
+    import paddle
+    paddle.save({"height": 96, "width": 320, "conv1.weight": paddle.ones([2])}, str(folder / "encoder.pdparams"))
+    assert ep.recorded_size(str(folder), 64, 96) == (96, 320)
+    (folder / "encoder.pdparams").unlink()
+    assert ep.recorded_size(str(folder), 64, 96) == (64, 96)
+
+
+@pytest.mark.slow
+def test_nan_poses_are_refused(tmp_path, capsys):
+    import paddle
+    import safe_load
+    _pose_weights(str(tmp_path / "w"))
+    path = str(tmp_path / "w" / "pose.pdparams")
+    paddle.save({k: paddle.to_tensor(np.full_like(v, np.nan)) for k, v in safe_load.load_paddle(path).items()}, path)
+    args, _ = _constructed_sequence(tmp_path)
+    out = tmp_path / "out"
+    assert ep.main(args + ["--load_weights_folder", str(tmp_path / "w"), "--eval_out_dir", str(out),
+                           "--metrics_out", str(tmp_path / "p.json")]) == 2
+    cap = capsys.readouterr()
+    # all of stderr but the status lines and Paddle's import banner (when this test imports it first)
+    errors = [ln for ln in cap.err.splitlines() if ln.strip() and not ln.startswith(
+        ("poses ", "WARNING: OMP_NUM_THREADS set to", "PLEASE USE OMP_NUM_THREADS WISELY"))]
+    assert len(errors) == 1 and errors[0].startswith("error: 5 of 5 predicted poses hold NaN"), cap.err
+    assert f"model {tmp_path / 'w'}, --load_weights_folder" in errors[0]
+    assert "Trajectory error" not in cap.out
+    assert not os.path.exists(out / "poses.npy") and not os.path.exists(tmp_path / "p.json")

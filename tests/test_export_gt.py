@@ -64,7 +64,14 @@ def test_export_cli_and_errors(synthetic_kitti, splits_copy, tmp_path, capsys):
     # missing split folder
     assert export_gt_depth.main(["--data_path", synthetic_kitti, "--split", "eigen",
                                  "--splits_dir", str(tmp_path)]) == 2
-    assert "split 'eigen' not found" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: split 'eigen' not found") and "--splits_dir" in err
+    # a split folder without its test list
+    (tmp_path / "eigen_benchmark").mkdir()
+    assert export_gt_depth.main(["--data_path", synthetic_kitti, "--split", "eigen_benchmark",
+                                 "--splits_dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: test list not found") and "--splits_dir" in err
     # missing LiDAR / PNG files: listed up front with the count
     line = " ".join(_test_lines(synthetic_kitti, "eigen")[0])
     bad = tmp_path / "splits" / "eigen"
@@ -85,6 +92,21 @@ def test_export_cli_and_errors(synthetic_kitti, splits_copy, tmp_path, capsys):
         export_gt_depth.export_gt_depths(str(data), "eigen", str(tmp_path / "splits"), progress=False)
     with pytest.raises(ToolkitError, match="unknown split"):
         export_gt_depth.export_gt_depths(synthetic_kitti, "eigen_zhou", splits_copy)
+
+
+def test_export_progress_off_a_terminal_is_plain_lines(synthetic_kitti, splits_copy):
+    """stdout and stderr are pipes: no tqdm carriage returns, a status line with rate and ETA."""
+    import re
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, os.path.join(root, "export_gt_depth.py"), "--data_path", synthetic_kitti,
+                        "--split", "eigen", "--splits_dir", splits_copy],
+                       capture_output=True, text=True, timeout=300, cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert "\r" not in r.stdout and "\r" not in r.stderr
+    assert re.search(r"^export eigen gt 8/8 img \(100\.0 %\) \| [0-9.]+ img/s \| elapsed \S+ \| ETA \S+$",
+                     r.stderr, re.M), r.stderr
 
 
 # ----------------------------------------------------------------------------- kitti_utils

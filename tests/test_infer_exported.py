@@ -1,5 +1,6 @@
 """tools/infer_exported.py: an exported model on a folder of images writes the files
 test_simple.py writes for the same weights (PNG and .npy), in Paddle Inference and ONNX Runtime."""
+import io
 import os
 import shutil
 import subprocess
@@ -129,3 +130,34 @@ def test_cli_exit_code(tmp_path):
                           "--model", str(tmp_path / "nope"), "--image_path", str(tmp_path)],
                          capture_output=True, text=True, timeout=120, cwd=str(tmp_path))
     assert res.returncode == 2 and res.stderr.startswith("error: no exported model at")
+
+
+@pytest.mark.slow
+def test_degenerate_images_skipped_and_test_simple_outputs_announced(model, image_folder, tmp_path, capsys):
+    """In place next to test_simple.py's outputs: one warning line (the first file, the count);
+    1x1 and Nx1 images are one line each and skipped, the summary counts them, exit code 1."""
+    from PIL import Image
+    prefix = _export(model, tmp_path, "metric", "paddle")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(image_folder / "a.png", folder / "a.png")
+    shutil.copy(image_folder / "b.png", folder / "b.png")
+    assert test_simple.main(["--image_path", str(folder), "--ext", "png", "--model_path", model,
+                             "--pred_metric_depth", "--device", "cpu"]) == 0
+    before = {n: (folder / n).read_bytes() for n in ("a_depth.npy", "b_depth.npy")}
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(folder / "c.png")
+    Image.fromarray(np.zeros((3, 1, 3), np.uint8)).save(folder / "d.png")
+    capsys.readouterr()
+    assert infer_exported.main(["--model", prefix, "--image_path", str(folder), "--ext", "png",
+                                "--batch_size", "2"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 4, err
+    assert err[0] == (f"warning: 4 existing output file(s) in {folder} will be overwritten (first: "
+                      f"{folder / 'a_disp.png'}); write elsewhere with --output_dir to keep them")
+    assert "c.png" in err[1] and "degenerate image" in err[1] and err[1].endswith("; skipped")
+    assert "d.png" in err[2] and "1x3 pixels" in err[2]
+    assert err[3].startswith("error: 2 of 4 image(s) could not be read (first: ")
+    assert sorted(os.listdir(folder)) == ["a.png", "a_depth.npy", "a_disp.png", "b.png", "b_depth.npy",
+                                          "b_disp.png", "c.png", "d.png"]
+    for n, data in before.items():  # the same weights: the same metric depth as test_simple's
+        np.testing.assert_allclose(np.load(folder / n), np.load(io.BytesIO(data)), rtol=1e-4, atol=1e-5)

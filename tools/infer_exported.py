@@ -21,7 +21,13 @@ image ``<name>.<ext>`` it writes the same files as test_simple.py, next to the i
 * a ``depth`` or ``metric`` model: ``<name>_depth.npy``, the model's depth (in metres for
   ``metric``, as test_simple.py --pred_metric_depth), shape (1, 1, H, W).
 
-Prints the images per second, end to end and in the model alone.
+Prints the images per second, end to end and in the model alone. As test_simple.py: an
+image that cannot be read (missing, not decodable, fewer than 2 pixels on a side) is one
+line on stderr and skipped (a closing ``N of M image(s) could not be read`` line, exit code
+1); the two files of an image are written together after its prediction (never a ``.npy``
+without its ``.png``); a full or read-only ``--output_dir`` is one line naming it, exit
+code 2; output files that exist before the run (e.g. test_simple.py's, which go to the
+same place) and would be overwritten are announced in one warning line.
 """
 import argparse
 import os
@@ -91,7 +97,7 @@ def run(args):
     """Process every image; returns ``(written files, unreadable images)``. An unreadable
     image is reported on stderr in one line and skipped (exit status 1 at the end)."""
     from export_model import ExportedRunner, read_info
-    from test_simple import list_images, load_image, unreadable_summary
+    from test_simple import image_stem, list_images, load_image, overwrite_warning, unreadable_summary
 
     quiet_paddle_notices()
     prefix = model_prefix(args.model)
@@ -123,6 +129,10 @@ def run(args):
     threads = args.threads or os.cpu_count() or 1
     print(f"-> {runtime} model {prefix} ({kind}, {width}x{height}, {threads} threads); "
           f"{len(paths)} image(s) -> {out_dir}")
+    warning = overwrite_warning(out_dir, [image_stem(p) for p in paths], "_disp" if kind == "disp" else "_depth",
+                                args.output_dir is not None)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
 
     written, failed, model_times = [], [], []
     start = time.perf_counter()
@@ -142,8 +152,7 @@ def run(args):
         outputs = runner(images)
         model_times.append((time.perf_counter() - t0, len(batch_paths)))
         for path, (orig, _), out in zip(batch_paths, loaded, outputs):
-            name = os.path.splitext(os.path.basename(path))[0]
-            written += write_outputs(name, out, kind, info, orig, out_dir)
+            written += write_outputs(image_stem(path), out, kind, info, orig, out_dir)
     total = time.perf_counter() - start
     if model_times:
         # the first call also sets the runtime up for this input shape: left out when there are more
