@@ -24,6 +24,16 @@ Before anything is moved into place, the exported model runs in its runtime (Pad
 Inference with its default config, or ONNX Runtime) at two batch sizes and sizes, and must
 equal the dynamic model to 1e-4 (``--no_check`` skips this). ``tools/infer_exported.py``
 runs an exported model on images.
+
+Writing: one export per ``--output_path`` at a time (a PID + host lock file
+``<folder>/.<prefix>.export.lock``; a second export gets one line naming the first's PID).
+The files are written into a hidden temp folder ``<folder>/.export_<pid>_<host>_<random>``,
+checked whole (Paddle's writer stops silently on a full disk: the ``.pdiparams`` is parsed
+against the program), fsynced and only then moved into place; a failed move is rolled back,
+and ``--overwrite`` moves the whole earlier export aside first and restores it on failure.
+A full disk or an unwritable folder is one line naming the folder, exit code 2, and no file
+under the final name. Temp folders of killed exports are removed by the next export into
+that folder (by the PID in their name; a live export's folder is never touched).
 """
 import argparse
 import errno
