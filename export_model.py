@@ -24,16 +24,29 @@ Before anything is moved into place, the exported model runs in its runtime (Pad
 Inference with its default config, or ONNX Runtime) at two batch sizes and sizes, and must
 equal the dynamic model to 1e-4 (``--no_check`` skips this). ``tools/infer_exported.py``
 runs an exported model on images.
+
+Writing: one export per ``--output_path`` at a time (a PID + host lock file
+``<folder>/.<prefix>.export.lock``; a second export gets one line naming the first's PID).
+The files are written into a hidden temp folder ``<folder>/.export_<pid>_<host>_<random>``,
+checked whole (Paddle's writer stops silently on a full disk: the ``.pdiparams`` is parsed
+against the program), fsynced and only then moved into place; a failed move is rolled back,
+and ``--overwrite`` moves the whole earlier export aside first and restores it on failure.
+A full disk or an unwritable folder is one line naming the folder, exit code 2, and no file
+under the final name. Temp folders of killed exports are removed by the next export into
+that folder (by the PID in their name; a live export's folder is never touched).
 """
 import argparse
+import errno
 import hashlib
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 from runtime import cpu_env_defaults, quiet_paddle_notices  # noqa: E402
 
@@ -41,8 +54,9 @@ cpu_env_defaults()  # MKL/OpenMP settings, before paddle is imported
 
 import numpy as np  # noqa: E402
 
+from fileio import PROCESS_START, atomic_write_text, check_output_dir, clean_stale_temp_files  # noqa: E402
+from run_lock import RunLock  # noqa: E402
 from utils import ToolkitError, run_cli  # noqa: E402
-from fileio import atomic_write_text, check_output_dir, clean_stale_temp_files  # noqa: E402
 
 OUTPUT_KINDS = ("disp", "depth", "metric")
 FORMATS = ("paddle", "onnx")
@@ -53,6 +67,16 @@ ONNX_OPSET = 13
 CHECK_TOL = 1e-4    # |exported - dynamic| <= CHECK_TOL * (1 + |dynamic|)
 CHECK_SECOND_SHAPE = (2, 3, 64, 96)  # besides (1, 3, height, width): another batch and size
 DEPLOY_REQUIREMENTS = "requirements-deploy.txt"
+# The export is written into a hidden temp folder beside the output, ".export_<pid>_<host tag>_<random>"
+# holding OWNER_FILE (pid, host, output prefix), and moved into place when complete and checked.
+TEMP_PREFIX = ".export_"
+TEMP_RE = re.compile(r"^\.export_(\d+)_([0-9a-f]{8})_")
+OWNER_FILE = ".owner.json"
+PREVIOUS_DIR = ".previous"      # in the temp folder: an --overwrite'n export, restored if the move fails
+LEGACY_TEMP_AGE_S = 24 * 3600   # an earlier release's ".export_<random>" (no owner): stale after a day
+# errors of writing the output (the disk, the folder), reported as one line naming the folder
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
+                errno.EIO, errno.ENOENT}
 
 
 def _import_optional(name, flag):
@@ -218,7 +242,11 @@ def _to_onnx(prefix, onnx_path, output):
         raise ToolkitError(f"paddle2onnx {version} could not convert the Paddle program "
                            f"({onnx_path}): {why}; export with --format paddle and run it with "
                            "Paddle Inference")
-    model = onnx.load(onnx_path)
+    try:
+        model = onnx.load(onnx_path)
+    except Exception as exc:  # noqa: BLE001  (protobuf's DecodeError and friends)
+        raise _Incomplete(f"{os.path.basename(onnx_path)} from paddle2onnx does not parse "
+                          f"({type(exc).__name__})") from None
     graph = model.graph
     old = graph.output[0].name
     for node in graph.node:
@@ -277,6 +305,294 @@ def _checkpoint_record(folder):
     return {"folder": folder, "files": files}
 
 
+# ----------------------------------------------------------------------------- writing safely
+
+
+class _Incomplete(Exception):
+    """A file of the export was written short (Paddle's C++ writers do not report a full disk)."""
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def _host_tag():
+    return hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+
+
+def lock_path(output_path):
+    """The lock file of an export to ``output_path``: ``<folder>/.<prefix>.export.lock``."""
+    out = os.path.abspath(os.path.expanduser(output_path))
+    return os.path.join(os.path.dirname(out), "." + os.path.basename(out) + ".export.lock")
+
+
+class ExportLock(RunLock):
+    """One export per ``--output_path`` at a time (run_lock's PID + host lock file, held in
+    the output folder under a name derived from the prefix, so exports to other prefixes
+    of the same folder run side by side). A second export gets one line naming the owner."""
+
+    def __init__(self, output_path, log=print):
+        out = os.path.abspath(os.path.expanduser(output_path))
+        super().__init__(os.path.dirname(out), "--output_path", log)
+        self.path = lock_path(out)
+        self.output_path = output_path
+
+    def acquire(self):
+        try:
+            return super().acquire()
+        except ToolkitError:
+            pid, host = self._read()
+            if pid is None or pid == os.getpid():
+                raise
+            where = "this host" if host == socket.gethostname() else f"host {host}"
+            raise ToolkitError(
+                f"{self.output_path} is being exported by another process (process {pid} on {where}; "
+                f"--output_path; lock {self.path}): wait for it to end, or choose another --output_path"
+                + ("" if host == socket.gethostname() else "; if that export is gone, delete the lock file")
+            ) from None
+
+
+def _read_owner(folder):
+    try:
+        with open(os.path.join(folder, OWNER_FILE), encoding="utf-8") as f:
+            owner = json.loads(f.read(4096))
+        return owner if isinstance(owner, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+def clean_dead_exports(out_dir, prefix, log=print):
+    """Delete the temp folders (``.export_*``) that killed exports left in ``out_dir``.
+
+    A folder is deleted when the process recorded in its name (on this host) is gone; one of
+    an export to ``prefix`` (whose lock this process holds, so no live export of it can
+    exist) also when it is older than this process (its PID now belongs to another process).
+    Temp folders of live exports to other prefixes, and of other hosts, are left alone; an
+    earlier release's ``.export_<random>`` (no owner recorded) is deleted once untouched for
+    LEGACY_TEMP_AGE_S. Returns the deleted paths."""
+    removed = []
+    try:
+        names = os.listdir(out_dir)
+    except OSError:
+        return removed
+    for name in names:
+        path = os.path.join(out_dir, name)
+        if not name.startswith(TEMP_PREFIX) or os.path.islink(path) or not os.path.isdir(path):
+            continue
+        try:
+            mtime = os.path.getmtime(path)
+        except OSError:
+            continue
+        m = TEMP_RE.match(name)
+        if m:
+            pid = int(m.group(1))
+            if m.group(2) != _host_tag() or pid == os.getpid():
+                continue
+            owner = _read_owner(path)
+            ours = owner is not None and owner.get("output") == prefix
+            stale = not _pid_alive(pid) or (ours and mtime < PROCESS_START)
+            who = f"process {pid}, no longer running" if not _pid_alive(pid) else f"process {pid}"
+        else:
+            stale = mtime < PROCESS_START - LEGACY_TEMP_AGE_S
+            who = "an earlier release"
+        if stale:
+            shutil.rmtree(path, ignore_errors=True)
+            if not os.path.exists(path):
+                removed.append(path)
+                log(f"removed {path}, left by an export that did not finish ({who})")
+    return removed
+
+
+def _make_temp_dir(out_dir, prefix):
+    tmp = tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}_{_host_tag()}_", dir=out_dir)
+    with open(os.path.join(tmp, OWNER_FILE), "w", encoding="utf-8") as f:
+        json.dump({"pid": os.getpid(), "host": socket.gethostname(), "output": prefix,
+                   "started": time.time()}, f)
+    return tmp
+
+
+# Paddle's VarType data types -> bytes per element (framework.proto)
+_PADDLE_DTYPE_SIZES = {0: 1, 1: 2, 2: 4, 3: 8, 4: 2, 5: 4, 6: 8, 20: 1, 21: 1, 22: 2, 23: 8, 24: 16}
+
+
+def _varint(buf, i):
+    value = shift = 0
+    while True:
+        if i >= len(buf) or shift > 63:
+            raise ValueError("bad varint")
+        b = buf[i]
+        value |= (b & 0x7F) << shift
+        i += 1
+        shift += 7
+        if not b & 0x80:
+            return value, i
+
+
+def _tensor_bytes(desc):
+    """Bytes of the data of a serialized TensorDesc (data_type = 1, dims = 2), or None."""
+    i, dtype, dims = 0, None, []
+    while i < len(desc):
+        key, i = _varint(desc, i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = _varint(desc, i)
+            if field == 1:
+                dtype = value
+            elif field == 2:
+                dims.append(value)
+        elif wire == 2:
+            size, i = _varint(desc, i)
+            if field == 2:  # packed dims
+                end, j = i + size, i
+                while j < end:
+                    value, j = _varint(desc, j)
+                    dims.append(value)
+            i += size
+        else:
+            return None
+    if dtype not in _PADDLE_DTYPE_SIZES:
+        return None
+    numel = 1
+    for d in dims:
+        if d >= 1 << 63:  # a negative int64: not a saved tensor
+            return None
+        numel *= d
+    return numel * _PADDLE_DTYPE_SIZES[dtype]
+
+
+def _program_parameter_count(program_file):
+    """The number of parameters a PIR program (``.json``) lists; _Incomplete if the file does
+    not parse (written short), None if its layout is not the one known here."""
+    try:
+        with open(program_file, encoding="utf-8") as f:
+            program = json.load(f)
+    except ValueError as exc:
+        raise _Incomplete(f"{os.path.basename(program_file)} is cut short ({str(exc)[:80]})") from None
+    try:
+        ops = program["program"]["regions"][0]["blocks"][0]["ops"]
+        return sum(1 for op in ops if op.get("#") == "p")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return None
+
+
+def check_params_file(path, count=None):
+    """Check that a ``.pdiparams`` file (Paddle's save_combine stream: per tensor a version,
+    its LoD, a TensorDesc and the data) holds ``count`` whole tensors and nothing after them:
+    paddle.jit.save writes it from C++ and does not report a full disk, it just stops.
+    Returns the number of tensors; _Incomplete when the file is short."""
+    size = os.path.getsize(path)
+    name = os.path.basename(path)
+    n, pos = 0, 0
+    with open(path, "rb") as f:
+        while pos < size:
+            head = f.read(12)
+            if len(head) < 12:
+                raise _Incomplete(f"{name} stops inside parameter {n + 1} ({size} bytes)")
+            lod_levels = int.from_bytes(head[4:12], "little")
+            if lod_levels > 64:
+                return n  # not the layout known here: nothing to say
+            for _ in range(lod_levels):
+                level = f.read(8)
+                if len(level) < 8:
+                    raise _Incomplete(f"{name} stops inside parameter {n + 1} ({size} bytes)")
+                f.seek(int.from_bytes(level, "little"), os.SEEK_CUR)
+            head = f.read(8)
+            if len(head) < 8:
+                raise _Incomplete(f"{name} stops inside parameter {n + 1} ({size} bytes)")
+            desc_size = int.from_bytes(head[4:8], "little", signed=True)
+            if not 0 <= desc_size <= 1 << 20:
+                return n
+            desc = f.read(desc_size)
+            if len(desc) < desc_size:
+                raise _Incomplete(f"{name} stops inside parameter {n + 1} ({size} bytes)")
+            try:
+                nbytes = _tensor_bytes(desc)
+            except ValueError:
+                nbytes = None
+            if nbytes is None:
+                return n
+            pos = f.tell() + nbytes
+            if pos > size:
+                raise _Incomplete(f"{name} stops inside parameter {n + 1} ({size} of at least {pos} bytes)")
+            f.seek(pos)
+            n += 1
+    if count is not None and n < count:
+        raise _Incomplete(f"{name} holds {n} of the program's {count} parameters ({size} bytes)")
+    return n
+
+
+def check_paddle_program(prefix):
+    """``prefix.json`` parses and ``prefix.pdiparams`` holds all its parameters, whole."""
+    check_params_file(prefix + ".pdiparams", _program_parameter_count(prefix + ".json"))
+
+
+def _free_space(folder):
+    try:
+        st = os.statvfs(folder)
+        return f"{st.f_bavail * st.f_frsize / 1e6:.1f} MB free there"
+    except (OSError, AttributeError):
+        return "free space unknown"
+
+
+def _write_error(out_dir, reason, overwrite):
+    kept = "the earlier export there is unchanged" if overwrite else "nothing was written there"
+    return ToolkitError(f"cannot write the exported model into {out_dir} ({reason}; --output_path): free some "
+                        f"space (or fix the folder) and export again, or choose another --output_path; {kept}")
+
+
+def _fsync(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def move_into_place(tmp, out_dir, names, earlier):
+    """Move ``names`` (files in ``tmp``) into ``out_dir``, ``<prefix>_export.json`` last; the
+    ``earlier`` files of an export at the same prefix are first moved aside into ``tmp``, so
+    no file of it is left beside the new ones. If a move fails, the moved files are taken
+    back and the earlier ones restored: the prefix holds the old export or the new one,
+    whole. Returns the paths written."""
+    previous = os.path.join(tmp, PREVIOUS_DIR)
+    aside, written = [], []
+    names = sorted(names, key=lambda n: (n.endswith(INFO_SUFFIX), n))
+    try:
+        if earlier:
+            os.mkdir(previous)
+            # the record first: a reader finds no record rather than a record of missing files
+            for path in sorted(earlier, key=lambda p: not p.endswith(INFO_SUFFIX)):
+                os.replace(path, os.path.join(previous, os.path.basename(path)))
+                aside.append(path)
+        for name in names:
+            dst = os.path.join(out_dir, name)
+            os.replace(os.path.join(tmp, name), dst)
+            written.append(dst)
+        try:
+            _fsync(out_dir)
+        except OSError:
+            pass  # durability of the renames only; some filesystems cannot fsync a folder
+    except BaseException:
+        for dst in reversed(written):
+            try:
+                os.remove(dst)
+            except OSError:
+                pass
+        for path in reversed(aside):
+            try:
+                os.replace(os.path.join(previous, os.path.basename(path)), path)
+            except OSError:
+                pass
+        raise
+    return written
+
+
 # ----------------------------------------------------------------------------- export
 
 
@@ -293,15 +609,73 @@ def read_info(prefix):
         raise ToolkitError(f"cannot read {path}: {exc}; export the model again") from exc
 
 
+def _write_export(tmp, prefix, net, meta, record, height, width, output, fmt, check, min_depth,
+                  max_depth):
+    """Write the exported files and ``<prefix>_export.json`` into the temp folder ``tmp``,
+    each checked whole (and the model against the dynamic one with ``check``); returns the
+    record."""
+    import paddle
+
+    from export_ops import traced_forms
+    from networks import INPUT_SIZE_MULTIPLE, MIN_INPUT_SIZE
+
+    tmp_prefix = os.path.join(tmp, prefix)
+    spec = [paddle.static.InputSpec([None, 3, None, None], "float32", name=INPUT_NAME)]
+    with traced_forms(net.decoder):
+        paddle.jit.save(net, tmp_prefix, input_spec=spec)
+    check_paddle_program(tmp_prefix)  # Paddle writes from C++: a full disk cuts the files silently
+    info = {
+        "format": fmt,
+        "input": {"name": INPUT_NAME, "shape": ["batch", 3, "height", "width"],
+                  "dtype": "float32", "layout": "NCHW", "color": "RGB", "range": [0.0, 1.0],
+                  "size_rule": f"height and width multiples of {INPUT_SIZE_MULTIPLE}, at "
+                               f"least {MIN_INPUT_SIZE}; any batch size",
+                  "size_multiple": INPUT_SIZE_MULTIPLE, "min_size": MIN_INPUT_SIZE,
+                  "height": height, "width": width},
+        "output": {"kind": output, "shape": ["batch", 1, "height", "width"],
+                   "min_depth": min_depth, "max_depth": max_depth, "scale": meta["scale"]},
+        "checkpoint": dict(record, num_layers=meta["num_layers"],
+                           trained_height=meta["height"], trained_width=meta["width"],
+                           use_stereo=meta["use_stereo"],
+                           stereo_baseline_m=meta["stereo_baseline"]),
+        "paddle_version": paddle.__version__,
+    }
+    info["output"]["meaning"] = {
+        "disp": "sigmoid disparity in [0, 1]; scaled disparity = 1/max_depth + "
+                "(1/min_depth - 1/max_depth) * disp, depth = 1 / scaled disparity",
+        "depth": "depth in the network's units: 1 / (1/max_depth + (1/min_depth - "
+                 "1/max_depth) * sigmoid disparity)",
+        "metric": "depth in metres: scale x depth, scale = stereo baseline (m) / 0.1",
+    }[output]
+    if fmt == "onnx":
+        info["paddle2onnx_version"] = _to_onnx(tmp_prefix, tmp_prefix + ".onnx", output)
+        info["onnx_opset"] = ONNX_OPSET
+        for ext in (".json", ".pdiparams"):
+            os.remove(tmp_prefix + ext)
+    info["files"] = sorted(n for n in os.listdir(tmp) if not n.startswith("."))
+    info["output"]["name"] = output  # the ONNX output is named after its kind
+    info["check"] = None
+    if check or fmt == "paddle":  # Paddle's output name is known to its predictor only
+        runner = ExportedRunner(tmp_prefix, fmt)
+        info["output"]["name"] = runner.output_name
+        if check:
+            info["check"] = dict(check_exported(runner, net, height, width),
+                                 runtime="onnxruntime" if fmt == "onnx"
+                                 else "paddle.inference (default CPU config, oneDNN on)")
+        del runner
+    atomic_write_text(tmp_prefix + INFO_SUFFIX, json.dumps(info, indent=2) + "\n")
+    return info
+
+
 def export(weights_folder, output_path, height=None, width=None, num_layers=None,
            output="disp", fmt="paddle", check=True, min_depth=MIN_DEPTH, max_depth=MAX_DEPTH,
            overwrite=False):
     """Export; returns the list of files written (``<output_path>.*``). An earlier export at
-    the same prefix is replaced only with ``overwrite``."""
-    import paddle
-
-    from export_ops import traced_forms
-    from networks import INPUT_SIZE_MULTIPLE, MIN_INPUT_SIZE, check_input_size
+    the same prefix is replaced only with ``overwrite``. One export per prefix at a time
+    (ExportLock); the files are written into a temp folder, checked whole and moved into
+    place only then (move_into_place): a full disk or an unwritable folder is one line and
+    leaves no file of the export behind."""
+    from networks import INPUT_SIZE_MULTIPLE
 
     if fmt not in FORMATS:
         raise ToolkitError(f"unknown format {fmt!r} (--format): use paddle or onnx")
@@ -316,72 +690,21 @@ def export(weights_folder, output_path, height=None, width=None, num_layers=None
     if not prefix:
         raise ToolkitError(f"--output_path {output_path!r} names a folder: give a file prefix, "
                            "e.g. exported/depth")
-    out_dir = check_output_dir(os.path.dirname(os.path.abspath(output_path)), "--output_path")
-    earlier = [p for p in (output_path + ext for ext in (".json", ".pdiparams", ".onnx", INFO_SUFFIX))
-               if os.path.exists(p)]
-    if earlier and not overwrite:
-        raise ToolkitError(f"an exported model is already there ({', '.join(earlier)}) (--output_path): "
-                           "add --overwrite to replace it, or choose another --output_path")
-    net, meta = build_depth_net(weights_folder, num_layers, output, min_depth, max_depth)
-    height = int(height or meta["height"])
-    width = int(width or meta["width"])
-    check_input_size(height, width)
-
-    os.makedirs(out_dir, exist_ok=True)
-    clean_stale_temp_files(out_dir)
-    tmp = tempfile.mkdtemp(prefix=".export_", dir=out_dir)
+    out_dir = os.path.dirname(os.path.abspath(os.path.expanduser(output_path)))
+    made = _missing_folders(out_dir)  # created here, removed again if the export fails
+    out_dir = check_output_dir(out_dir, "--output_path", create=True)
+    output_path = os.path.join(out_dir, prefix)
     try:
-        tmp_prefix = os.path.join(tmp, prefix)
-        spec = [paddle.static.InputSpec([None, 3, None, None], "float32", name=INPUT_NAME)]
-        with traced_forms(net.decoder):
-            paddle.jit.save(net, tmp_prefix, input_spec=spec)
-        info = {
-            "format": fmt,
-            "input": {"name": INPUT_NAME, "shape": ["batch", 3, "height", "width"],
-                      "dtype": "float32", "layout": "NCHW", "color": "RGB", "range": [0.0, 1.0],
-                      "size_rule": f"height and width multiples of {INPUT_SIZE_MULTIPLE}, at "
-                                   f"least {MIN_INPUT_SIZE}; any batch size",
-                      "size_multiple": INPUT_SIZE_MULTIPLE, "min_size": MIN_INPUT_SIZE,
-                      "height": height, "width": width},
-            "output": {"kind": output, "shape": ["batch", 1, "height", "width"],
-                       "min_depth": min_depth, "max_depth": max_depth, "scale": meta["scale"]},
-            "checkpoint": dict(_checkpoint_record(weights_folder), num_layers=meta["num_layers"],
-                               trained_height=meta["height"], trained_width=meta["width"],
-                               use_stereo=meta["use_stereo"],
-                               stereo_baseline_m=meta["stereo_baseline"]),
-            "paddle_version": paddle.__version__,
-        }
-        info["output"]["meaning"] = {
-            "disp": "sigmoid disparity in [0, 1]; scaled disparity = 1/max_depth + "
-                    "(1/min_depth - 1/max_depth) * disp, depth = 1 / scaled disparity",
-            "depth": "depth in the network's units: 1 / (1/max_depth + (1/min_depth - "
-                     "1/max_depth) * sigmoid disparity)",
-            "metric": "depth in metres: scale x depth, scale = stereo baseline (m) / 0.1",
-        }[output]
-        if fmt == "onnx":
-            info["paddle2onnx_version"] = _to_onnx(tmp_prefix, tmp_prefix + ".onnx", output)
-            info["onnx_opset"] = ONNX_OPSET
-            for ext in (".json", ".pdiparams"):
-                os.remove(tmp_prefix + ext)
-        info["files"] = sorted(os.listdir(tmp))
-        info["output"]["name"] = output  # the ONNX output is named after its kind
-        info["check"] = None
-        if check or fmt == "paddle":  # Paddle's output name is known to its predictor only
-            runner = ExportedRunner(tmp_prefix, fmt)
-            info["output"]["name"] = runner.output_name
-            if check:
-                info["check"] = dict(check_exported(runner, net, height, width),
-                                     runtime="onnxruntime" if fmt == "onnx"
-                                     else "paddle.inference (default CPU config, oneDNN on)")
-            del runner
-        atomic_write_text(tmp_prefix + INFO_SUFFIX, json.dumps(info, indent=2) + "\n")
-        written = []
-        for name in sorted(os.listdir(tmp)):  # move into place file by file (os.replace)
-            dst = os.path.join(out_dir, name)
-            os.replace(os.path.join(tmp, name), dst)
-            written.append(dst)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        written, info, meta, width, height = _export_locked(
+            weights_folder, output_path, height, width, num_layers, output, fmt, check, min_depth,
+            max_depth, overwrite)
+    except BaseException:
+        for folder in made:  # leaf first; only empty ones (another export may have started there)
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
+        raise
     checked = ("checked against the dynamic model in " + info["check"]["runtime"]
                if info["check"] else "not checked (--no_check)")
     print(f"-> exported ResNet{meta['num_layers']} depth net ({output}, {fmt}) for input "
@@ -390,6 +713,54 @@ def export(weights_folder, output_path, height=None, width=None, num_layers=None
     for path in written:
         print(f"   {path}")
     return written
+
+
+def _missing_folders(folder):
+    """``folder`` and its ancestors that do not exist yet, leaf first."""
+    out = []
+    while not os.path.exists(folder) and os.path.dirname(folder) != folder:
+        out.append(folder)
+        folder = os.path.dirname(folder)
+    return out
+
+
+def _export_locked(weights_folder, output_path, height, width, num_layers, output, fmt, check,
+                   min_depth, max_depth, overwrite):
+    from networks import check_input_size
+
+    out_dir, prefix = os.path.split(output_path)
+    with ExportLock(output_path):
+        clean_stale_temp_files(out_dir)
+        clean_dead_exports(out_dir, prefix)
+        earlier = [p for p in (output_path + ext for ext in (".json", ".pdiparams", ".onnx", INFO_SUFFIX))
+                   if os.path.exists(p)]
+        if earlier and not overwrite:
+            raise ToolkitError(f"an exported model is already there ({', '.join(earlier)}) (--output_path): "
+                               "add --overwrite to replace it, or choose another --output_path")
+        net, meta = build_depth_net(weights_folder, num_layers, output, min_depth, max_depth)
+        height = int(height or meta["height"])
+        width = int(width or meta["width"])
+        check_input_size(height, width)
+        record = _checkpoint_record(weights_folder)  # read before anything is written
+        tmp = None
+        try:
+            tmp = _make_temp_dir(out_dir, prefix)
+            info = _write_export(tmp, prefix, net, meta, record, height, width, output, fmt, check,
+                                 min_depth, max_depth)
+            names = [n for n in os.listdir(tmp) if not n.startswith(".")]
+            for name in names:  # a full disk can surface only here (delayed allocation)
+                _fsync(os.path.join(tmp, name))
+            written = move_into_place(tmp, out_dir, names, earlier)
+        except OSError as exc:
+            if exc.errno not in WRITE_ERRNOS:
+                raise
+            raise _write_error(out_dir, exc.strerror or str(exc), bool(earlier)) from None
+        except _Incomplete as exc:
+            raise _write_error(out_dir, f"{exc}; {_free_space(out_dir)}", bool(earlier)) from None
+        finally:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+    return written, info, meta, width, height
 
 
 def parse_args(argv=None):

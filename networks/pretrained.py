@@ -6,6 +6,10 @@ ImageNet ResNet{N} in Paddle's weight cache, downloaded there with ``paddle.util
 one-line error instead of Paddle's endless retries. ``load_imagenet_weights`` puts them into
 a ResNet built by ``networks.resnet_encoder``; that module imports this one only when
 weights are asked for, so ``--weights_init scratch`` never loads the downloader.
+
+Every file is read with ``state_dict.load_weights_file`` (``safe_load``, never
+``paddle.load``): a weights file with code in it, in the cache, in weights/ or given with
+``--weights_init <file or folder>``, is refused in one line before anything in it runs.
 """
 import os
 import sys
@@ -127,10 +131,10 @@ def load_imagenet_weights(model, num_layers, pretrained=True):
     path = resolve_pretrained_path(num_layers, pretrained)
     try:
         state = load_weights_file(path, f"ImageNet ResNet{num_layers} weights")
-    except ToolkitError as exc:
+    except ToolkitError as exc:  # unreadable, or refused by safe_load (UnsafeFileError: kept as such)
         if pretrained is True and os.path.abspath(path) == os.path.abspath(paddle_cache_path(num_layers)):
-            raise ToolkitError(f"{exc} It lies in Paddle's weight cache: delete it and the next run "
-                               "downloads it again") from None
+            raise type(exc)(f"{exc} It lies in Paddle's weight cache: delete it and the next run "
+                            "downloads it again") from None
         raise
     state = imagenet_state_for(state, getattr(model, "num_input_images", 1))
     return load_state_dict_strict(model, state, what=f"ImageNet ResNet{num_layers} weights ({path})")

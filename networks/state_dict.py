@@ -5,6 +5,10 @@ tool load ``.pdparams`` files: anything missing, unexpected or of the wrong shap
 reported by name in a single :class:`utils.ToolkitError` instead of being silently skipped
 (Paddle's ``set_state_dict`` only warns). ``imagenet_state_for`` maps an ImageNet ResNet
 file onto the encoders' ResNet (``networks.pretrained`` fetches such files).
+
+``load_weights_file`` is the one reader of ``.pdparams`` files (checkpoints, ImageNet and
+PaddleMono weights): through ``safe_load``, never ``paddle.load``, so a file with code in it
+is refused before anything in it runs.
 """
 import os
 import re
@@ -25,19 +29,31 @@ _MAX_LISTED = 6
 
 
 def load_weights_file(path, what=None):
-    """``paddle.load`` a ``.pdparams`` file; a missing or unreadable file raises ToolkitError."""
+    """Read a ``.pdparams`` file without running code: ``safe_load.load_paddle`` (an
+    allow-list unpickler; ``paddle.load`` is ``pickle.load``, PaddlePaddle issue 77735).
+
+    Returns the state dict as ``paddle.load(path, return_numpy=True)`` gives it: numpy
+    arrays for the tensors (``set_state_dict`` and the shape checks take them), the
+    non-tensor entries (``height``, ``width``, ``use_stereo``, ...) as saved. A missing or
+    unreadable file raises a one-line ToolkitError naming it; a file with code in it a
+    one-line ``safe_load.UnsafeFileError`` naming it and what it asks to run."""
+    import safe_load  # only when a file is read: a --weights_init scratch run never needs it
+
     what = what or os.path.basename(str(path))
+    path = os.fspath(path)
     if not os.path.isfile(path):
         raise ToolkitError(
             f"{what} not found ({path}): check the weights folder "
             "(see weights/README.md; PyTorch .pth files need tools/convert_torch_weights.py)")
     try:
-        state = paddle.load(str(path))
-    except Exception as exc:  # corrupt / not a paddle file
-        first = (str(exc).strip().splitlines() or [""])[0]
-        raise ToolkitError(
-            f"{what} could not be read ({path}): {type(exc).__name__}: {first}; "
-            "is it a .pdparams file written by paddle.save?") from exc
+        state = safe_load.load_paddle(path)
+    except safe_load.UnsafeFileError:
+        raise  # one line naming the file and the refused object; never retried or skipped
+    except ToolkitError as exc:  # damaged, truncated, not a paddle file (UnreadableFileError)
+        msg, shown = str(exc), safe_load.printable(path, 300)
+        head = f"cannot read {shown}: "
+        reason = msg[len(head):] if msg.startswith(head) else msg
+        raise type(exc)(f"{what} could not be read ({shown}): {reason}") from None
     if not isinstance(state, dict):
         raise ToolkitError(f"{what} does not hold a state dict ({path}): "
                            "expected a .pdparams file of parameters")

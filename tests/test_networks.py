@@ -300,3 +300,60 @@ def test_resnet18_depth_net_forward_backward_192x640():
     dec(enc(x))[("disp", 0)].mean().backward()
     g13 = dec.decoder[13].conv.weight.grad
     assert g13 is None or float(paddle.abs(g13).sum()) == 0.0
+
+
+def _payload_state_pickle(state, key, marker):
+    """A protocol-2 pickle of ``state`` whose ``key`` is ``os.system("touch <marker>")``."""
+    import pickle
+    body = pickle.dumps({k: v for k, v in state.items() if k != key}, protocol=2)
+    call = (b"c" + __import__("os").system.__module__.encode() + b"\nsystem\n(S'touch "
+            + str(marker).encode() + b"'\ntR")
+    return body[:-2] + b"X" + len(key).to_bytes(4, "little") + key.encode() + call + b"u."
+
+
+def test_load_weights_file_reads_without_paddle_load(tmp_path, enc18, monkeypatch):
+    """Weights files are read through safe_load (numpy arrays; paddle.load is never called)
+    and load into the networks as paddle.load's Tensors did, metadata included."""
+    paddle.seed(4)
+    src = ResnetEncoder(18, False)
+    path = tmp_path / "encoder.pdparams"
+    paddle.save(dict(src.state_dict(), height=192, width=640, use_stereo=True), str(path))
+    monkeypatch.setattr(paddle, "load", lambda *a, **k: pytest.fail("paddle.load called"))
+    state = networks.load_weights_file(str(path))
+    assert (state["height"], state["width"], bool(state["use_stereo"])) == (192, 640, True)
+    assert all(isinstance(v, np.ndarray) for k, v in state.items() if k not in networks.META_KEYS)
+    dst = ResnetEncoder(18, False)
+    load_state_dict_strict(dst, str(path))
+    for k, v in src.state_dict().items():
+        np.testing.assert_array_equal(dst.state_dict()[k].numpy(), v.numpy(), err_msg=k)
+
+
+def test_load_weights_file_refuses_code_without_running_it(tmp_path, enc18):
+    import safe_load
+    marker = tmp_path / "MARKER"
+    state = {k: v.numpy() for k, v in enc18.state_dict().items()}
+    path = tmp_path / "encoder.pdparams"
+    path.write_bytes(_payload_state_pickle(dict(state, height=192), "height", marker))
+    for load in (lambda: networks.load_weights_file(str(path), "encoder.pdparams"),
+                 lambda: load_state_dict_strict(ResnetEncoder(18, False), str(path))):
+        with pytest.raises(safe_load.UnsafeFileError) as err:
+            load()
+        msg = str(err.value)
+        assert "\n" not in msg and msg.startswith(f"refusing to load {path}: it asks to")
+        assert "posix.system" in msg or "nt.system" in msg
+        assert not marker.exists()
+
+
+def test_load_weights_file_damaged_and_foreign_files_are_one_line(tmp_path, enc18):
+    paddle.save(enc18.state_dict(), str(tmp_path / "good.pdparams"))
+    data = (tmp_path / "good.pdparams").read_bytes()
+    (tmp_path / "cut.pdparams").write_bytes(data[: len(data) // 3])
+    (tmp_path / "list.pdparams").write_bytes(__import__("pickle").dumps([1, 2], protocol=2))
+    legacy_pth = b"".join(__import__("pickle").dumps(x, protocol=2) for x in (0x1950a86a20f9469cfc6c, 1001))
+    (tmp_path / "encoder.pth.pdparams").write_bytes(legacy_pth)  # a PyTorch < 1.6 file: its magic number
+    for name, needle in (("cut.pdparams", "could not be read"), ("list.pdparams", "does not hold a state dict"),
+                         ("encoder.pth.pdparams", "it is a PyTorch .pth file (convert it with tools/convert_torch")):
+        with pytest.raises(ToolkitError) as err:
+            networks.load_weights_file(str(tmp_path / name), name)
+        msg = str(err.value)
+        assert "\n" not in msg and needle in msg and str(tmp_path / name) in msg, msg

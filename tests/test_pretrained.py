@@ -230,3 +230,42 @@ def test_cli_trains_from_cached_paddle_file(synthetic_kitti, tmp_path):
                          capture_output=True, text=True, timeout=1200)
     assert out.returncode == 0, out.stderr[-3000:]
     assert os.listdir(str(tmp_path / "logs" / "pt" / "models"))
+
+
+def _with_payload(src, dst, key, marker):
+    """``src`` (a paddle.save state dict) re-pickled with ``os.system("touch <marker>")`` as ``key``."""
+    import pickle
+    import safe_load
+    state = {k: v for k, v in safe_load.load_paddle(src).items() if k != key}
+    body = pickle.dumps(state, protocol=2)
+    call = b"c" + os.system.__module__.encode() + b"\nsystem\n(S'touch " + str(marker).encode() + b"'\ntR"
+    os.makedirs(os.path.dirname(str(dst)), exist_ok=True)
+    with open(str(dst), "wb") as f:
+        f.write(body[:-2] + b"X" + len(key).to_bytes(4, "little") + key.encode() + call + b"u.")
+
+
+@pytest.mark.slow
+def test_imagenet_files_with_code_are_refused_wherever_they_lie(empty_home, vision_files, tmp_path):
+    """Paddle's cache, the repo's weights/ file and a --weights_init file or folder are all
+    read through safe_load: refused in one line (UnsafeFileError), nothing run."""
+    import safe_load
+    src, _ = vision_files[18]
+    marker = tmp_path / "MARKER"
+    cached = empty_home / "resnet18.pdparams"
+    _with_payload(src, cached, "conv1.weight", marker)
+    with pytest.raises(safe_load.UnsafeFileError) as err:
+        networks.ResnetEncoder(18, True)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"refusing to load {cached}: it asks to")
+    assert msg.endswith("It lies in Paddle's weight cache: delete it and the next run downloads it again")
+    local = tmp_path / "repo_weights" / "resnet18.pdparams"
+    _with_payload(src, local, "fc.bias", marker)
+    named = tmp_path / "mine" / "resnet18.pdparams"
+    _with_payload(src, named, "layer1.0.bn1._mean", marker)
+    for pretrained, path in ((True, local), (str(named), named), (str(named.parent), named)):
+        with pytest.raises(safe_load.UnsafeFileError) as err:
+            networks.ResnetEncoder(18, pretrained, num_input_images=2)
+        msg = str(err.value)
+        assert "\n" not in msg and msg.startswith(f"refusing to load {path}: it asks to")
+        assert "weight cache" not in msg
+    assert not marker.exists()
