@@ -16,6 +16,9 @@ from camera import KITTI_K, NETWORK_BASELINE, scale_intrinsics
 BLOCK_SIZES = (1, 2, 3)
 NUM_DISPARITIES = (64, 96, 128, 160)
 MATCHERS = tuple((b, n) for b in BLOCK_SIZES for n in NUM_DISPARITIES)
+# the narrowest image every matcher takes: OpenCV's SGBM needs
+# width - numDisparities > blockSize // 2 (minDisparity 0), else it raises per image
+MIN_WIDTH = max(n + b // 2 for b, n in MATCHERS) + 1  # 162: 160 disparities, block size 3
 STRIP_ROWS = 16   # fusion tile height (kept rows; +1-row halo each side)
 TILE_COLS = 64    # fusion tile width (kept columns; +1-column halo each side)
 

@@ -7,6 +7,10 @@ not ship; predict on `--eval_split eigen_benchmark` instead). The toolkit adds
 `--config`, `--device`, `--seed`, `--resume`, `--overwrite`, `--check_data`, `--max_steps`,
 `--loader_timeout`, `--splits_dir`, `--intrinsics`, `--stereo_baseline` and `--metrics_out`.
 
+`--help` lists them in groups (data, model, training, depth hints, logging and checkpoints,
+evaluation, system) with their defaults (:class:`HelpFormatter`); the groups only order
+the help, every option stays in `parser._actions`.
+
 `--config FILE` reads options from a YAML or JSON file whose keys are the option names
 (`opt.json` of a run is one); flags given on the command line win over the file.
 
@@ -21,136 +25,196 @@ import sys
 FILE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """``--help`` with each option's default after its help ("(default: 12)"; lists as "0 -1 1"),
+    except where the default is None or off (a switch) or the help already says it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        d = action.default
+        if (not action.option_strings or d is None or d is False or d is argparse.SUPPRESS
+                or "default" in text):
+            return text
+        shown = " ".join(map(str, d)) if isinstance(d, (list, tuple)) else str(d)
+        return "{} (default: {})".format(text, shown.replace("%", "%%"))
+
+
 class MonodepthOptions:
-    """Argument parser holding every training and evaluation option."""
+    """Argument parser holding every training and evaluation option (train.py,
+    evaluate_depth.py and evaluate_pose.py read the same options), in ``--help`` groups."""
 
     def __init__(self):
-        p = argparse.ArgumentParser(description="Depth Hints / Monodepth2 options (PaddlePaddle)")
+        p = argparse.ArgumentParser(
+            description="Depth Hints / Monodepth2 options (PaddlePaddle), shared by train.py, "
+                        "evaluate_depth.py and evaluate_pose.py.",
+            formatter_class=HelpFormatter)
         self.parser = p
         p.add_argument("--config", type=str, default=None,
                        help="YAML or JSON file of options (keys are option names, e.g. a run's opt.json); "
                             "flags on the command line win")
 
-        # PATHS
-        p.add_argument("--data_path", type=str, default=os.path.join(FILE_DIR, "kitti_data"),
-                       help="path to the training data (KITTI raw layout)")
-        p.add_argument("--log_dir", type=str, default=os.path.join(os.path.expanduser("~"), "tmp"),
-                       help="log directory")
-        p.add_argument("--splits_dir", type=str, default=None,
-                       help="folder holding split folders (default: <repo>/splits)")
-
-        # TRAINING
-        p.add_argument("--model_name", type=str, default="mdp",
-                       help="the name of the folder to save the model in")
-        p.add_argument("--split", type=str, default="eigen_zhou",
-                       help="split name under --splits_dir (eigen_zhou, eigen_full, odom, benchmark, ...) "
-                            "or a path to a folder with train_files.txt and val_files.txt")
-        p.add_argument("--num_layers", type=int, default=18, choices=[18, 34, 50, 101, 152],
-                       help="number of resnet layers")
-        p.add_argument("--dataset", type=str, default="kitti",
+        g = p.add_argument_group("data")
+        g.add_argument("--data_path", type=str, default=os.path.join(FILE_DIR, "kitti_data"),
+                       help="root of the data in the KITTI raw layout (<date>/<drive>/image_0{2,3}/data/...)")
+        g.add_argument("--splits_dir", type=str, default=None,
+                       help="folder holding the split folders (default: <repo>/splits)")
+        g.add_argument("--split", type=str, default="eigen_zhou",
+                       help="training split: a folder name under --splits_dir (eigen_zhou, eigen_full, odom, "
+                            "benchmark, ...) or a path to a folder with train_files.txt and val_files.txt")
+        g.add_argument("--dataset", type=str, default="kitti",
                        choices=["kitti", "kitti_odom", "kitti_depth", "kitti_test"],
-                       help="dataset to train on")
-        p.add_argument("--png", action="store_true",
-                       help="if set, trains from raw KITTI png files (instead of jpgs)")
-        p.add_argument("--height", type=int, default=192, help="input image height")
-        p.add_argument("--width", type=int, default=640, help="input image width")
-        p.add_argument("--disparity_smoothness", type=float, default=1e-3,
-                       help="disparity smoothness weight")
-        p.add_argument("--scales", nargs="+", type=int, default=[0, 1, 2, 3],
-                       help="scales used in the loss")
-        p.add_argument("--min_depth", type=float, default=0.1, help="minimum depth")
-        p.add_argument("--max_depth", type=float, default=100.0, help="maximum depth")
-        p.add_argument("--use_stereo", action="store_true", help="if set, uses stereo pair for training")
-        p.add_argument("--frame_ids", nargs="+", type=int, default=[0, -1, 1], help="frames to load")
-        p.add_argument("--use_depth_hints", action="store_true",
-                       help="if set, apply depth hints during training")
-        p.add_argument("--depth_hint_path", type=str, default=None,
-                       help="path to load precomputed depth hints from "
-                            "(default: <data_path>/depth_hints)")
-
-        # OPTIMIZATION
-        p.add_argument("--batch_size", type=int, default=12, help="batch size")
-        p.add_argument("--learning_rate", type=float, default=1e-4, help="learning rate")
-        p.add_argument("--num_epochs", type=int, default=20, help="number of epochs")
-        p.add_argument("--intrinsics", nargs="+", type=str, default=None, metavar="FX_FY_CX_CY_OR_FILE",
+                       help="layout of the training data: kitti (raw), kitti_odom (odometry sequences), "
+                            "kitti_depth (raw images with the depth benchmark's ground truth for validation); "
+                            "kitti_test is accepted for Monodepth2's command lines but cannot train")
+        g.add_argument("--png", action="store_true",
+                       help="the images are .png files (KITTI raw as distributed) instead of .jpg")
+        g.add_argument("--height", type=int, default=192,
+                       help="network input height: images (and depth hints) are resized to it; a multiple "
+                            "of 32")
+        g.add_argument("--width", type=int, default=640,
+                       help="network input width; a multiple of 32")
+        g.add_argument("--frame_ids", nargs="+", type=int, default=[0, -1, 1],
+                       help="frames each sample loads, relative to the target frame: 0 first, then the "
+                            "temporal source frames (e.g. -1 1); 0 alone with --use_stereo trains from "
+                            "stereo pairs only")
+        g.add_argument("--use_stereo", action="store_true",
+                       help="add the other camera of the stereo pair as a source frame (S and MS training)")
+        g.add_argument("--intrinsics", nargs="+", type=str, default=None, metavar="FX_FY_CX_CY_OR_FILE",
                        help="camera intrinsics normalised by the image size as in Monodepth2's K "
                             "(fx/W fy/H cx/W cy/H; KITTI: 0.58 1.92 0.5 0.5) or a file holding them; "
                             "an intrinsics.txt in a drive or date folder overrides it there")
-        p.add_argument("--stereo_baseline", type=float, default=None,
+        g.add_argument("--stereo_baseline", type=float, default=None,
                        help="stereo baseline of the camera rig in metres, for metric depth "
                             "(default: KITTI's 0.54)")
-        p.add_argument("--scheduler_step_size", type=int, default=15, help="step size of the scheduler")
-        p.add_argument("--max_steps", type=int, default=None,
-                       help="stop after this many optimisation steps in total (smoke runs, benchmarks)")
-        p.add_argument("--seed", type=int, default=0, help="random seed (data order, augmentation, init)")
-
-        # ABLATION
-        p.add_argument("--v1_multiscale", action="store_true", help="if set, uses monodepth v1 multiscale")
-        p.add_argument("--avg_reprojection", action="store_true", help="if set, uses average reprojection loss")
-        p.add_argument("--disable_automasking", action="store_true", help="if set, doesn't do auto-masking")
-        p.add_argument("--predictive_mask", action="store_true",
-                       help="if set, uses a predictive masking scheme as in Zhou et al")
-        p.add_argument("--no_ssim", action="store_true", help="if set, disables ssim in the loss")
-        p.add_argument("--weights_init", type=str, default="pretrained",
-                       help="pretrained, scratch, or a path to backbone weights (.pdparams file or folder)")
-        p.add_argument("--pose_model_input", type=str, default="pairs", choices=["pairs", "all"],
-                       help="how many images the pose network gets")
-        p.add_argument("--pose_model_type", type=str, default="separate_resnet",
-                       choices=["posecnn", "separate_resnet", "shared"],
-                       help="normal or shared")
-
-        # SYSTEM
-        p.add_argument("--no_cuda", action="store_true", help="if set disables CUDA (same as --device cpu)")
-        p.add_argument("--device", type=str, default="auto", choices=["auto", "cpu", "gpu"],
-                       help="where to run: auto picks a GPU when Paddle sees one")
-        p.add_argument("--num_workers", type=int, default=12,
-                       help="number of dataloader workers (clamped to the CPU count)")
-        p.add_argument("--loader_timeout", type=float, default=600,
-                       help="seconds to wait for one batch before saving weights_last and stopping with "
-                            "an error (a read that never returns, e.g. a dead network mount); 0 waits forever")
-
-        # LOADING
-        p.add_argument("--load_weights_folder", type=str, default=None, help="name of model to load")
-        p.add_argument("--models_to_load", nargs="+", type=str,
-                       default=["encoder", "depth", "pose_encoder", "pose"], help="models to load")
-        p.add_argument("--overwrite", action="store_true",
-                       help="start again in a --log_dir/--model_name that already holds checkpoints "
-                            "(its earlier checkpoints are deleted when the new run starts)")
-        p.add_argument("--check_data", type=str, default="quick", choices=["quick", "full"],
+        g.add_argument("--check_data", type=str, default="quick", choices=["quick", "full"],
                        help="before training: quick = every file exists and every hint's .npy header is "
                             "right; full = also decode every image and hint (slow, certain)")
-        p.add_argument("--resume", action="store_true",
+
+        g = p.add_argument_group("model")
+        g.add_argument("--num_layers", type=int, default=18, choices=[18, 34, 50, 101, 152],
+                       help="ResNet depth of the depth (and pose) encoder; evaluation reads it from the "
+                            "weights unless given")
+        g.add_argument("--weights_init", type=str, default="pretrained",
+                       help="encoder initialisation: pretrained (ImageNet weights), scratch (random), or a "
+                            "path to backbone weights (.pdparams file or folder)")
+        g.add_argument("--scales", nargs="+", type=int, default=[0, 1, 2, 3],
+                       help="decoder output scales 0..N-1 (scale s is 1/2^s of the input) that the loss is "
+                            "computed on")
+        g.add_argument("--min_depth", type=float, default=0.1,
+                       help="nearest depth the network can predict: its sigmoid output is scaled to "
+                            "disparities 1/max_depth .. 1/min_depth")
+        g.add_argument("--max_depth", type=float, default=100.0,
+                       help="farthest depth the network can predict")
+        g.add_argument("--pose_model_type", type=str, default="separate_resnet",
+                       choices=["posecnn", "separate_resnet", "shared"],
+                       help="pose network (for temporal frames): separate_resnet (its own ResNet encoder), "
+                            "shared (the depth encoder's features) or posecnn (Zhou et al.'s small CNN)")
+        g.add_argument("--pose_model_input", type=str, default="pairs", choices=["pairs", "all"],
+                       help="pose network input: pairs (the target with one source frame at a time) or "
+                            "all (every frame at once)")
+        g.add_argument("--predictive_mask", action="store_true",
+                       help="learn a per-pixel mask of the photometric loss as in Zhou et al. (needs "
+                            "--disable_automasking)")
+
+        g = p.add_argument_group("training")
+        g.add_argument("--batch_size", type=int, default=12,
+                       help="samples per step (per process when training on several GPUs); also the "
+                            "evaluation batch size")
+        g.add_argument("--learning_rate", type=float, default=1e-4, help="Adam learning rate")
+        g.add_argument("--num_epochs", type=int, default=20, help="number of epochs")
+        g.add_argument("--scheduler_step_size", type=int, default=15,
+                       help="epochs between the learning-rate drops (x0.1 each)")
+        g.add_argument("--max_steps", type=int, default=None,
+                       help="stop after this many optimisation steps in total and save weights_last "
+                            "(smoke runs, benchmarks; 0 saves the initial weights)")
+        g.add_argument("--seed", type=int, default=0, help="random seed (data order, augmentation, init)")
+        g.add_argument("--disparity_smoothness", type=float, default=1e-3,
+                       help="weight of the edge-aware disparity smoothness loss")
+        g.add_argument("--v1_multiscale", action="store_true",
+                       help="compute the loss at each scale's own resolution (Monodepth v1) instead of "
+                            "upsampling every scale's depth to the input size")
+        g.add_argument("--avg_reprojection", action="store_true",
+                       help="average the photometric error over the source frames instead of taking the "
+                            "per-pixel minimum")
+        g.add_argument("--disable_automasking", action="store_true",
+                       help="do not mask the pixels that the unwarped source frames already explain "
+                            "(static camera, objects moving with it)")
+        g.add_argument("--no_ssim", action="store_true",
+                       help="photometric error as L1 only (default: 0.85 SSIM + 0.15 L1)")
+
+        g = p.add_argument_group("depth hints")
+        g.add_argument("--use_depth_hints", action="store_true",
+                       help="add the depth hint loss (Watson et al. 2019) where a precomputed hint "
+                            "reprojects better than the prediction (needs --use_stereo)")
+        g.add_argument("--depth_hint_path", type=str, default=None,
+                       help="folder of the precomputed hints (precompute_depth_hints.py --save_path) "
+                            "(default: <data_path>/depth_hints)")
+
+        g = p.add_argument_group("logging and checkpoints")
+        g.add_argument("--log_dir", type=str, default=os.path.join(os.path.expanduser("~"), "tmp"),
+                       help="folder of the runs: each one writes <log_dir>/<model_name>/")
+        g.add_argument("--model_name", type=str, default="mdp",
+                       help="name of the run: its folder <log_dir>/<model_name> holds opt.json, train.log, "
+                            "the VisualDL records (train/, val/) and the checkpoints (models/)")
+        g.add_argument("--log_frequency", type=int, default=250,
+                       help="steps between the progress lines of train.log and the console (loss, images/s, "
+                            "ETA); also the batches between VisualDL logs (with one validation batch) in the "
+                            "first 2000 steps, after which VisualDL logs every 2000 steps")
+        g.add_argument("--save_frequency", type=int, default=1,
+                       help="epochs between checkpoints models/weights_<epoch> (the last epoch is always saved)")
+        g.add_argument("--load_weights_folder", type=str, default=None,
+                       help="weights folder to start from (a models/weights_<epoch> or weights_last folder, or "
+                            "a published model's name: python tools/models.py list): "
+                            "training loads --models_to_load from it (and Adam's state when present), "
+                            "evaluate_depth.py the depth networks, evaluate_pose.py the pose networks")
+        g.add_argument("--models_to_load", nargs="+", type=str,
+                       default=["encoder", "depth", "pose_encoder", "pose"],
+                       help="networks that training loads from --load_weights_folder (those the run has)")
+        g.add_argument("--resume", action="store_true",
                        help="continue from the newest checkpoint in <log_dir>/<model_name>/models "
                             "(optimizer, scheduler, epoch, step and RNG state)")
+        g.add_argument("--overwrite", action="store_true",
+                       help="start again in a --log_dir/--model_name that already holds checkpoints "
+                            "(its earlier checkpoints are deleted when the new run starts)")
 
-        # LOGGING
-        p.add_argument("--log_frequency", type=int, default=250,
-                       help="number of batches between each VisualDL log")
-        p.add_argument("--save_frequency", type=int, default=1,
-                       help="number of epochs between each save")
-
-        # EVALUATION
-        p.add_argument("--eval_stereo", action="store_true",
-                       help="if set evaluates in stereo mode")
-        p.add_argument("--eval_mono", action="store_true", help="if set evaluates in mono mode")
-        p.add_argument("--disable_median_scaling", action="store_true",
-                       help="if set disables median scaling in evaluation")
-        p.add_argument("--pred_depth_scale_factor", type=float, default=1,
-                       help="if set multiplies predictions by this number")
-        p.add_argument("--ext_disp_to_eval", type=str, default=None,
-                       help="optional path to a .npy disparities file to evaluate")
-        p.add_argument("--eval_split", type=str, default="eigen",
+        g = p.add_argument_group("evaluation", "evaluate_depth.py and evaluate_pose.py")
+        g.add_argument("--eval_stereo", action="store_true",
+                       help="stereo-trained model: metric depth (x5.4), no median scaling")
+        g.add_argument("--eval_mono", action="store_true",
+                       help="monocular model: scale each prediction by the median ratio to the ground truth")
+        g.add_argument("--disable_median_scaling", action="store_true",
+                       help="no per-image median scaling in mono evaluation")
+        g.add_argument("--pred_depth_scale_factor", type=float, default=1,
+                       help="multiply the predicted depths by this number (stereo evaluation uses 5.4)")
+        g.add_argument("--ext_disp_to_eval", type=str, default=None,
+                       help="evaluate the disparities in this .npy file (e.g. from --save_pred_disps) instead of "
+                            "running a model")
+        g.add_argument("--eval_split", type=str, default="eigen",
                        choices=["eigen", "eigen_benchmark", "benchmark", "odom_9", "odom_10"],
-                       help="which split to run eval on")
-        p.add_argument("--save_pred_disps", action="store_true",
-                       help="if set saves predicted disparities")
-        p.add_argument("--no_eval", action="store_true", help="if set disables evaluation")
-        p.add_argument("--eval_out_dir", type=str, default=None,
-                       help="if set will output the disparities to this folder")
-        p.add_argument("--post_process", action="store_true",
-                       help="if set will perform the flipping post processing from the original monodepth paper")
-        p.add_argument("--metrics_out", type=str, default=None,
+                       help="test split under --splits_dir: eigen, eigen_benchmark, benchmark (predictions "
+                            "written, no ground truth), odom_9 / odom_10 (evaluate_pose.py)")
+        g.add_argument("--save_pred_disps", action="store_true",
+                       help="save the predicted disparities as disps_<eval_split>_split.npy in --eval_out_dir")
+        g.add_argument("--no_eval", action="store_true", help="predict (and save) only, compute no metrics")
+        g.add_argument("--eval_out_dir", type=str, default=None,
+                       help="folder for --save_pred_disps and the benchmark split's predictions (default: the "
+                            "weights folder, else beside --ext_disp_to_eval)")
+        g.add_argument("--post_process", action="store_true",
+                       help="average each prediction with that of the mirrored image (Monodepth's "
+                            "post-processing)")
+        g.add_argument("--metrics_out", type=str, default=None,
                        help="if set, write the evaluation metrics to this JSON file")
+
+        g = p.add_argument_group("system")
+        g.add_argument("--device", type=str, default="auto", choices=["auto", "cpu", "gpu"],
+                       help="where to run: auto picks a GPU when Paddle sees one")
+        g.add_argument("--no_cuda", action="store_true", help="same as --device cpu")
+        g.add_argument("--num_workers", type=int, default=12,
+                       help="data-loading worker processes of training and evaluation (clamped to the CPU "
+                            "count; 0 loads in the main process)")
+        g.add_argument("--loader_timeout", type=float, default=600,
+                       help="seconds to wait for one batch before saving weights_last and stopping with "
+                            "an error (a read that never returns, e.g. a dead network mount); 0 waits forever")
 
     def parse(self, argv=None):
         """Parse ``argv`` (default ``sys.argv[1:]``) and return the Namespace.
@@ -159,8 +223,8 @@ class MonodepthOptions:
         override them. ``opt._given`` is the set of option names given on the command line
         (so that a flag the user typed can be told from a default)."""
         argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+        opt = self.parser.parse_args(argv)  # first: --help and usage errors come from the real parser
         given = given_options(self.parser, argv)
-        opt = self.parser.parse_args(argv)
         if opt.config:  # the file's values become defaults: the command line wins
             parser = copy.deepcopy(self.parser)
             parser.set_defaults(**config_values(parser, opt.config))
@@ -350,6 +414,8 @@ def validate_options(opt):
     if opt.weights_init not in ("pretrained", "scratch") and not os.path.exists(opt.weights_init):
         raise _err("backbone weights not found", "--weights_init " + opt.weights_init,
                    "use scratch, pretrained, or an existing .pdparams file/folder")
-    if opt.load_weights_folder is not None and not os.path.isdir(os.path.expanduser(opt.load_weights_folder)):
-        raise _err("weights folder not found", "--load_weights_folder " + opt.load_weights_folder,
-                   "point it at a models/weights_<epoch> folder")
+    lwf = opt.load_weights_folder
+    if lwf is not None and not os.path.isdir(os.path.expanduser(lwf)) and (os.sep in lwf or lwf.startswith(".")):
+        # a name without a path separator may be a published model's (checkpoint.check_weights_folder)
+        raise _err("weights folder not found", "--load_weights_folder " + lwf,
+                   "point it at a models/weights_<epoch> folder or give a published model's name")

@@ -110,3 +110,45 @@ def test_missing_imagenet_weights_one_line(synthetic_kitti, tmp_path):
                    "--use_stereo", "--frame_ids", "0", "--weights_init", str(tmp_path / "no_weights.pdparams"),
                    "--log_dir", str(tmp_path / "log")])
     assert_one_line_error(r, "--weights_init", "no_weights.pdparams")
+
+
+GROUPS = ["data:", "model:", "training:", "depth hints:", "logging and checkpoints:", "evaluation:", "system:"]
+
+
+def test_help_groups_and_defaults():
+    """`train.py --help`: the options in titled groups, in order, each default shown once."""
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--help"], capture_output=True,
+                       text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.splitlines()
+    starts = [lines.index(title) for title in GROUPS]  # a title line of its own
+    assert starts == sorted(starts)
+    text = " ".join(r.stdout.split())  # the help text without its line wrapping
+    for shown in ["learning rate (default: 0.0001)", "(default: 12)", "(default: 0 -1 1)", "(default: 0 1 2 3)",
+                  "(default: separate_resnet)", "(default: encoder depth pose_encoder pose)", "(default: 250)",
+                  "(default: eigen_zhou)", "(default: auto)", "(default: <data_path>/depth_hints)"]:
+        assert shown in text, shown
+    assert "(default: None)" not in text and "(default: False)" not in text
+    assert text.count("(default: ") == text.count("default: ")  # no option says its default twice
+    # the stale Monodepth2 strings are gone
+    for stale in ["name of model to load", "normal or shared", "number of batches between each VisualDL log"]:
+        assert stale not in text, stale
+    section = r.stdout[r.stdout.index("logging and checkpoints:"):r.stdout.index("evaluation:")]
+    assert "--log_frequency" in section and "train.log" in " ".join(section.split())
+    # each group holds its options (a few checked)
+    for title, opts in (("training:", ["--batch_size", "--learning_rate"]), ("depth hints:", ["--use_depth_hints"]),
+                        ("system:", ["--device", "--num_workers"]), ("evaluation:", ["--eval_split"])):
+        i = GROUPS.index(title)
+        end = r.stdout.index(GROUPS[i + 1]) if i + 1 < len(GROUPS) else len(r.stdout)
+        for o in opts:
+            assert o in r.stdout[r.stdout.index(title):end], (title, o)
+
+
+def test_groups_keep_every_option():
+    """The groups only order the help: every option is still one of parser._actions (config_values)."""
+    p = MonodepthOptions().parser
+    dests = {a.dest for a in p._actions if a.option_strings}
+    assert {"batch_size", "use_depth_hints", "log_frequency", "eval_split", "device", "config"} <= dests
+    parsed = {k for k in vars(MonodepthOptions().parse([])) if not k.startswith("_")}
+    assert dests - {"help"} == parsed
+    assert sum(len(g._group_actions) for g in p._action_groups) == len(p._actions)

@@ -269,13 +269,15 @@ def test_kill_resume_bit_identical(reference, tmp_path):
             assert a.read() == b.read(), key
     proc = _cli(data, files, save)
     assert proc.returncode == 0 and "nothing to do" in proc.stdout
-    # the killed run and the resumed one append to one log: two starts, one summary
+    # the killed run and the resumed one append to one log: two starts, one summary; the
+    # third run, with nothing to do, logs its summary line too
     log = _log(save)
     starts = [ln for ln in log if ln.startswith("computing ")]
     assert len(starts) == 2 and f"computing {total - done} hints" in starts[1]
     assert f"{done} already done)" in starts[1]
-    assert log[-1].startswith(f"done: {total - done} hints written, {done} already present")
-    assert log[-2].startswith(f"hints {total - done}/{total - done} img (100.0 %) | ")
+    assert log[-1] == proc.stdout.strip() and log[-1].startswith(f"nothing to do: all {total} hints")
+    assert log[-2].startswith(f"done: {total - done} hints written, {done} already present")
+    assert log[-3].startswith(f"hints {total - done}/{total - done} img (100.0 %) | ")
 
 
 def test_two_workers_match_one(reference, tmp_path):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Depth Hints entry points.
 #
-#   bash configs/depth_hints/depth_hints.sh demo                 # fresh machine -> trained + evaluated model
+#   bash configs/depth_hints/depth_hints.sh demo     [options]   # fresh machine -> trained + evaluated model
 #   bash configs/depth_hints/depth_hints.sh hints    [options]   # precompute fused SGM hints (1024x320)
 #   bash configs/depth_hints/depth_hints.sh pretrain [options]   # 640x192 + hints (recipe <recipe>_640x192.yaml)
 #   bash configs/depth_hints/depth_hints.sh finetune [options]   # 1024x320 from the pretrain weights (<recipe>_1024x320.yaml)
@@ -15,8 +15,13 @@
 #   --recipe R       s (stereo, the paper's S rows) or ms (mono + stereo)   (RECIPE, default s)
 #   --num_layers N   ResNet depth (18 or 50)              (NUM_LAYERS, default 18)
 #   --num_workers N  data-loading / precompute workers    (NUM_WORKERS, default: number of cores)
+# Demo only (tools/demo.sh):
 #   --out P          demo output folder                   (OUT, default ./demo_out)
-# Anything after "--" is passed to the Python command unchanged.
+#   --steps N        training steps                       (DEMO_STEPS, default 200)
+#   --frames N       frames per synthetic drive           (DEMO_FRAMES, default 60)
+#   --overwrite      train in logs/demo again instead of a fresh logs/demo_<N> on a rerun
+# Anything after "--" is passed on unchanged: to precompute_depth_hints.py (hints), train.py
+# (pretrain, finetune; the demo's two training runs), evaluate_depth.py (each eval run).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -30,8 +35,13 @@ NUM_LAYERS="${NUM_LAYERS:-18}"
 RECIPE="${RECIPE:-s}"
 NUM_WORKERS="${NUM_WORKERS:-$(nproc 2>/dev/null || echo 2)}"
 OUT="${OUT:-$ROOT/demo_out}"
+DEMO_ARGS=()
 EXTRA=()
 while [ $# -gt 0 ]; do
+  case "$1" in
+    --data_path|--hint_path|--log_dir|--gpu|--num_layers|--recipe|--num_workers|--out|--steps|--frames)
+      [ $# -ge 2 ] || { echo "error: $1 needs a value (see: bash $0 help)" >&2; exit 2; } ;;
+  esac
   case "$1" in
     --data_path) DATA_PATH="$2"; shift 2 ;;
     --hint_path) HINT_PATH="$2"; shift 2 ;;
@@ -41,12 +51,17 @@ while [ $# -gt 0 ]; do
     --recipe) RECIPE="$2"; shift 2 ;;
     --num_workers) NUM_WORKERS="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
+    --steps|--frames) DEMO_ARGS+=("$1" "$2"); shift 2 ;;
+    --overwrite) DEMO_ARGS+=("$1"); shift ;;
     --) shift; EXTRA=("$@"); break ;;
     -h|--help) cmd=help; shift ;;
     *) echo "error: unknown option '$1' for depth_hints.sh (see: bash $0 help)" >&2; exit 2 ;;
   esac
 done
 HINT_PATH="${HINT_PATH:-$DATA_PATH/depth_hints}"
+if [ ${#DEMO_ARGS[@]} -gt 0 ] && [ "$cmd" != demo ]; then
+  echo "error: ${DEMO_ARGS[0]} is a demo option, not one of '$cmd' (see: bash $0 help)" >&2; exit 2
+fi
 case "$RECIPE" in
   s|ms) ;;
   *) echo "error: unknown recipe '$RECIPE' (--recipe): use s or ms" >&2; exit 2 ;;
@@ -105,10 +120,10 @@ case "$cmd" in
     done
     ;;
   demo)
-    exec bash "$ROOT/tools/demo.sh" --out "$OUT" --num_workers "$NUM_WORKERS" "${EXTRA[@]}"
+    exec bash "$ROOT/tools/demo.sh" --out "$OUT" --num_workers "$NUM_WORKERS" "${DEMO_ARGS[@]}" -- "${EXTRA[@]}"
     ;;
   help|*)
-    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+    awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//'
     [ "$cmd" = help ] || { echo "error: unknown sub-command '$cmd'" >&2; exit 2; }
     ;;
 esac
