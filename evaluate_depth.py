@@ -290,8 +290,11 @@ def load_ext_disps(path):
     import safe_load
     path = os.path.expanduser(path)
     if not os.path.isfile(path):
-        raise ToolkitError(f"predictions file not found (--ext_disp_to_eval {path}): "
-                           "save one with --save_pred_disps")
+        import published_models
+        if path not in published_models.MODELS:
+            raise ToolkitError(f"predictions file not found (--ext_disp_to_eval {path}): save one with "
+                               "--save_pred_disps, or give a published model's name (python tools/models.py list)")
+        path = published_models.fetch_predictions(path, log=lambda text: print(text, file=sys.stderr, flush=True))
     disps = safe_load.load_npy(path)
     if disps.dtype.kind not in "fiu" or disps.ndim != 3 or 0 in disps.shape:
         raise ToolkitError(f"predictions must be an (N, H, W) array of numbers, got {disps.dtype} of shape "

@@ -64,8 +64,9 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Depth prediction for single images or a folder.")
     p.add_argument("--image_path", type=str, required=True,
                    help="an image file or a folder of images")
-    p.add_argument("--model_path", type=str, required=True,
-                   help="weights folder with encoder.pdparams and depth.pdparams")
+    p.add_argument("--model_path", "--model_name", type=str, required=True, dest="model_path",
+                   help="weights folder with encoder.pdparams and depth.pdparams, or a published model's "
+                        "name (python tools/models.py list; downloaded once, then offline)")
     p.add_argument("--ext", type=str, default="jpg", help="image extension to look for in a folder")
     p.add_argument("--pred_metric_depth", action="store_true",
                    help="save metric depth (5.4 * depth) instead of disparity; stereo-trained models only")

@@ -462,9 +462,10 @@ def test_tools_take_a_published_name_where_they_take_a_weights_folder(srv, pth_s
     Image.fromarray((np.random.default_rng(0).random((50, 90, 3)) * 255).astype(np.uint8)).save(img)
     env = dict(os.environ, DEPTH_HINTS_MODELS_URL=srv.url, DEPTH_HINTS_CACHE=cache, PYTHONWARNINGS="ignore")
     outs = []
-    for model, out in (("DH-HR-Mono+Stereo", "by_name"), (pth_sets["zip"]["ref"], "by_folder")):
+    for flag, model, out in (("--model_name", "DH-HR-Mono+Stereo", "by_name"),
+                             ("--model_path", pth_sets["zip"]["ref"], "by_folder")):
         res = subprocess.run([sys.executable, os.path.join(ROOT, "test_simple.py"), "--image_path", str(img),
-                              "--model_path", model, "--output_dir", str(tmp_path / out), "--device", "cpu"],
+                              flag, model, "--output_dir", str(tmp_path / out), "--device", "cpu"],
                              capture_output=True, text=True, timeout=600, env=env)
         assert res.returncode == 0, res.stderr[-2000:]
         outs.append(np.load(str(tmp_path / out / "img_disp.npy")))
@@ -474,3 +475,22 @@ def test_tools_take_a_published_name_where_they_take_a_weights_folder(srv, pth_s
                           "--model_path", "DH-HR-Mono+Stereo", "--output_dir", str(tmp_path / "again"),
                           "--device", "cpu"], capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0 and len(srv.state["requests"]) == 1  # the second use needs no network
+
+
+def test_ext_disp_to_eval_takes_a_published_name(srv, tmp_path, monkeypatch):
+    """evaluate_depth.py --ext_disp_to_eval <name>: the model's published Eigen predictions,
+    fetched once (then offline) and read safely."""
+    import io as _io
+    import numpy as np
+    import evaluate_depth
+    disps = np.random.default_rng(1).random((3, 6, 20)).astype(np.float32)
+    buf = _io.BytesIO()
+    np.save(buf, disps)
+    srv.state["files"]["/depth-hints/DH-Resnet50/disps_eigen_split.npy"] = buf.getvalue()
+    monkeypatch.setenv("DEPTH_HINTS_MODELS_URL", srv.url)
+    monkeypatch.setenv("DEPTH_HINTS_CACHE", str(tmp_path / "cache"))
+    np.testing.assert_array_equal(evaluate_depth.load_ext_disps("DH-Resnet50"), disps)
+    np.testing.assert_array_equal(evaluate_depth.load_ext_disps("DH-Resnet50"), disps)
+    assert len(srv.state["requests"]) == 1
+    with pytest.raises(ToolkitError, match="predictions file not found .*published model's name"):
+        evaluate_depth.load_ext_disps("DH-Resnet5O")
