@@ -55,7 +55,7 @@ cpu_env_defaults()  # MKL/OpenMP settings, before paddle is imported
 import numpy as np  # noqa: E402
 
 from fileio import PROCESS_START, atomic_write_text, check_output_dir, clean_stale_temp_files  # noqa: E402
-from run_lock import RunLock  # noqa: E402
+from run_lock import RunLock, pid_alive  # noqa: E402
 from utils import ToolkitError, run_cli  # noqa: E402
 
 OUTPUT_KINDS = ("disp", "depth", "metric")
@@ -312,16 +312,6 @@ class _Incomplete(Exception):
     """A file of the export was written short (Paddle's C++ writers do not report a full disk)."""
 
 
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
-
-
 def _host_tag():
     return hashlib.sha1(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
 
@@ -396,8 +386,8 @@ def clean_dead_exports(out_dir, prefix, log=print):
                 continue
             owner = _read_owner(path)
             ours = owner is not None and owner.get("output") == prefix
-            stale = not _pid_alive(pid) or (ours and mtime < PROCESS_START)
-            who = f"process {pid}, no longer running" if not _pid_alive(pid) else f"process {pid}"
+            stale = not pid_alive(pid) or (ours and mtime < PROCESS_START)
+            who = f"process {pid}, no longer running" if not pid_alive(pid) else f"process {pid}"
         else:
             stale = mtime < PROCESS_START - LEGACY_TEMP_AGE_S
             who = "an earlier release"

@@ -8,7 +8,9 @@ import socket
 
 from utils import ToolkitError
 
-def _alive(pid):
+
+def pid_alive(pid):
+    """Whether process ``pid`` of this host is running."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -45,7 +47,7 @@ class RunLock:
                     raise ToolkitError("{} is in use by process {} on host {} ({}; lock {}): wait for that run to "
                                        "end or choose another folder; if it is gone, delete the lock file".format(
                                            self.folder, pid, host, self.flag, self.path))
-                if pid is not None and pid != os.getpid() and _alive(pid):
+                if pid is not None and pid != os.getpid() and pid_alive(pid):
                     raise ToolkitError("{} is in use by another run (process {} on this host; {}): wait for it "
                                        "to end, or choose another folder".format(self.folder, pid, self.flag))
                 if pid != os.getpid():
