@@ -34,7 +34,6 @@ REFUSED = {"os.system": f"{SYSTEM_MODULE}.system", "eval": "builtins.eval", "get
 NETS = ("encoder", "depth", "pose_encoder", "pose")
 TIMEOUT = 300
 
-GT_XFAIL = pytest.mark.xfail(strict=False, reason="gt/ext_disp readers: branch tools19")
 
 
 # ----------------------------------------------------------------------------- payloads (raw pickle opcodes)
@@ -384,7 +383,6 @@ def test_train_weights_init_pretrained_from_paddles_cache(trained, tmp_path, rel
 # ----------------------------------------------------------------------------- ground truth and predictions
 
 
-@GT_XFAIL
 @pytest.mark.parametrize("kind", ("os.system", "eval"))
 def test_evaluate_depth_gt_depths_npz(trained, tmp_path, rel_kit, eval_splits, synthetic_kitti, kind):
     marker = tmp_path / "MARKER"
@@ -409,12 +407,6 @@ def test_evaluate_depth_ext_disp_npy(tmp_path, rel_kit, eval_splits, synthetic_k
 # ----------------------------------------------------------------------------- PyTorch files (tools/convert_torch_weights.py)
 
 
-TORCH_XFAIL = pytest.mark.xfail(
-    strict=False, reason="tools/convert_torch_weights.py reads .pth with torch.load(weights_only=True), whose "
-                         "refusal spans several lines (and advises weights_only=False), not safe_load.load_torch")
-
-
-@TORCH_XFAIL
 @pytest.mark.parametrize("fmt,kind", [("zip", "os.system"), ("zip", "eval"), ("legacy", "os.system"),
                                       ("legacy", "getattr")])
 def test_convert_torch_weights_folder(tmp_path, rel_kit, fmt, kind):
