@@ -54,13 +54,6 @@ def reflection_pad1(x):
     return _gather(x, "pad", rows, cols)
 
 
-def upsample(x):
-    """Twin of ``layers.upsample`` (nearest x2): expand + reshape instead of interpolate."""
-    b, c, h, w = x.shape
-    x = x.reshape([b, c, h, 1, w, 1]).expand([b, c, h, 2, w, 2])
-    return x.reshape([b, c, 2 * h, 2 * w])
-
-
 def upsample_pad1(x):
     """Twin of ``layers.upsample_pad1`` (nearest x2, then reflection pad 1) in one gather."""
     _, _, h, w = x.shape
