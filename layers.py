@@ -1,11 +1,8 @@
 """The geometry, losses and metrics of Monodepth2 / Depth Hints (docs/METHOD.md, sections 3, 4, 6).
 
-Tensors are NCHW unless stated otherwise. Training (losses.py) and the hint precomputation
-both call these functions, so hints and training agree by construction. Functions naming a
-"CPU twin" run the faster form in cpu_kernels.py (same values and gradients) when
-``cpu_kernels.active(x)``: CPU tensors in dynamic mode; on a GPU and in static graphs the
-plain op runs (the export traces its own forms: export_ops.py). :func:`warp` is the one
-image sampler (it works around a Paddle grid_sample crash).
+Tensors are NCHW. Training (losses.py) and the hint precomputation both call these functions,
+so hints and training agree by construction. A function naming a "CPU twin" runs the faster form
+in cpu_kernels.py (same values and gradients) when ``cpu_kernels.active(x)``.
 """
 import numpy as np
 import paddle
@@ -13,14 +10,6 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 import cpu_kernels
-
-__all__ = [
-    "disp_to_depth", "rot_from_axisangle", "get_translation_matrix", "transformation_from_parameters",
-    "BackprojectDepth", "Project3D", "warp", "reflection_pad1", "upsample", "upsample_pad1", "Conv3x3", "ConvBlock",
-    "mean_filter3", "SSIM", "neighbour_diff", "get_smooth_loss", "compute_reprojection_loss",
-    "reprojection_target_stats", "compute_loss_masks", "compute_proxy_supervised_loss", "compute_depth_errors",
-    "DepthErrors",
-]
 
 
 # ----------------------------------------------------------------------------- depth
@@ -61,11 +50,8 @@ def get_translation_matrix(translation_vector):
     """Translation (B, 1, 3) -> homogeneous 4x4 translation matrices (B, 4, 4)."""
     t = translation_vector.reshape([-1, 3, 1])
     b = t.shape[0]
-    eye3 = paddle.eye(3, dtype=t.dtype).unsqueeze(0).expand([b, 3, 3])
-    top = paddle.concat([eye3, t], axis=2)  # (B,3,4)
-    bottom = paddle.concat([paddle.zeros([b, 1, 3], dtype=t.dtype),
-                            paddle.ones([b, 1, 1], dtype=t.dtype)], axis=2)
-    return paddle.concat([top, bottom], axis=1)
+    last_col = paddle.concat([t, paddle.ones([b, 1, 1], dtype=t.dtype)], axis=1)  # (B,4,1)
+    return paddle.concat([paddle.eye(4, 3, dtype=t.dtype).unsqueeze(0).expand([b, 4, 3]), last_col], axis=2)
 
 
 def transformation_from_parameters(axisangle, translation, invert=False):
@@ -80,10 +66,7 @@ def transformation_from_parameters(axisangle, translation, invert=False):
 # ----------------------------------------------------------------------------- geometry
 class BackprojectDepth(nn.Layer):
     """Depth (B,1,H,W) + inv_K (B,4,4) -> homogeneous camera points (B,4,H*W) (docs/METHOD.md, section 3).
-
-    ``batch_size`` is Monodepth2's argument, unused: ``forward`` takes the input's batch size
-    (a smaller last batch works). The pixel grid (x, y, 1) is a non-persistable buffer (1,3,HW).
-    """
+    ``batch_size`` (Monodepth2's argument) is unused: ``forward`` takes the input's batch size."""
 
     def __init__(self, batch_size, height, width):
         super().__init__()
@@ -125,9 +108,9 @@ class Project3D(nn.Layer):
 def warp(image, grid):
     """Sample ``image`` (B,C,H,W) at ``grid`` (B,Ho,Wo,2): bilinear, border, align_corners.
 
-    The project's one warping helper. Paddle's CPU grid_sample backward crashes (segfault) when
-    the grid needs a gradient but the image does not; the image is then sampled through a
-    detached alias with ``stop_gradient=False`` (no copy; no gradient reaches the caller's image).
+    Paddle's CPU grid_sample backward crashes (segfault) when the grid needs a gradient but the
+    image does not; the image is then sampled through a detached alias with ``stop_gradient=False``
+    (no copy; no gradient reaches the caller's image).
     """
     if image.stop_gradient and not grid.stop_gradient:
         image = image.detach()
@@ -280,18 +263,13 @@ def compute_loss_masks(reprojection_loss, identity_reprojection_loss, depth_hint
     argmin != identity (all ones without one), the hint mask argmin == hint. Ties go to the first
     candidate. Masks are float (B,1,H,W) without gradient.
     """
-    hint = depth_hint_reprojection_loss
-    dtype = reprojection_loss.dtype
-    if identity_reprojection_loss is None:
-        reprojection_mask = paddle.ones_like(reprojection_loss)
-        if hint is None:
-            return reprojection_mask, None
-        idxs = paddle.argmin(paddle.concat([reprojection_loss, hint], axis=1), axis=1, keepdim=True)
-        return reprojection_mask, (idxs == 1).astype(dtype)
-    parts = [reprojection_loss, identity_reprojection_loss] + ([] if hint is None else [hint])
+    identity, hint = identity_reprojection_loss, depth_hint_reprojection_loss
+    parts = [reprojection_loss] + [loss for loss in (identity, hint) if loss is not None]
     idxs = paddle.argmin(paddle.concat(parts, axis=1), axis=1, keepdim=True)
-    hint_mask = None if hint is None else (idxs == 2).astype(dtype)
-    return (idxs != 1).astype(dtype), hint_mask
+    dtype = reprojection_loss.dtype
+    reprojection_mask = paddle.ones_like(reprojection_loss) if identity is None else (idxs != 1).astype(dtype)
+    hint_mask = None if hint is None else (idxs == len(parts) - 1).astype(dtype)
+    return reprojection_mask, hint_mask
 
 
 def compute_proxy_supervised_loss(pred, target, valid_pixels, loss_mask):
@@ -312,6 +290,8 @@ GARG_CROP = (0.40810811, 0.99189189, 0.03594771, 0.96405229)
 def garg_crop_bounds(height, width):
     """(top, bottom, left, right) of the Garg crop for a ground-truth map of this size."""
     return tuple(int(f * n) for f, n in zip(GARG_CROP, (height, height, width, width)))
+
+
 class DepthErrors(tuple):
     """The seven depth metrics as a tuple (abs_rel, sq_rel, rmse, rmse_log, a1, a2, a3), also by name:
     ``errors["abs_rel"]``, ``errors.abs_rel``, ``as_dict()``."""
@@ -325,9 +305,6 @@ class DepthErrors(tuple):
         if name in DepthErrors.NAMES:
             return tuple.__getitem__(self, DepthErrors.NAMES.index(name))
         raise AttributeError(name)
-
-    def keys(self):
-        return list(self.NAMES)
 
     def as_dict(self):
         return dict(zip(self.NAMES, self))
@@ -354,9 +331,8 @@ def median_scaled_errors(gt, pred, min_depth=MIN_DEPTH, max_depth=MAX_DEPTH):
     at the ground truth's size): Garg crop, median scaling, clamp to the depth range; ``{}``
     when no pixel has ground truth. Returns ``{"de/abs_rel": ..., ...}``."""
     top, bottom, left, right = garg_crop_bounds(*gt.shape[-2:])
-    crop = np.zeros(gt.shape, bool)
-    crop[..., top:bottom, left:right] = True
-    mask = crop & (gt > 0)
+    mask = np.zeros(gt.shape, bool)
+    mask[..., top:bottom, left:right] = gt[..., top:bottom, left:right] > 0
     if not mask.any():
         return {}
     g, p = gt[mask], np.clip(pred[mask], min_depth, max_depth)
