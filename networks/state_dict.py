@@ -1,14 +1,8 @@
 """Loading weight files into the networks with clear, user-facing errors.
 
-``load_state_dict_strict`` is the one place the trainer, the evaluators and the export
-tool load ``.pdparams`` files: anything missing, unexpected or of the wrong shape is
-reported by name in a single :class:`utils.ToolkitError` instead of being silently skipped
-(Paddle's ``set_state_dict`` only warns). ``imagenet_state_for`` maps an ImageNet ResNet
-file onto the encoders' ResNet (``networks.pretrained`` fetches such files).
-
-``load_weights_file`` is the one reader of ``.pdparams`` files (checkpoints, ImageNet and
-PaddleMono weights): through ``safe_load``, never ``paddle.load``, so a file with code in it
-is refused before anything in it runs.
+``load_weights_file`` is the one reader of ``.pdparams`` files (checkpoints, ImageNet and PaddleMono
+weights); ``load_state_dict_strict`` reports anything missing, unexpected or of the wrong shape by name
+in one :class:`utils.ToolkitError` instead of skipping it (Paddle's ``set_state_dict`` only warns).
 """
 import os
 import re
@@ -32,11 +26,9 @@ def load_weights_file(path, what=None):
     """Read a ``.pdparams`` file without running code: ``safe_load.load_paddle`` (an
     allow-list unpickler; ``paddle.load`` is ``pickle.load``, PaddlePaddle issue 77735).
 
-    Returns the state dict as ``paddle.load(path, return_numpy=True)`` gives it: numpy
-    arrays for the tensors (``set_state_dict`` and the shape checks take them), the
-    non-tensor entries (``height``, ``width``, ``use_stereo``, ...) as saved. A missing or
-    unreadable file raises a one-line ToolkitError naming it; a file with code in it a
-    one-line ``safe_load.UnsafeFileError`` naming it and what it asks to run."""
+    Returns the state dict as ``paddle.load(path, return_numpy=True)`` gives it (numpy arrays,
+    non-tensor entries as saved). A missing or unreadable file raises a one-line ToolkitError
+    naming it; a file with code in it a one-line ``safe_load.UnsafeFileError``."""
     import safe_load  # only when a file is read: a --weights_init scratch run never needs it
 
     what = what or os.path.basename(str(path))
@@ -50,9 +42,8 @@ def load_weights_file(path, what=None):
     except safe_load.UnsafeFileError:
         raise  # one line naming the file and the refused object; never retried or skipped
     except ToolkitError as exc:  # damaged, truncated, not a paddle file (UnreadableFileError)
-        msg, shown = str(exc), safe_load.printable(path, 300)
-        head = f"cannot read {shown}: "
-        reason = msg[len(head):] if msg.startswith(head) else msg
+        shown = safe_load.printable(path, 300)
+        reason = str(exc).removeprefix(f"cannot read {shown}: ")
         raise type(exc)(f"{what} could not be read ({shown}): {reason}") from None
     if not isinstance(state, dict):
         raise ToolkitError(f"{what} does not hold a state dict ({path}): "
@@ -61,12 +52,12 @@ def load_weights_file(path, what=None):
 
 
 def _shape(value):
+    """A tensor's shape as a list, a non-tensor's type name."""
     shape = getattr(value, "shape", None)
-    return None if shape is None else tuple(int(s) for s in shape)
+    return type(value).__name__ if shape is None else [int(s) for s in shape]
 
 
 def _listed(items):
-    items = list(items)
     head = ", ".join(items[:_MAX_LISTED])
     more = f", ... (+{len(items) - _MAX_LISTED} more)" if len(items) > _MAX_LISTED else ""
     return f"[{head}{more}]"
@@ -80,13 +71,11 @@ def _to_numpy(value, like):
 
 
 def load_state_dict_strict(model, state, what="encoder.pdparams", ignore_keys=()):
-    """Load ``state`` (a dict, or a path to a ``.pdparams`` file) into ``model`` by name.
+    """Load ``state`` (a dict, or a path to a ``.pdparams`` file) into ``model`` by name; returns the model.
 
-    Entries named in ``META_KEYS`` (``height``, ``width``, ``use_stereo``), in
-    ``ignore_keys`` and in the model's ``ignored_state_keys`` attribute (e.g. the unused
-    ImageNet ``fc`` of a ResNet encoder) are skipped. Any missing, unexpected or
-    shape-mismatched key raises one :class:`utils.ToolkitError` listing them.
-    Returns the model.
+    Entries in ``META_KEYS``, ``ignore_keys`` and the model's ``ignored_state_keys`` (e.g. a ResNet
+    encoder's unused ImageNet ``fc``) are skipped. Any missing, unexpected or shape-mismatched key
+    raises one :class:`utils.ToolkitError` listing them.
     """
     if isinstance(state, (str, os.PathLike)):
         state = load_weights_file(state, what)
@@ -95,21 +84,11 @@ def load_state_dict_strict(model, state, what="encoder.pdparams", ignore_keys=()
     own = model.state_dict()
     missing = [k for k in own if k not in tensors]
     unexpected = [k for k in tensors if k not in own]
-    mismatched = []
-    for k, param in own.items():
-        if k in tensors:
-            got = _shape(tensors[k])
-            if got != tuple(int(s) for s in param.shape):
-                mismatched.append(f"{k}: file {list(got) if got is not None else type(tensors[k]).__name__}"
-                                  f" vs model {list(param.shape)}")
-    if missing or unexpected or mismatched:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing keys {_listed(missing)}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys {_listed(unexpected)}")
-        if mismatched:
-            parts.append(f"{len(mismatched)} shape mismatches {_listed(mismatched)}")
+    mismatched = [f"{k}: file {_shape(tensors[k])} vs model {list(param.shape)}"
+                  for k, param in own.items() if k in tensors and _shape(tensors[k]) != list(param.shape)]
+    problems = (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched))
+    parts = [f"{len(keys)} {kind} {_listed(keys)}" for kind, keys in problems if keys]
+    if parts:
         raise ToolkitError(
             f"{what} does not match the {type(model).__name__} it is loaded into ({'; '.join(parts)}): "
             "check --num_layers (and the other network options) against the run that wrote "
@@ -120,16 +99,10 @@ def load_state_dict_strict(model, state, what="encoder.pdparams", ignore_keys=()
 
 def imagenet_state_for(state, num_input_images=1):
     """Turn a single-image ResNet state dict (keys with or without ``encoder.``) into one for
-    the un-prefixed ResNet: ``fc`` dropped, ``conv1`` tiled N times on the input-channel
+    the un-prefixed ResNet: ``fc`` and metadata dropped, ``conv1`` tiled N times on the input-channel
     axis and divided by N when ``num_input_images`` = N > 1 (Monodepth2's pose encoder)."""
-    out = {}
-    for key, value in state.items():
-        if not isinstance(key, str) or not hasattr(value, "shape"):
-            continue  # metadata (height, width, use_stereo)
-        name = key[len("encoder."):] if key.startswith("encoder.") else key
-        if name in FC_KEYS:
-            continue
-        out[name] = value
+    tensors = {k.removeprefix("encoder."): v for k, v in state.items() if isinstance(k, str) and hasattr(v, "shape")}
+    out = {k: v for k, v in tensors.items() if k not in FC_KEYS}
     w = out.get("conv1.weight")
     if w is not None and num_input_images > 1 and int(w.shape[1]) == 3:
         w = w.numpy() if isinstance(w, paddle.Tensor) else np.asarray(w)
