@@ -6,7 +6,6 @@ weights are ``decoder.k.conv.conv.*``, a dispconv's ``decoder.k.conv.*``. Every 
 padded by the attributes ``reflection_pad1`` and ``upsample_pad1`` (layers' functions), which the export
 replaces on an instance with traced forms of the same values (export_ops.py).
 """
-import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
@@ -26,20 +25,15 @@ class DepthDecoder(nn.Layer):
 
     def __init__(self, num_ch_enc, scales=range(4), num_output_channels=1, use_skips=True):
         super().__init__()
-        self.num_ch_enc = np.array([int(c) for c in num_ch_enc])
-        self.num_ch_dec = np.array(NUM_CH_DEC)
         self.scales = list(scales)
-        self.num_output_channels = num_output_channels
         self.use_skips = use_skips
-        enc, dec = self.num_ch_enc, self.num_ch_dec
+        enc, dec = [int(c) for c in num_ch_enc], NUM_CH_DEC
         convs = {}  # in construction order
         for i in range(4, -1, -1):
-            num_in = enc[-1] if i == 4 else dec[i + 1]
-            convs[("upconv", i, 0)] = ConvBlock(int(num_in), int(dec[i]))
-            num_in = dec[i] + (enc[i - 1] if use_skips and i > 0 else 0)
-            convs[("upconv", i, 1)] = ConvBlock(int(num_in), int(dec[i]))
+            convs[("upconv", i, 0)] = ConvBlock(enc[-1] if i == 4 else dec[i + 1], dec[i])
+            convs[("upconv", i, 1)] = ConvBlock(dec[i] + (enc[i - 1] if use_skips and i > 0 else 0), dec[i])
         for s in self.scales:
-            convs[("dispconv", s)] = Conv3x3(int(dec[s]), num_output_channels)
+            convs[("dispconv", s)] = Conv3x3(dec[s], num_output_channels)
         self._index = {key: k for k, key in enumerate(convs)}
         self.decoder = nn.LayerList(list(convs.values()))
         init_conv_torch_default(self)
