@@ -13,8 +13,6 @@ class PoseDecoder(nn.Layer):
 
     def __init__(self, num_ch_enc, num_input_features, num_frames_to_predict_for=None, stride=1):
         super().__init__()
-        self.num_ch_enc = num_ch_enc
-        self.num_input_features = num_input_features
         if num_frames_to_predict_for is None:
             num_frames_to_predict_for = num_input_features - 1
         self.num_frames_to_predict_for = num_frames_to_predict_for

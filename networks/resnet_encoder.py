@@ -26,8 +26,7 @@ class ResNetMultiImageInput(ResNet):
             raise ToolkitError(f"unsupported ResNet depth {num_layers} (--num_layers): "
                                f"use one of {sorted(RESNET_BLOCKS)}")
         super().__init__(RESNET_BLOCKS[num_layers], depth=num_layers, num_classes=0, with_pool=False)
-        self.num_layers = num_layers
-        self.num_input_images = num_input_images
+        self.num_input_images = num_input_images  # networks.pretrained tiles conv1 by it
         if num_input_images != 1:
             self.conv1 = nn.Conv2D(3 * num_input_images, 64, kernel_size=7, stride=2, padding=3, bias_attr=False)
         init_resnet_torchvision(self)
@@ -47,7 +46,6 @@ class ResnetEncoder(nn.Layer):
     """ResNet feature pyramid: relu(bn1(conv1(x))), then layer1(maxpool(.)), layer2..4, of an input in
     [0, 1] normalised as (x - 0.45) / 0.225. ``num_ch_enc``: the 5 features' channels."""
 
-    # Monodepth2 encoder checkpoints carry the ImageNet classifier; it is unused here.
     ignored_state_keys = tuple("encoder." + k for k in FC_KEYS)
 
     def __init__(self, num_layers, pretrained, num_input_images=1):
@@ -55,8 +53,6 @@ class ResnetEncoder(nn.Layer):
         self.num_ch_enc = np.array([64, 64, 128, 256, 512])
         if num_layers > 34:
             self.num_ch_enc[1:] *= 4
-        self.num_layers = num_layers
-        self.num_input_images = num_input_images
         self.encoder = resnet_multiimage_input(num_layers, pretrained, num_input_images)
 
     def forward(self, input_image):
