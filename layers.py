@@ -35,8 +35,7 @@ def rot_from_axisangle(vec):
     xs, ys, zs = x * sa, y * sa, z * sa
     xC, yC, zC = x * C, y * C, z * C
     xyC, yzC, zxC = x * yC, y * zC, z * xC
-    zero = paddle.zeros_like(x)
-    one = paddle.ones_like(x)
+    zero, one = paddle.zeros_like(x), paddle.ones_like(x)
     rows = [
         x * xC + ca, xyC - zs, zxC + ys, zero,
         xyC + zs, y * yC + ca, yzC - xs, zero,
@@ -78,10 +77,8 @@ class BackprojectDepth(nn.Layer):
     def forward(self, depth, inv_K):
         b = depth.shape[0]
         pix = self.pix_coords if self.pix_coords.dtype == inv_K.dtype else self.pix_coords.astype(inv_K.dtype)
-        cam = paddle.matmul(inv_K[:, :3, :3], pix)  # (B,3,HW) by broadcasting
-        cam = depth.reshape([b, 1, -1]) * cam
-        ones = paddle.ones([b, 1, self.height * self.width], dtype=cam.dtype)
-        return paddle.concat([cam, ones], axis=1)
+        cam = depth.reshape([b, 1, -1]) * paddle.matmul(inv_K[:, :3, :3], pix)  # (B,3,HW) by broadcasting
+        return paddle.concat([cam, paddle.ones([b, 1, self.height * self.width], dtype=cam.dtype)], axis=1)
 
 
 class Project3D(nn.Layer):
@@ -96,11 +93,9 @@ class Project3D(nn.Layer):
 
     def forward(self, points, K, T):
         b = points.shape[0]
-        P = paddle.matmul(K, T)[:, :3, :]
-        cam = paddle.matmul(P, points)  # (B,3,HW)
+        cam = paddle.matmul(paddle.matmul(K, T)[:, :3, :], points)  # (B,3,HW)
         xy, z = paddle.split(cam, [2, 1], axis=1)  # split's backward is cheaper than slices'
-        pix = xy / (z + self.eps)
-        pix = pix.reshape([b, 2, self.height, self.width]).transpose([0, 2, 3, 1])
+        pix = (xy / (z + self.eps)).reshape([b, 2, self.height, self.width]).transpose([0, 2, 3, 1])
         div = self.norm_div if self.norm_div.dtype == pix.dtype else self.norm_div.astype(pix.dtype)
         return (pix / div - 0.5) * 2
 
@@ -120,8 +115,7 @@ def warp(image, grid):
 
 # ----------------------------------------------------------------------------- conv blocks
 def reflection_pad1(x):
-    """Reflection padding by one pixel on H and W, equal to ``numpy.pad(x, ((0,0),(0,0),(1,1),(1,1)),
-    mode='reflect')``. CPU twin: ``cpu_kernels.reflection_pad1``."""
+    """Reflection padding by one pixel on H and W (numpy.pad's 'reflect'). CPU twin: ``cpu_kernels.reflection_pad1``."""
     if cpu_kernels.active(x):
         return cpu_kernels.reflection_pad1(x)
     return F.pad(x, [1, 1, 1, 1], mode="reflect")
@@ -134,8 +128,7 @@ def upsample(x):
 
 
 def upsample_pad1(x):
-    """``reflection_pad1(upsample(x))``: the decoder's upsampling followed by the next
-    convolution's padding. CPU twin (one gather): ``cpu_kernels.upsample_pad1``."""
+    """``reflection_pad1(upsample(x))``: the decoder's upsampling. CPU twin: ``cpu_kernels.upsample_pad1``."""
     if cpu_kernels.active(x):
         return cpu_kernels.upsample_pad1(x)
     return reflection_pad1(upsample(x))
@@ -176,8 +169,7 @@ class ConvBlock(nn.Layer):
 
 # ----------------------------------------------------------------------------- losses
 def mean_filter3(padded):
-    """3x3 mean (stride 1, no padding) of every channel of an NCHW tensor. CPU twin:
-    ``cpu_kernels.mean_filter3``."""
+    """3x3 mean (stride 1, no padding) of every channel of an NCHW tensor. CPU twin: ``cpu_kernels.mean_filter3``."""
     if cpu_kernels.active(padded):
         return cpu_kernels.mean_filter3(padded)
     return F.avg_pool2d(padded, kernel_size=3, stride=1)
@@ -200,8 +192,7 @@ class SSIM(nn.Layer):
 
     def target_stats(self, y):
         """Pooled (mu_y, E[y^2]) of a target image, for reuse across ``forward`` calls."""
-        mu_y, e_yy = paddle.split(self._pool(paddle.concat([y, y * y], axis=1)), 2, axis=1)
-        return mu_y, e_yy
+        return tuple(paddle.split(self._pool(paddle.concat([y, y * y], axis=1)), 2, axis=1))
 
     def forward(self, x, y, y_stats=None):
         if y_stats is None:
@@ -237,8 +228,7 @@ def compute_reprojection_loss(pred, target, no_ssim=False, target_stats=None):
 
 
 def neighbour_diff(x, axis):
-    """x[..., i] - x[..., i + 1] along ``axis`` (2: rows, 3: columns) of an NCHW tensor.
-    CPU twin: ``cpu_kernels.neighbour_diff``."""
+    """x[..., i] - x[..., i + 1] along ``axis`` (2: rows, 3: columns). CPU twin: ``cpu_kernels.neighbour_diff``."""
     if cpu_kernels.active(x):
         return cpu_kernels.neighbour_diff(x, axis)
     if axis == 3:
@@ -279,7 +269,6 @@ def compute_proxy_supervised_loss(pred, target, valid_pixels, loss_mask):
 
 
 # ----------------------------------------------------------------------------- metrics
-
 # Evaluation constants (docs/METHOD.md, section 6), shared by evaluation, hint scoring and training metrics.
 MIN_DEPTH = 1e-3
 MAX_DEPTH = 80.0
