@@ -3,8 +3,7 @@
 
 ``forward(inputs)`` maps a batch (Monodepth2 keys) to ``("disp", s)`` per scale and, with temporal
 frames, ``("axisangle", 0, f)``, ``("translation", 0, f)``, ``("cam_T_cam", 0, f)`` per source frame.
-The sub-networks keep their checkpoint names in ``models`` (``encoder``, ``depth``, ``pose_encoder``,
-``pose``, ``predictive_mask``).
+The sub-networks keep their checkpoint names in ``models``.
 """
 import paddle
 import paddle.nn as nn

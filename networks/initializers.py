@@ -15,8 +15,7 @@ def _fan(weight, axis):
 
 
 def init_conv_torch_default(layer):
-    """PyTorch's default Conv2d init on every Conv2D under ``layer``:
-    weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    """PyTorch's default Conv2d init of every Conv2D under ``layer``: weight, bias ~ U(+-1/sqrt(fan_in))."""
     for sub in layer.sublayers(include_self=True):
         if isinstance(sub, nn.Conv2D):
             bound = 1.0 / math.sqrt(_fan(sub.weight, 1))

@@ -65,9 +65,7 @@ def _listed(items):
 
 def _to_numpy(value, like):
     arr = value.numpy() if isinstance(value, paddle.Tensor) else np.asarray(value)
-    if like.dtype == paddle.float32 and arr.dtype != np.float32:
-        arr = arr.astype(np.float32)
-    return arr
+    return arr.astype(np.float32, copy=False) if like.dtype == paddle.float32 else arr
 
 
 def load_state_dict_strict(model, state, what="encoder.pdparams", ignore_keys=()):
@@ -135,8 +133,6 @@ def infer_num_layers(state, prefix="encoder."):
 
 
 def num_decoder_scales(state):
-    """How many disparity convs a DepthDecoder state dict holds (4 for scales 0..3).
-
-    A decoder trained with ``--scales 0`` has one; build it with ``scales=range(n)``.
-    """
+    """How many disparity convs a DepthDecoder state dict holds (4 for scales 0..3, 1 for ``--scales 0``):
+    build the decoder with ``scales=range(n)``."""
     return sum(1 for k in state if re.match(r"^decoder\.\d+\.conv\.weight$", str(k)))
