@@ -144,8 +144,7 @@ class Conv3x3(nn.Layer):
         self.conv = nn.Conv2D(int(in_channels), int(out_channels), 3, padding=0 if use_refl else 1)
 
     def forward(self, x, padded=False):
-        """``padded=True``: ``x`` already carries the 1-pixel reflection padding (the
-        decoder pads while upsampling), so only the convolution runs."""
+        """``padded=True``: ``x`` already carries the 1-pixel reflection padding (the decoder pads while upsampling)."""
         if not self.use_refl:
             return self.conv(x)
         if not padded:
