@@ -362,29 +362,27 @@ def validate_options(opt):
         raise _err("scales must be 0..N-1", "--scales", "use e.g. --scales 0 1 2 3")
     if not (0 < opt.min_depth < opt.max_depth):
         raise _err("need 0 < min_depth < max_depth", "--min_depth/--max_depth", "fix the depth range")
-    if opt.batch_size < 1:
-        raise _err("batch size must be >= 1", "--batch_size", "use a positive batch size")
     for name in ("num_epochs", "scheduler_step_size", "log_frequency", "save_frequency"):
         if getattr(opt, name) < 1:
             raise _err("{} must be >= 1, got {}".format(name, getattr(opt, name)), "--" + name,
                        "use a positive number")
-    if opt.max_steps is not None and opt.max_steps < 0:
-        raise _err("max_steps must be >= 0", "--max_steps", "use 0 or more (0 saves the initial weights)")
-    if opt.num_workers < 0:
-        raise _err("num_workers must be >= 0", "--num_workers", "use 0 (load in the main process) or more")
-    if opt.loader_timeout < 0:
-        raise _err("loader_timeout must be >= 0", "--loader_timeout", "use seconds, or 0 to wait forever")
-    if opt.disparity_smoothness < 0:
-        raise _err("disparity smoothness must be >= 0", "--disparity_smoothness", "use e.g. 1e-3, or 0")
-    if opt.pred_depth_scale_factor <= 0:
-        raise _err("the depth scale factor must be positive", "--pred_depth_scale_factor", "use e.g. 1")
-    if opt.learning_rate <= 0:
-        raise _err("learning rate must be positive", "--learning_rate", "use e.g. 1e-4")
+    at_least = (("batch_size", 1, "batch size must be >= 1", "use a positive batch size"),
+                ("max_steps", 0, "max_steps must be >= 0", "use 0 or more (0 saves the initial weights)"),
+                ("num_workers", 0, "num_workers must be >= 0", "use 0 (load in the main process) or more"),
+                ("loader_timeout", 0, "loader_timeout must be >= 0", "use seconds, or 0 to wait forever"),
+                ("disparity_smoothness", 0, "disparity smoothness must be >= 0", "use e.g. 1e-3, or 0"))
+    positive = (("pred_depth_scale_factor", "the depth scale factor must be positive", "use e.g. 1"),
+                ("learning_rate", "learning rate must be positive", "use e.g. 1e-4"),
+                ("stereo_baseline", "stereo baseline must be positive metres", "use e.g. 0.54"))
+    for name, least, what, fix in at_least:
+        if getattr(opt, name) is not None and getattr(opt, name) < least:
+            raise _err(what, "--" + name, fix)
+    for name, what, fix in positive:
+        if getattr(opt, name) is not None and getattr(opt, name) <= 0:
+            raise _err(what, "--" + name, fix)
     if opt.resume and opt.overwrite:
         raise _err("--resume continues a run, --overwrite starts it again", "--resume/--overwrite",
                    "give one of them")
-    if opt.stereo_baseline is not None and opt.stereo_baseline <= 0:
-        raise _err("stereo baseline must be positive metres", "--stereo_baseline", "use e.g. 0.54")
     if opt.intrinsics is not None:
         import camera
         camera.intrinsics_from_option(opt.intrinsics)
