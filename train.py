@@ -1,20 +1,7 @@
-"""Train Monodepth2 / Depth Hints models.
-
-    python train.py --data_path kitti_data --use_stereo --frame_ids 0 --use_depth_hints \
-        --split eigen_full --scheduler_step_size 5 --disparity_smoothness 0 --model_name dh_s
-
-Multi-GPU (data parallel, only rank 0 logs and saves):
-
-    python -m paddle.distributed.launch --gpus 0,1 train.py ...
-
-`--max_steps 0` only saves the initial weights (`models/weights_last`), e.g. as an
-untrained baseline for evaluate_depth.py.
-
-Bad options, missing or bad inputs (checked before training: `--check_data quick|full`), a
-run folder that already holds checkpoints (without `--resume` / `--overwrite`) and a sample
-that fails to load during training (after saving `weights_last`) print one line
-`error: ...` on stderr and exit with code 2.
-"""
+"""Train Monodepth2 / Depth Hints models: ``python train.py --config configs/depth_hints/s_640x192.yaml ...``
+(README, "Training", also for several GPUs). A ToolkitError (bad options or data, a run folder that already
+holds checkpoints, a sample that fails to load: ``weights_last`` is saved first) ends it with one
+``error: ...`` line on stderr and exit code 2; Ctrl-C / SIGTERM with 130 / 143."""
 import sys
 
 from options import MonodepthOptions, validate_options
