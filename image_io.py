@@ -1,8 +1,6 @@
-"""The one image reader of the toolkit (training, precompute_depth_hints.py, test_simple.py,
-tools/infer_exported.py and the data check): :func:`load_image`, so an image decodes the same way
-everywhere. Every error is a one-line :class:`ImageReadError` (a ToolkitError) with ``path`` and
-``reason`` attributes, so a caller can word its own line (the precompute prints ``<path>: <reason>``).
-"""
+"""The one image reader of the toolkit, :func:`load_image` (so an image decodes the same way everywhere), and the
+disparity colour map. A read error is a one-line :class:`ImageReadError` (a ToolkitError) with ``path`` and
+``reason`` attributes, so a caller can word its own line (the precompute prints ``<path>: <reason>``)."""
 import os
 
 import numpy as np
@@ -82,10 +80,8 @@ def load_image(path, missing_fix="check the path"):
 
 
 def normalize_image(x):
-    """Rescale an image (paddle tensor or numpy array) to [0, 1] by its min and max.
-
-    A constant image is divided by 1e5 instead of 0 (Monodepth2 semantics).
-    """
+    """An image (paddle tensor or numpy array) rescaled to [0, 1] by its min and max; a constant image is divided
+    by 1e5 instead of 0 (as in Monodepth2)."""
     ma = float(x.max())
     mi = float(x.min())
     d = ma - mi if ma != mi else 1e5
@@ -93,12 +89,9 @@ def normalize_image(x):
 
 
 def colormap_disp(disp, vmax_percentile=95):
-    """Disparity (H,W) numpy array or tensor -> (H,W,3) uint8 RGB with the magma colour map.
-
-    Normalised by [min, 95th percentile] as in Monodepth2's test_simple.
-    """
-    import matplotlib
-    import matplotlib.cm as cm
+    """Disparity (H,W) numpy array or tensor -> (H,W,3) uint8 RGB with the magma colour map, normalised by
+    [min, 95th percentile] as in Monodepth2's test_simple."""
+    import matplotlib.cm
     if hasattr(disp, "numpy"):
         disp = disp.numpy()
     d = np.squeeze(np.asarray(disp, dtype=np.float64))
@@ -108,6 +101,5 @@ def colormap_disp(disp, vmax_percentile=95):
     vmax = float(np.percentile(d, vmax_percentile))
     if vmax <= vmin:
         vmax = vmin + 1e-8
-    norm = matplotlib.colors.Normalize(vmin=vmin, vmax=vmax)
-    mapper = cm.ScalarMappable(norm=norm, cmap="magma")
+    mapper = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(vmin=vmin, vmax=vmax), cmap="magma")
     return (mapper.to_rgba(d)[:, :, :3] * 255).astype(np.uint8)
