@@ -246,11 +246,9 @@ def load_config(path):
     except Exception as exc:
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise ToolkitError("cannot parse config file (--config {}): {}".format(path, _short(first))) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
+    if data is not None and not isinstance(data, dict):
         raise ToolkitError("config file must map option names to values (--config {})".format(path))
-    return data
+    return data or {}
 
 
 def config_values(parser, path):
