@@ -41,16 +41,13 @@ def _to_rgb(img):
     """A decoded PIL image of any mode -> RGB, 8 bits per channel (alpha dropped). 16-bit greyscale (modes
     ``I;16*``, ``I``) is scaled by ``round(v * 255 / 65535)``, so ``x * 257`` equals its 8-bit twin ``x``, as PIL's
     own decoding of 16-bit RGB(A) PNGs (it keeps the high byte) also maps it."""
-    if img.mode == "RGB":
-        return img.copy()
     if img.mode in SIXTEEN_BIT_MODES:
         v = np.clip(np.asarray(img, dtype=np.int64), 0, 65535)
         v8 = ((v * 255 * 2 + 65535) // (2 * 65535)).astype(np.uint8)   # round(v * 255 / 65535)
         return Image.fromarray(v8, "L").convert("RGB")
-    if img.mode == "P":
-        # a palette with transparency goes through RGBA (PIL warns on a direct RGB conversion)
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    return img.convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")  # a palette with transparency: PIL warns on a direct RGB conversion
+    return img.convert("RGB")  # a copy when it is RGB already
 
 
 def load_image(path, missing_fix="check the path"):
@@ -92,8 +89,6 @@ def colormap_disp(disp, vmax_percentile=95):
     """Disparity (H,W) numpy array or tensor -> (H,W,3) uint8 RGB with the magma colour map, normalised by
     [min, 95th percentile] as in Monodepth2's test_simple."""
     import matplotlib.cm
-    if hasattr(disp, "numpy"):
-        disp = disp.numpy()
     d = np.squeeze(np.asarray(disp, dtype=np.float64))
     if d.ndim != 2:
         raise ValueError(f"colormap_disp expects an (H, W) disparity, got shape {d.shape}")
