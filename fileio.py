@@ -76,13 +76,9 @@ def atomic_save_npz(path, **arrays):
 def atomic_paddle_save(obj, path):
     """Atomically ``paddle.save`` ``obj`` to ``path`` (through a BytesIO: paddle.save takes a path or a BytesIO)."""
     import paddle
-
-    def write(f):
-        buf = io.BytesIO()
-        paddle.save(obj, buf)
-        f.write(buf.getvalue())
-
-    return _atomic_write(path, write)
+    buf = io.BytesIO()
+    paddle.save(obj, buf)
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def clean_stale_temp_files(folder, older_than=PROCESS_START):
