@@ -1,6 +1,7 @@
 """Reading and writing files safely: text lines, atomic writes (a temp file renamed into
 place, so a kill or a full disk never leaves a partial file), the clean-up of a killed
 process's temp files, output paths checked before any work, .npy headers read cheaply."""
+import contextlib
 import io
 import os
 import re
@@ -15,25 +16,18 @@ PROCESS_START = time.time()  # (about) when this process started: older temp fil
 # the temp files of the atomic writers below: .<name>.<mkstemp's 8 random characters>.tmp
 TEMP_FILE_RE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 
-
-def _current_umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_FILE_MODE = 0o666 & ~_current_umask()  # mode of a normally created file (mkstemp uses 0600)
+_UMASK = os.umask(0)  # the umask can only be read by setting it: put it back at once
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK  # mode of a normally created file (mkstemp uses 0600)
 
 
 def readlines(path):
-    """Return the lines of a text file without trailing newlines (blank lines dropped).
-
-    Raises :class:`MissingFileError` (a ToolkitError) naming the file when it is missing.
-    """
+    """The lines of a text file without their newlines, blank lines dropped; :class:`MissingFileError` (a
+    ToolkitError) naming the file when it is missing."""
     if not os.path.isfile(path):
         raise MissingFileError(f"file not found ({path}): check the path / split name")
     with open(path, "r") as f:
-        return [line.rstrip("\r\n") for line in f.read().splitlines() if line.strip()]
+        return [line for line in f.read().splitlines() if line.strip()]
 
 
 # ----------------------------------------------------------------------------- atomic writes
@@ -46,8 +40,7 @@ def _atomic_write(path, write_fn, binary=True):
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
-                               suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb" if binary else "w") as f:
             write_fn(f)
@@ -56,21 +49,17 @@ def _atomic_write(path, write_fn, binary=True):
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.remove(tmp)
-        except OSError:
-            pass
         raise
     return path
 
 
 def atomic_write_bytes(path, data):
-    """Atomically write ``data`` (bytes) to ``path``."""
     return _atomic_write(path, lambda f: f.write(data))
 
 
 def atomic_write_text(path, text):
-    """Atomically write ``text`` (str) to ``path``."""
     return _atomic_write(path, lambda f: f.write(text), binary=False)
 
 
@@ -85,40 +74,30 @@ def atomic_save_npz(path, **arrays):
 
 
 def atomic_paddle_save(obj, path):
-    """Atomically ``paddle.save`` a state dict (or other object) to ``path``."""
+    """Atomically ``paddle.save`` ``obj`` to ``path`` (through a BytesIO: paddle.save takes a path or a BytesIO)."""
     import paddle
-
-    def write(f):
-        buf = io.BytesIO()
-        paddle.save(obj, buf)
-        f.write(buf.getvalue())
-
-    return _atomic_write(path, write)
+    buf = io.BytesIO()
+    paddle.save(obj, buf)
+    return atomic_write_bytes(path, buf.getvalue())
 
 
-def clean_stale_temp_files(folder, older_than=None):
+def clean_stale_temp_files(folder, older_than=PROCESS_START):
     """Delete the temp files of the atomic writers (``.<name>.<random>.tmp``) that a killed
     process left in ``folder`` (not its subfolders): only names of that pattern, and only
     files last modified before ``older_than`` (default: this process's start), so another
     process's write in progress is left alone. Returns the deleted paths."""
-    older_than = PROCESS_START if older_than is None else older_than
-    removed = []
     try:
         names = os.listdir(folder)
     except OSError:
-        return removed
+        return []
+    removed = []
     for name in names:
         path = os.path.join(folder, name)
-        try:
+        with contextlib.suppress(OSError):
             if TEMP_FILE_RE.match(name) and os.path.isfile(path) and os.path.getmtime(path) < older_than:
                 os.remove(path)
                 removed.append(path)
-        except OSError:
-            pass
     return removed
-
-
-# ----------------------------------------------------------------------------- output paths
 
 
 # ----------------------------------------------------------------------------- output paths

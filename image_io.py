@@ -1,8 +1,6 @@
-"""The one image reader of the toolkit (training, precompute_depth_hints.py, test_simple.py,
-tools/infer_exported.py and the data check): :func:`load_image`, so an image decodes the same way
-everywhere. Every error is a one-line :class:`ImageReadError` (a ToolkitError) with ``path`` and
-``reason`` attributes, so a caller can word its own line (the precompute prints ``<path>: <reason>``).
-"""
+"""The one image reader of the toolkit, :func:`load_image` (so an image decodes the same way everywhere), and the
+disparity colour map. A read error is a one-line :class:`ImageReadError` (a ToolkitError) with ``path`` and
+``reason`` attributes, so a caller can word its own line (the precompute prints ``<path>: <reason>``)."""
 import os
 
 import numpy as np
@@ -43,16 +41,13 @@ def _to_rgb(img):
     """A decoded PIL image of any mode -> RGB, 8 bits per channel (alpha dropped). 16-bit greyscale (modes
     ``I;16*``, ``I``) is scaled by ``round(v * 255 / 65535)``, so ``x * 257`` equals its 8-bit twin ``x``, as PIL's
     own decoding of 16-bit RGB(A) PNGs (it keeps the high byte) also maps it."""
-    if img.mode == "RGB":
-        return img.copy()
     if img.mode in SIXTEEN_BIT_MODES:
         v = np.clip(np.asarray(img, dtype=np.int64), 0, 65535)
         v8 = ((v * 255 * 2 + 65535) // (2 * 65535)).astype(np.uint8)   # round(v * 255 / 65535)
         return Image.fromarray(v8, "L").convert("RGB")
-    if img.mode == "P":
-        # a palette with transparency goes through RGBA (PIL warns on a direct RGB conversion)
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    return img.convert("RGB")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")  # a palette with transparency: PIL warns on a direct RGB conversion
+    return img.convert("RGB")  # a copy when it is RGB already
 
 
 def load_image(path, missing_fix="check the path"):
@@ -82,10 +77,8 @@ def load_image(path, missing_fix="check the path"):
 
 
 def normalize_image(x):
-    """Rescale an image (paddle tensor or numpy array) to [0, 1] by its min and max.
-
-    A constant image is divided by 1e5 instead of 0 (Monodepth2 semantics).
-    """
+    """An image (paddle tensor or numpy array) rescaled to [0, 1] by its min and max; a constant image is divided
+    by 1e5 instead of 0 (as in Monodepth2)."""
     ma = float(x.max())
     mi = float(x.min())
     d = ma - mi if ma != mi else 1e5
@@ -93,14 +86,9 @@ def normalize_image(x):
 
 
 def colormap_disp(disp, vmax_percentile=95):
-    """Disparity (H,W) numpy array or tensor -> (H,W,3) uint8 RGB with the magma colour map.
-
-    Normalised by [min, 95th percentile] as in Monodepth2's test_simple.
-    """
-    import matplotlib
-    import matplotlib.cm as cm
-    if hasattr(disp, "numpy"):
-        disp = disp.numpy()
+    """Disparity (H,W) numpy array or tensor -> (H,W,3) uint8 RGB with the magma colour map, normalised by
+    [min, 95th percentile] as in Monodepth2's test_simple."""
+    import matplotlib.cm
     d = np.squeeze(np.asarray(disp, dtype=np.float64))
     if d.ndim != 2:
         raise ValueError(f"colormap_disp expects an (H, W) disparity, got shape {d.shape}")
@@ -108,6 +96,5 @@ def colormap_disp(disp, vmax_percentile=95):
     vmax = float(np.percentile(d, vmax_percentile))
     if vmax <= vmin:
         vmax = vmin + 1e-8
-    norm = matplotlib.colors.Normalize(vmin=vmin, vmax=vmax)
-    mapper = cm.ScalarMappable(norm=norm, cmap="magma")
+    mapper = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(vmin=vmin, vmax=vmax), cmap="magma")
     return (mapper.to_rgba(d)[:, :, :3] * 255).astype(np.uint8)

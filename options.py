@@ -1,26 +1,14 @@
-"""Command-line options for training and evaluation (Monodepth2 / Depth Hints names and defaults).
-
-`MonodepthOptions().parse(argv=None)` returns an `argparse.Namespace`. Every option of the
-Monodepth2 and Depth-Hints command lines keeps its name and default, except Monodepth2's
-`--eval_eigen_to_benchmark`, which is not offered (it needs an index file this project does
-not ship; predict on `--eval_split eigen_benchmark` instead). The toolkit adds
-`--config`, `--device`, `--seed`, `--resume`, `--overwrite`, `--check_data`, `--max_steps`,
-`--loader_timeout`, `--splits_dir`, `--intrinsics`, `--stereo_baseline` and `--metrics_out`.
-
-`--help` lists them in groups (data, model, training, depth hints, logging and checkpoints,
-evaluation, system) with their defaults (:class:`HelpFormatter`); the groups only order
-the help, every option stays in `parser._actions`.
-
-`--config FILE` reads options from a YAML or JSON file whose keys are the option names
-(`opt.json` of a run is one); flags given on the command line win over the file.
-
-`validate_options(opt)` rejects invalid combinations with a one-line `utils.ToolkitError`;
-`train.py` calls it, then `datasets.check_training_data(opt)`, before building the trainer.
-"""
+"""Command-line options for training and evaluation: Monodepth2's and Depth Hints' with their names and defaults
+(all but `--eval_eigen_to_benchmark`: README, "Training"), plus the toolkit's own. ``--config FILE`` reads them
+from YAML or JSON; `validate_options` rejects invalid combinations with a one-line `utils.ToolkitError`."""
 import argparse
 import copy
+import json
+import math
 import os
 import sys
+
+from utils import ToolkitError, check_input_size
 
 FILE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -40,8 +28,7 @@ class HelpFormatter(argparse.HelpFormatter):
 
 
 class MonodepthOptions:
-    """Argument parser holding every training and evaluation option (train.py,
-    evaluate_depth.py and evaluate_pose.py read the same options), in ``--help`` groups."""
+    """The parser of every option of train.py, evaluate_depth.py and evaluate_pose.py, in ``--help`` groups."""
 
     def __init__(self):
         p = argparse.ArgumentParser(
@@ -217,11 +204,8 @@ class MonodepthOptions:
                             "an error (a read that never returns, e.g. a dead network mount); 0 waits forever")
 
     def parse(self, argv=None):
-        """Parse ``argv`` (default ``sys.argv[1:]``) and return the Namespace.
-
-        With ``--config FILE`` the file's options come first and the command line's flags
-        override them. ``opt._given`` is the set of option names given on the command line
-        (so that a flag the user typed can be told from a default)."""
+        """The Namespace of ``argv`` (default ``sys.argv[1:]``); ``opt._given`` is the set of option names given
+        on the command line (so that a flag the user typed can be told from a default)."""
         argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
         opt = self.parser.parse_args(argv)  # first: --help and usage errors come from the real parser
         given = given_options(self.parser, argv)
@@ -246,8 +230,6 @@ def _short(text, n=200):
 
 def load_config(path):
     """The options dict of a YAML or JSON file (ToolkitError naming the file on any problem)."""
-    import json
-    from utils import ToolkitError
     if not os.path.isfile(path):
         raise ToolkitError("config file not found (--config {}): give a YAML or JSON file".format(path))
     if os.path.getsize(path) > MAX_CONFIG_BYTES:
@@ -264,18 +246,15 @@ def load_config(path):
     except Exception as exc:
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise ToolkitError("cannot parse config file (--config {}): {}".format(path, _short(first))) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
+    if data is not None and not isinstance(data, dict):
         raise ToolkitError("config file must map option names to values (--config {})".format(path))
-    return data
+    return data or {}
 
 
 def config_values(parser, path):
     """The options of a config file as values for ``parser``'s defaults, converted and checked
     like argparse does (type, choices). A value is never a flag: nothing in the file becomes
     a command-line token, and a string that starts with '-' is refused."""
-    from utils import ToolkitError
     actions = {a.dest: a for a in parser._actions if a.option_strings}
     out = {}
 
@@ -334,7 +313,6 @@ def _is_number(text):
 
 def to_json(opt):
     """The options of a run as JSON text (``opt.json``), itself a valid ``--config`` file."""
-    import json
     return json.dumps({k: v for k, v in vars(opt).items() if not k.startswith("_")}, indent=2, default=str)
 
 
@@ -348,7 +326,6 @@ def given_options(parser, argv):
 
 
 def _err(what, where, fix):
-    from utils import ToolkitError
     return ToolkitError("{} ({}): {}".format(what, where, fix))
 
 
@@ -358,10 +335,8 @@ def explicit_num_layers(opt):
 
 
 def validate_options(opt):
-    """Reject invalid option combinations and values with one-line ToolkitErrors.
-
-    Only the flags are checked here; ``datasets.check_training_data`` checks the data."""
-    import math
+    """Reject invalid option combinations and values with one-line ToolkitErrors (only the flags:
+    ``datasets.check_training_data`` checks the data)."""
     for name, value in sorted(vars(opt).items()):
         if any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, list) else [value])):
             raise _err("{} must be a finite number, got {}".format(name, value), "--" + name, "give a finite value")
@@ -374,7 +349,6 @@ def validate_options(opt):
     if opt.predictive_mask and not opt.disable_automasking:
         raise _err("the predictive mask replaces auto-masking", "--predictive_mask",
                    "add --disable_automasking")
-    from utils import check_input_size
     check_input_size(opt.height, opt.width, fix="use e.g. --height 192 --width 640")
     if not opt.frame_ids or opt.frame_ids[0] != 0:
         raise _err("frame ids must start with 0", "--frame_ids", "use e.g. --frame_ids 0 -1 1")
@@ -385,29 +359,27 @@ def validate_options(opt):
         raise _err("scales must be 0..N-1", "--scales", "use e.g. --scales 0 1 2 3")
     if not (0 < opt.min_depth < opt.max_depth):
         raise _err("need 0 < min_depth < max_depth", "--min_depth/--max_depth", "fix the depth range")
-    if opt.batch_size < 1:
-        raise _err("batch size must be >= 1", "--batch_size", "use a positive batch size")
     for name in ("num_epochs", "scheduler_step_size", "log_frequency", "save_frequency"):
         if getattr(opt, name) < 1:
             raise _err("{} must be >= 1, got {}".format(name, getattr(opt, name)), "--" + name,
                        "use a positive number")
-    if opt.max_steps is not None and opt.max_steps < 0:
-        raise _err("max_steps must be >= 0", "--max_steps", "use 0 or more (0 saves the initial weights)")
-    if opt.num_workers < 0:
-        raise _err("num_workers must be >= 0", "--num_workers", "use 0 (load in the main process) or more")
-    if opt.loader_timeout < 0:
-        raise _err("loader_timeout must be >= 0", "--loader_timeout", "use seconds, or 0 to wait forever")
-    if opt.disparity_smoothness < 0:
-        raise _err("disparity smoothness must be >= 0", "--disparity_smoothness", "use e.g. 1e-3, or 0")
-    if opt.pred_depth_scale_factor <= 0:
-        raise _err("the depth scale factor must be positive", "--pred_depth_scale_factor", "use e.g. 1")
-    if opt.learning_rate <= 0:
-        raise _err("learning rate must be positive", "--learning_rate", "use e.g. 1e-4")
+    at_least = (("batch_size", 1, "batch size must be >= 1", "use a positive batch size"),
+                ("max_steps", 0, "max_steps must be >= 0", "use 0 or more (0 saves the initial weights)"),
+                ("num_workers", 0, "num_workers must be >= 0", "use 0 (load in the main process) or more"),
+                ("loader_timeout", 0, "loader_timeout must be >= 0", "use seconds, or 0 to wait forever"),
+                ("disparity_smoothness", 0, "disparity smoothness must be >= 0", "use e.g. 1e-3, or 0"))
+    positive = (("pred_depth_scale_factor", "the depth scale factor must be positive", "use e.g. 1"),
+                ("learning_rate", "learning rate must be positive", "use e.g. 1e-4"),
+                ("stereo_baseline", "stereo baseline must be positive metres", "use e.g. 0.54"))
+    for name, least, what, fix in at_least:
+        if getattr(opt, name) is not None and getattr(opt, name) < least:
+            raise _err(what, "--" + name, fix)
+    for name, what, fix in positive:
+        if getattr(opt, name) is not None and getattr(opt, name) <= 0:
+            raise _err(what, "--" + name, fix)
     if opt.resume and opt.overwrite:
         raise _err("--resume continues a run, --overwrite starts it again", "--resume/--overwrite",
                    "give one of them")
-    if opt.stereo_baseline is not None and opt.stereo_baseline <= 0:
-        raise _err("stereo baseline must be positive metres", "--stereo_baseline", "use e.g. 0.54")
     if opt.intrinsics is not None:
         import camera
         camera.intrinsics_from_option(opt.intrinsics)

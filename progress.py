@@ -1,7 +1,6 @@
-"""Progress of a long job you can follow on a terminal, under nohup and afterwards: a tqdm bar (rate, ETA) on a
-terminal, else a plain status line every ``interval`` seconds; every such line, each message and the summary also go,
-time-stamped, to a text log that is appended to (a resumed job continues it). The toolkit's one console/log-line
-writer (precompute_depth_hints.py, train_log.TrainLog, downloads.py)."""
+"""The toolkit's one console/log-line writer, for a long job you can follow on a terminal, under nohup and afterwards:
+a tqdm bar (rate, ETA) on a terminal, else a plain status line every ``interval`` seconds; every such line, each
+message and the summary also go, time-stamped, to a text log that is appended to (a resumed job continues it)."""
 import os
 import sys
 import time
@@ -48,15 +47,14 @@ class ProgressLog:
             self.file.write("{} {}\n".format(time.strftime("%Y-%m-%d %H:%M:%S"), text))
 
     def timing(self):
-        """``(elapsed seconds, ETA seconds or nan)`` of the items counted since :meth:`start`."""
+        """``(elapsed seconds, items per second, ETA seconds or nan)`` of the items counted since :meth:`start`."""
         elapsed = self.clock() - self.t0
         rate = (self.done - self.initial) / elapsed if elapsed > 0 else 0.0
-        return elapsed, ((self.total - self.done) / rate if rate > 0 else float("nan"))
+        return elapsed, rate, ((self.total - self.done) / rate if rate > 0 else float("nan"))
 
     def status(self):
         """'12/100 img (12.0 %) | 0.93 img/s | elapsed 13s | ETA 1m35s'."""
-        elapsed, eta = self.timing()
-        rate = (self.done - self.initial) / elapsed if elapsed > 0 else 0.0
+        elapsed, rate, eta = self.timing()
         return "{} {}/{} {} ({:.1f} %) | {:.2f} {}/s | elapsed {} | ETA {}".format(
             self.desc, self.done, self.total, self.unit, 100.0 * self.done / max(self.total, 1), rate, self.unit,
             format_duration(elapsed), format_duration(eta) if eta == eta else "-")

@@ -41,9 +41,7 @@ def set_cpu_threads(n=None):
     if n is None:
         n = int(os.environ.get("OMP_NUM_THREADS") or 0) or (os.cpu_count() or 1)
     import paddle
-    core = getattr(getattr(paddle, "base", None), "core", None)
-    if core is not None and hasattr(core, "set_num_threads"):
-        core.set_num_threads(int(n))
+    paddle.base.core.set_num_threads(int(n))
     return int(n)
 
 
@@ -80,10 +78,10 @@ def pick_device(device="auto"):
 
 
 def environment_summary(device):
-    """``{"device", "device_name", "paddle", "cuda", "cudnn", "threads"}`` for logs."""
+    """``{"device", "device_name", "paddle", "cuda", "cudnn"}`` for the start-up summary."""
     import platform
     import paddle
-    info = {"device": device, "paddle": paddle.__version__, "cuda": None, "cudnn": None, "threads": None}
+    info = {"device": device, "paddle": paddle.__version__, "cuda": None, "cudnn": None}
     if paddle.device.is_compiled_with_cuda():
         info.update(cuda=paddle.version.cuda(), cudnn=paddle.version.cudnn())
     if device == "gpu":
@@ -95,5 +93,4 @@ def environment_summary(device):
     names = [line.split(":", 1)[1].strip() for line in _cpuinfo().splitlines() if line.startswith("model name")]
     name = names[0] if names else platform.processor() or platform.machine()
     info["device_name"] = f"{name} ({os.cpu_count()} cores)"
-    info["threads"] = int(os.environ.get("OMP_NUM_THREADS") or 0) or None
     return info

@@ -1,7 +1,6 @@
-"""Where a training run reports: the console (progress.ProgressLog: a tqdm bar only on a terminal, else the
-train.log lines), ``<log_dir>/<model_name>/train.log`` (start-up summary, a status line every ``--log_frequency``
-steps, a line per checkpoint) and VisualDL (``train/`` and ``val/`` there: every loss term per scale, the learning
-rate, the hint-won fraction and a few images, on Monodepth2's schedule)."""
+"""Where a training run reports: the console and ``<log_dir>/<model_name>/train.log`` (through progress.ProgressLog)
+and VisualDL (``train/`` and ``val/`` there: every loss term per scale, the learning rate, the hint-won fraction and
+a few images, on Monodepth2's schedule)."""
 import os
 import shlex
 import sys
@@ -43,7 +42,6 @@ class TrainLog:
 
     def start(self, total_steps, initial_step):
         """Begin the step loop: the bar (on a terminal) and the clock for rates and ETA."""
-        self.total_steps = total_steps
         if self.out is not None:
             self.out.start(total_steps, min(initial_step, total_steps))
 
@@ -56,10 +54,10 @@ class TrainLog:
         """The line every --log_frequency steps (``step``: 1-based count of steps done)."""
         if self.out is None:
             return
-        elapsed, eta = self.out.timing()
+        elapsed, _, eta = self.out.timing()
         hint = "" if hint_won is None else " | hint won {:.3f}".format(hint_won)
         self.out.update(0, "step {}/{} | epoch {} | loss {:.5f}{} | {:.2f} images/s | elapsed {} | ETA {}".format(
-            step, self.total_steps, epoch, loss, hint, images_per_s, format_duration(elapsed),
+            step, self.out.total, epoch, loss, hint, images_per_s, format_duration(elapsed),
             format_duration(eta if eta == eta else 0)), {"loss": "{:.4f}".format(loss), "epoch": epoch})
 
     def delete_visualdl_records(self):
@@ -89,21 +87,19 @@ class TrainLog:
             w.add_scalar(tag="{}/s{}".format(k[0], k[1]) if isinstance(k, tuple) else k, value=float(v), step=step)
         w.add_scalar(tag="lr", value=float(lr), step=step)
 
-        def gray(tag, x):
+        def image(tag, x):  # x: HxW grey or HxWx3 RGB in [0, 1]
             x = (np.clip(x, 0, 1) * 255).astype(np.uint8)
-            w.add_image(tag=tag, img=np.repeat(x[:, :, None], 3, 2), step=step, dataformats="HWC")
+            w.add_image(tag=tag, img=np.repeat(x[:, :, None], 3, 2) if x.ndim == 2 else x, step=step, dataformats="HWC")
 
         for j in range(min(4, inputs[("color", 0, 0)].shape[0])):
-            img = inputs[("color", 0, 0)][j].numpy().transpose(1, 2, 0)
-            w.add_image(tag="color_0/{}".format(j), img=(np.clip(img, 0, 1) * 255).astype(np.uint8),
-                        step=step, dataformats="HWC")
+            image("color_0/{}".format(j), inputs[("color", 0, 0)][j].numpy().transpose(1, 2, 0))
             w.add_image(tag="disp_0/{}".format(j), img=image_io.colormap_disp(outputs[("disp", 0)][j, 0].numpy()),
                         step=step, dataformats="HWC")
             if ("automask", 0) in outputs:
-                gray("automask_0/{}".format(j), outputs[("automask", 0)][j, 0].numpy())
+                image("automask_0/{}".format(j), outputs[("automask", 0)][j, 0].numpy())
             if ("hint_mask", 0) in outputs:
-                gray("hint_pixels_0/{}".format(j), outputs[("hint_mask", 0)][j, 0].numpy())
-                gray("depth_hint/{}".format(j), image_io.normalize_image(inputs["depth_hint"][j, 0].numpy()))
+                image("hint_pixels_0/{}".format(j), outputs[("hint_mask", 0)][j, 0].numpy())
+                image("depth_hint/{}".format(j), image_io.normalize_image(inputs["depth_hint"][j, 0].numpy()))
 
     def close(self):
         for w in self.writers.values():

@@ -26,10 +26,8 @@ def check_input_size(height, width, flag="--height/--width", what="input size",
 
 
 class ToolkitError(Exception):
-    """A user-facing error. CLIs catch it, print one line on stderr and exit with code 2.
-
-    The message should read ``<what> (<file or flag>): <how to fix>``.
-    """
+    """A user-facing error: CLIs print it as one line on stderr and exit with code 2. Its message reads
+    ``<what> (<file or flag>): <how to fix>``."""
 
 
 class MissingFileError(ToolkitError, FileNotFoundError):
@@ -37,18 +35,11 @@ class MissingFileError(ToolkitError, FileNotFoundError):
 
 
 def run_cli(fn, *args, **kwargs):
-    """Run a CLI's work: a ToolkitError becomes one `error: ...` line on stderr and exit code 2.
-
-    Returns fn's result when it is an int (the exit code), else 0.
-    """
+    """Run a CLI's work: its exit code is fn's result when that is an int, else 0; a ToolkitError becomes one
+    `error: ...` line on stderr and exit code 2."""
     try:
         result = fn(*args, **kwargs)
     except ToolkitError as exc:
         print("error: {}".format(exc), file=sys.stderr)
         return 2
     return result if isinstance(result, int) else 0
-
-
-# ----------------------------------------------------------------------------- misc
-
-
