@@ -4,6 +4,8 @@ Tensors are NCHW. Training (losses.py) and the hint precomputation both call the
 so hints and training agree by construction. A function naming a "CPU twin" runs the faster form
 in cpu_kernels.py (same values and gradients) when ``cpu_kernels.active(x)``.
 """
+import collections
+
 import numpy as np
 import paddle
 import paddle.nn as nn
@@ -280,22 +282,16 @@ def garg_crop_bounds(height, width):
     return tuple(int(f * n) for f, n in zip(GARG_CROP, (height, height, width, width)))
 
 
-class DepthErrors(tuple):
-    """The seven depth metrics as a tuple (abs_rel, sq_rel, rmse, rmse_log, a1, a2, a3), also by name:
-    ``errors["abs_rel"]``, ``errors.abs_rel``, ``as_dict()``."""
+class DepthErrors(collections.namedtuple("DepthErrors", "abs_rel sq_rel rmse rmse_log a1 a2 a3")):
+    """The seven depth metrics, also by name: ``errors.abs_rel``, ``errors["abs_rel"]``, ``as_dict()``."""
 
     NAMES = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 
     def __getitem__(self, key):
-        return tuple.__getitem__(self, self.NAMES.index(key) if isinstance(key, str) else key)
-
-    def __getattr__(self, name):
-        if name in DepthErrors.NAMES:
-            return tuple.__getitem__(self, DepthErrors.NAMES.index(name))
-        raise AttributeError(name)
+        return getattr(self, key) if isinstance(key, str) else super().__getitem__(key)
 
     def as_dict(self):
-        return dict(zip(self.NAMES, self))
+        return self._asdict()
 
 
 def compute_depth_errors(gt, pred):
@@ -311,7 +307,7 @@ def compute_depth_errors(gt, pred):
     rmse_log = np.sqrt(np.mean(log_diff * log_diff))
     abs_rel = np.mean(np.abs(diff) / gt)
     sq_rel = np.mean(diff * diff / gt)
-    return DepthErrors(float(v) for v in (abs_rel, sq_rel, rmse, rmse_log, a1, a2, a3))
+    return DepthErrors(*(float(v) for v in (abs_rel, sq_rel, rmse, rmse_log, a1, a2, a3)))
 
 
 def median_scaled_errors(gt, pred, min_depth=MIN_DEPTH, max_depth=MAX_DEPTH):
