@@ -8,9 +8,6 @@ from PIL import Image
 
 from utils import MissingFileError, ToolkitError
 
-__all__ = ["load_image", "ImageReadError", "MissingImageError", "ImageDecodeError",
-           "DegenerateImageError", "LANCZOS", "MIN_SIDE"]
-
 LANCZOS = getattr(Image, "Resampling", Image).LANCZOS
 MIN_SIDE = 2                     # pixels: a smaller image cannot be resized or matched
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")

@@ -5,9 +5,6 @@ import os
 import sys
 import warnings
 
-__all__ = ["cpu_env_defaults", "quiet_paddle_notices", "set_cpu_threads", "limit_threads",
-           "pick_device", "environment_summary"]
-
 
 def _cpuinfo():
     try:

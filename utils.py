@@ -2,9 +2,6 @@
 and the input sizes the depth network takes. Files are fileio.py's, images image_io.py's."""
 import sys
 
-__all__ = ["ToolkitError", "MissingFileError", "run_cli", "INPUT_SIZE_MULTIPLE", "MIN_INPUT_SIZE", "MAX_INPUT_SIZE",
-           "check_input_size"]
-
 
 # The input sizes the depth network takes: multiples of 32 (the ResNet encoder halves the
 # image five times and the decoder doubles it back) of at least 64 (the deepest, 1/32

@@ -10,10 +10,3 @@ from .pose_decoder import PoseDecoder
 from .resnet_encoder import ResnetEncoder, ResNetMultiImageInput, resnet_multiimage_input
 from .state_dict import (META_KEYS, imagenet_state_for, infer_num_layers, load_state_dict_strict,
                          load_weights_file, num_decoder_scales)
-
-__all__ = [
-    "ResnetEncoder", "ResNetMultiImageInput", "resnet_multiimage_input", "DepthDecoder",
-    "PoseDecoder", "PoseCNN", "DepthHintsModel", "uses_pose_net", "load_state_dict_strict", "load_weights_file",
-    "infer_num_layers", "num_decoder_scales", "imagenet_state_for", "META_KEYS",
-    "check_input_size", "INPUT_SIZE_MULTIPLE", "MIN_INPUT_SIZE",
-]
