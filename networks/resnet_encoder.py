@@ -11,8 +11,7 @@ from paddle.vision.models.resnet import BasicBlock, BottleneckBlock, ResNet
 from utils import ToolkitError
 
 from .initializers import init_resnet_torchvision
-# imagenet_state_for: tools/convert_torch_weights.py calls it as networks.resnet_encoder.imagenet_state_for
-from .state_dict import FC_KEYS, imagenet_state_for  # noqa: F401
+from .state_dict import FC_KEYS
 
 RESNET_BLOCKS = {18: BasicBlock, 34: BasicBlock, 50: BottleneckBlock, 101: BottleneckBlock, 152: BottleneckBlock}
 

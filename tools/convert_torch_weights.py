@@ -173,7 +173,7 @@ def convert_file(src, dst, check=True):
         if n is None:
             raise ToolkitError(f"{src} looks like a ResNet but its depth is not 18/34/50/101/152")
         model = networks.ResNetMultiImageInput(n)
-        networks.load_state_dict_strict(model, networks.resnet_encoder.imagenet_state_for(state),
+        networks.load_state_dict_strict(model, networks.imagenet_state_for(state),
                                         what=os.path.basename(src))
     atomic_paddle_save(state, dst)
     kind = "torchvision ResNet" if torchvision else "Monodepth2 weights"
