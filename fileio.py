@@ -31,8 +31,6 @@ def readlines(path):
 
 
 # ----------------------------------------------------------------------------- atomic writes
-
-
 def _atomic_write(path, write_fn, binary=True):
     """Write ``path`` via ``write_fn(fileobj)`` into a temp file in the same folder, then
     ``os.replace`` it into place: readers never see a partial file and a failure leaves
@@ -101,8 +99,6 @@ def clean_stale_temp_files(folder, older_than=PROCESS_START):
 
 
 # ----------------------------------------------------------------------------- output paths
-
-
 def check_output_dir(path, flag, create=False):
     """The absolute ``path`` when it is, or can be created as, a writable folder; else a
     one-line ToolkitError naming ``flag``. ``create`` makes the folder."""
