@@ -56,14 +56,12 @@ class MonodepthOptions:
         g.add_argument("--png", action="store_true",
                        help="the images are .png files (KITTI raw as distributed) instead of .jpg")
         g.add_argument("--height", type=int, default=192,
-                       help="network input height: images (and depth hints) are resized to it; a multiple "
-                            "of 32")
+                       help="network input height: images (and depth hints) are resized to it; a multiple of 32")
         g.add_argument("--width", type=int, default=640,
                        help="network input width; a multiple of 32")
         g.add_argument("--frame_ids", nargs="+", type=int, default=[0, -1, 1],
-                       help="frames each sample loads, relative to the target frame: 0 first, then the "
-                            "temporal source frames (e.g. -1 1); 0 alone with --use_stereo trains from "
-                            "stereo pairs only")
+                       help="frames each sample loads, relative to the target frame: 0 first, then the temporal source "
+                            "frames (e.g. -1 1); 0 alone with --use_stereo trains from stereo pairs only")
         g.add_argument("--use_stereo", action="store_true",
                        help="add the other camera of the stereo pair as a source frame (S and MS training)")
         g.add_argument("--intrinsics", nargs="+", type=str, default=None, metavar="FX_FY_CX_CY_OR_FILE",
@@ -71,8 +69,7 @@ class MonodepthOptions:
                             "(fx/W fy/H cx/W cy/H; KITTI: 0.58 1.92 0.5 0.5) or a file holding them; "
                             "an intrinsics.txt in a drive or date folder overrides it there")
         g.add_argument("--stereo_baseline", type=float, default=None,
-                       help="stereo baseline of the camera rig in metres, for metric depth "
-                            "(default: KITTI's 0.54)")
+                       help="stereo baseline of the camera rig in metres, for metric depth (default: KITTI's 0.54)")
         g.add_argument("--check_data", type=str, default="quick", choices=["quick", "full"],
                        help="before training: quick = every file exists and every hint's .npy header is "
                             "right; full = also decode every image and hint (slow, certain)")
@@ -85,8 +82,7 @@ class MonodepthOptions:
                        help="encoder initialisation: pretrained (ImageNet weights), scratch (random), or a "
                             "path to backbone weights (.pdparams file or folder)")
         g.add_argument("--scales", nargs="+", type=int, default=[0, 1, 2, 3],
-                       help="decoder output scales 0..N-1 (scale s is 1/2^s of the input) that the loss is "
-                            "computed on")
+                       help="decoder output scales 0..N-1 (scale s is 1/2^s of the input) that the loss is computed on")
         g.add_argument("--min_depth", type=float, default=0.1,
                        help="nearest depth the network can predict: its sigmoid output is scaled to "
                             "disparities 1/max_depth .. 1/min_depth")
@@ -187,8 +183,7 @@ class MonodepthOptions:
                        help="folder for --save_pred_disps and the benchmark split's predictions (default: the "
                             "weights folder, else beside --ext_disp_to_eval)")
         g.add_argument("--post_process", action="store_true",
-                       help="average each prediction with that of the mirrored image (Monodepth's "
-                            "post-processing)")
+                       help="average each prediction with that of the mirrored image (Monodepth's post-processing)")
         g.add_argument("--metrics_out", type=str, default=None,
                        help="if set, write the evaluation metrics to this JSON file")
 
@@ -215,7 +210,6 @@ class MonodepthOptions:
             opt = parser.parse_args(argv)
         opt._given = given
         opt._argv = argv
-        self.options = opt
         return opt
 
 
