@@ -11,15 +11,15 @@ class PoseDecoder(nn.Layer):
     ReLU, 1x1 -> 6F; spatial mean, x0.01. ``forward(list_of_feature_lists) -> (axisangle, translation)``,
     each (B, F, 1, 3)."""
 
-    def __init__(self, num_ch_enc, num_input_features, num_frames_to_predict_for=None, stride=1):
+    def __init__(self, num_ch_enc, num_input_features, num_frames_to_predict_for=None):
         super().__init__()
         if num_frames_to_predict_for is None:
             num_frames_to_predict_for = num_input_features - 1
         self.num_frames_to_predict_for = num_frames_to_predict_for
         self.net = nn.LayerList([
             nn.Conv2D(int(num_ch_enc[-1]), 256, 1),                                  # squeeze
-            nn.Conv2D(num_input_features * 256, 256, 3, stride=stride, padding=1),   # pose 0
-            nn.Conv2D(256, 256, 3, stride=stride, padding=1),                        # pose 1
+            nn.Conv2D(num_input_features * 256, 256, 3, padding=1),                  # pose 0
+            nn.Conv2D(256, 256, 3, padding=1),                                       # pose 1
             nn.Conv2D(256, 6 * num_frames_to_predict_for, 1),                        # pose 2
         ])
         init_conv_torch_default(self)

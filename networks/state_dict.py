@@ -23,12 +23,9 @@ _MAX_LISTED = 6
 
 
 def load_weights_file(path, what=None):
-    """Read a ``.pdparams`` file without running code: ``safe_load.load_paddle`` (an
-    allow-list unpickler; ``paddle.load`` is ``pickle.load``, PaddlePaddle issue 77735).
-
-    Returns the state dict as ``paddle.load(path, return_numpy=True)`` gives it (numpy arrays,
-    non-tensor entries as saved). A missing or unreadable file raises a one-line ToolkitError
-    naming it; a file with code in it a one-line ``safe_load.UnsafeFileError``."""
+    """The state dict of a ``.pdparams`` file as ``paddle.load(path, return_numpy=True)`` gives it, read without
+    running code by ``safe_load.load_paddle`` (``paddle.load`` is ``pickle.load``, PaddlePaddle issue 77735).
+    A missing or unreadable file is a one-line ToolkitError naming it, one with code a ``safe_load.UnsafeFileError``."""
     import safe_load  # only when a file is read: a --weights_init scratch run never needs it
 
     what = what or os.path.basename(str(path))
@@ -68,16 +65,13 @@ def _to_numpy(value, like):
     return arr.astype(np.float32, copy=False) if like.dtype == paddle.float32 else arr
 
 
-def load_state_dict_strict(model, state, what="encoder.pdparams", ignore_keys=()):
+def load_state_dict_strict(model, state, what="encoder.pdparams"):
     """Load ``state`` (a dict, or a path to a ``.pdparams`` file) into ``model`` by name; returns the model.
-
-    Entries in ``META_KEYS``, ``ignore_keys`` and the model's ``ignored_state_keys`` (e.g. a ResNet
-    encoder's unused ImageNet ``fc``) are skipped. Any missing, unexpected or shape-mismatched key
-    raises one :class:`utils.ToolkitError` listing them.
-    """
+    ``META_KEYS`` and the model's ``ignored_state_keys`` (a ResNet encoder's unused ImageNet ``fc``) are skipped;
+    any missing, unexpected or shape-mismatched key raises one :class:`utils.ToolkitError` listing them."""
     if isinstance(state, (str, os.PathLike)):
         state = load_weights_file(state, what)
-    ignore = set(META_KEYS) | set(ignore_keys) | set(getattr(model, "ignored_state_keys", ()))
+    ignore = set(META_KEYS) | set(getattr(model, "ignored_state_keys", ()))
     tensors = {k: v for k, v in state.items() if k not in ignore}
     own = model.state_dict()
     missing = [k for k in own if k not in tensors]
@@ -114,15 +108,12 @@ _BLOCKS_TO_LAYERS = {
 }
 
 
-def infer_num_layers(state, prefix="encoder."):
-    """ResNet depth (18/34/50/101/152) of an encoder state dict, or None if it is not one.
-
-    Counts the residual blocks of layer2/layer3 and checks for bottleneck ``conv3``.
-    Keys may carry ``prefix`` (checkpoints) or not (plain ImageNet ResNet files).
-    """
+def infer_num_layers(state):
+    """ResNet depth (18/34/50/101/152) of an encoder state dict (keys with ``encoder.``, as in checkpoints, or
+    without, as in ImageNet files), or None if it is not one: the blocks of layer2/3 and a bottleneck ``conv3``."""
     blocks = {2: set(), 3: set()}
     bottleneck = False
-    pat = re.compile(r"^(?:%s)?layer([23])\.(\d+)\.(conv\d)\." % re.escape(prefix))
+    pat = re.compile(r"^(?:encoder\.)?layer([23])\.(\d+)\.(conv\d)\.")
     for key in state:
         m = pat.match(str(key))
         if m:
