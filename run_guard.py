@@ -75,9 +75,8 @@ class RunGuard:
                                     "once fixed".format(exc, self.step(), self._save_all())) from None
             if isinstance(exc, (SystemError, OSError, RuntimeError)) and not isinstance(exc, ToolkitError):
                 # a loader worker died (Paddle raises that anywhere in the main thread) or a collective failed
-                lost = lost_rank(exc, self.world_size, self.models_dir)
-                died = lost or worker_died(exc, self.num_workers, "continue with --resume (from the last "
-                                           "checkpoint in {})".format(self.models_dir))
+                advice = "continue with --resume (from the last checkpoint in {})".format(self.models_dir)
+                died = lost_rank(exc, self.world_size, self.models_dir) or worker_died(exc, self.num_workers, advice)
                 if died is not exc:
                     raise died from None
             return False
