@@ -31,9 +31,8 @@ class Trainer:
     """Trains depth (and pose) networks with the Monodepth2 + Depth Hints loss."""
 
     def __init__(self, opt, build_data=True, check_data=False):
-        """Build everything from ``opt`` in one pass: the run folder, (``check_data``: the data
-        check of train.py), the data sets, the networks, the optimiser, a resumed checkpoint.
-        ``build_data=False`` skips the run folder and the data (benchmarks)."""
+        """Everything from ``opt``, a resumed checkpoint included; ``check_data``: train.py's data check
+        first; ``build_data=False`` skips the run folder and the data (benchmarks)."""
         self.opt = opt
         self.log_path = os.path.join(os.path.expanduser(opt.log_dir), opt.model_name)
         self.models_dir = os.path.join(self.log_path, "models")
