@@ -129,8 +129,8 @@ def state_path(folder):
 def trainer_state_json(state):
     """``state`` (plain data: numbers, strings, lists, dicts) plus the RNG states now, as JSON."""
     nstate = np.random.get_state()
-    rng = {"paddle_rng": [[g.__getstate__()[0], g.__getstate__()[1], g.__getstate__()[2],
-                           bytes(g.__getstate__()[3]).decode("latin-1")] for g in paddle.get_rng_state()],
+    gens = [g.__getstate__() for g in paddle.get_rng_state()]  # (device, seed, offset, state bytes)
+    rng = {"paddle_rng": [[device, seed, offset, bytes(text).decode("latin-1")] for device, seed, offset, text in gens],
            "numpy_rng": [nstate[0], nstate[1].tolist()] + [v.item() if hasattr(v, "item") else v for v in nstate[2:]],
            "python_rng": random.getstate()}
     return json.dumps(dict(state, format=STATE_FORMAT, **rng), allow_nan=False)
@@ -297,9 +297,8 @@ def resnet_depth(state, num_layers, path):
 
 
 def load_weights_into(models, folder, names, num_layers=None, log=print):
-    """Load ``<folder>/<name>.pdparams`` into ``models[name]`` for each of ``names`` in ``models``; the names loaded."""
+    """Load ``<folder>/<name>.pdparams`` into ``models[name]`` for each of ``names`` in ``models``."""
     folder = check_weights_folder(folder, names=())
-    loaded = []
     for name in (n for n in names if n in models):
         path = os.path.join(folder, name + ".pdparams")
         if not os.path.isfile(path):
@@ -308,10 +307,8 @@ def load_weights_into(models, folder, names, num_layers=None, log=print):
         if name in ("encoder", "pose_encoder"):
             resnet_depth(state, num_layers, path)
         networks.load_state_dict_strict(models[name], state, path)
-        loaded.append(name)
         if log:
             log("Loaded {} weights from {}".format(name, path))
-    return loaded
 
 
 def load_adam(optimizer, folder, models, scheduler_state):

@@ -1,9 +1,8 @@
 """The training loss of Monodepth2 with Depth Hints (docs/METHOD.md, section 4).
 
 ``DepthHintsLoss`` warps every source frame into the target view with each scale's depth
-(:meth:`~DepthHintsLoss.warp_sources`), then scores the warps (``__call__``). It needs no
-Trainer: build it with ``from_options(opt)`` or keyword arguments (e.g. a test with a known
-depth). Every formula is a layers.py function, shared with the hint precomputation.
+(:meth:`~DepthHintsLoss.warp_sources`), then scores the warps (``__call__``). Every formula
+is a layers.py function, shared with the hint precomputation.
 """
 import paddle
 import paddle.nn.functional as F

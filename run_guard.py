@@ -18,6 +18,9 @@ import sys
 import threading
 import time
 
+import paddle
+import paddle.distributed as dist
+
 from datasets import DataLoadError, checked_batches, worker_died
 from utils import ToolkitError
 
@@ -25,10 +28,9 @@ AGREE_EVERY = 8  # data parallel: steps between two stop agreements of the ranks
 
 
 class RunGuard:
-    """``save(all_ranks=True)`` writes weights_last (on rank 0; called on every rank, or only on
-    rank 0 with ``all_ranks=False``) and returns its path,
-    ``log(text)`` reports, ``step()`` is the global step. ``reduce_max(list of ints)`` is
-    the element-wise maximum over the ranks (tests give their own)."""
+    """``save(all_ranks=True)`` writes weights_last (on rank 0; called on every rank, or only on rank 0 with
+    ``all_ranks=False``) and returns its path, ``log(text)`` reports, ``step()`` is the global step;
+    ``reduce_max(list of ints)`` is the element-wise maximum over the ranks (tests give their own)."""
 
     def __init__(self, save, log, step, models_dir, world_size=1, rank=0, loader_timeout=0,
                  num_workers=0, parameters=(), agree_every=AGREE_EVERY, reduce_max=None):
@@ -73,9 +75,8 @@ class RunGuard:
                                     "once fixed".format(exc, self.step(), self._save_all())) from None
             if isinstance(exc, (SystemError, OSError, RuntimeError)) and not isinstance(exc, ToolkitError):
                 # a loader worker died (Paddle raises that anywhere in the main thread) or a collective failed
-                lost = lost_rank(exc, self.world_size, self.models_dir)
-                died = lost or worker_died(exc, self.num_workers, "continue with --resume (from the last "
-                                           "checkpoint in {})".format(self.models_dir))
+                advice = "continue with --resume (from the last checkpoint in {})".format(self.models_dir)
+                died = lost_rank(exc, self.world_size, self.models_dir) or worker_died(exc, self.num_workers, advice)
                 if died is not exc:
                     raise died from None
             return False
@@ -174,33 +175,25 @@ class RunGuard:
 
 def max_over_ranks(values):
     """The element-wise maximum of a list of ints over all ranks (one small all-reduce)."""
-    import paddle
-    import paddle.distributed as dist
     t = paddle.to_tensor([int(v) for v in values], dtype="int64")
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return [int(v) for v in t.numpy()]
 
 
 def barrier():
-    import paddle.distributed as dist
     dist.barrier()
 
 
 def check_weights_in_sync(parameters, step):
     """Sanity check: every rank holds the same trained weights (BN running statistics, which
-    stay per rank, have no gradient and are left out). Returns the weights' sum."""
-    import paddle
-    import paddle.distributed as dist
+    stay per rank, have no gradient and are left out)."""
     total = float(sum(float(p.astype("float64").sum()) for p in parameters if not p.stop_gradient))
-    hi = paddle.to_tensor([total], dtype="float64")
-    lo = paddle.to_tensor([total], dtype="float64")
-    dist.all_reduce(hi, op=dist.ReduceOp.MAX)
-    dist.all_reduce(lo, op=dist.ReduceOp.MIN)
-    hi, lo = float(hi.numpy()[0]), float(lo.numpy()[0])
+    extremes = paddle.to_tensor([total, -total], dtype="float64")
+    dist.all_reduce(extremes, op=dist.ReduceOp.MAX)  # [max, -min] over the ranks in one collective
+    hi, lo = float(extremes[0]), -float(extremes[1])
     if abs(hi - lo) > 1e-6 * max(1.0, abs(hi)):
         raise ToolkitError("data-parallel ranks hold different weights (sum {} vs {}) after step {}: "
                            "report this bug".format(lo, hi, step))
-    return hi
 
 
 COLLECTIVE_ERRORS = ("gloo", "NCCL", "nccl", "ProcessGroup")
@@ -233,7 +226,7 @@ class LoaderWatchdog:
     def __init__(self, timeout, what="training", on_timeout=None, stream=None, exit=None,
                  advice="continue with --resume"):
         self.timeout, self.what, self.on_timeout, self.advice = timeout, what, on_timeout, advice
-        self.stream, self._exit = stream, exit or (lambda code: os._exit(code))
+        self.stream, self._exit = stream, exit or os._exit
         self._since = None
         self._lock = threading.Lock()
         self._lock.acquire()  # held by the main thread outside waits

@@ -1,13 +1,9 @@
-"""The training loop of Monodepth2 / Depth Hints in PaddlePaddle.
+"""The training loop of Monodepth2 / Depth Hints in PaddlePaddle: ``Trainer(opt).train()``.
 
-``Trainer(opt).train()`` builds the networks (networks.DepthHintsModel), the loss
-(losses.DepthHintsLoss), Adam with a step schedule and the data loaders, then trains:
-each step runs the networks, warps and scores (the loss), and updates; every
-``--log_frequency`` steps it logs (train_log.TrainLog) and validates on one batch.
-Checkpoints (checkpoint.py) go to ``<log_dir>/<model_name>/models/``: ``weights_<epoch>/``
-per ``--save_frequency`` and at the end, ``weights_last/`` when training stops mid-epoch
-(--max_steps here; Ctrl-C, SIGTERM and a sample that fails to load in run_guard.py, which
-keeps the run safe); ``--resume`` continues the newest intact one.
+Each step runs the networks (networks.DepthHintsModel), warps and scores (losses.DepthHintsLoss) and
+updates Adam. Checkpoints (checkpoint.py) go to ``<log_dir>/<model_name>/models/``: ``weights_<epoch>/``
+per ``--save_frequency`` and at the end, ``weights_last/`` when training stops mid-epoch (--max_steps;
+Ctrl-C, SIGTERM or a sample that fails to load: run_guard.py); ``--resume`` continues the newest intact one.
 """
 import os
 import random
@@ -31,29 +27,21 @@ from train_log import TrainLog
 from utils import ToolkitError
 
 
-def check_outputs(opt):
-    """Before any work: the run folder can be written, and holds no earlier run's checkpoints
-    unless --resume or --overwrite says what to do with them (one-line ToolkitErrors)."""
-    log_path = fileio.check_output_dir(os.path.join(os.path.expanduser(opt.log_dir), opt.model_name),
-                                      "--log_dir/--model_name")
-    checkpoint.check_models_dir(os.path.join(log_path, "models"), opt.resume, opt.overwrite,
-                                opt.load_weights_folder)
-
-
 class Trainer:
     """Trains depth (and pose) networks with the Monodepth2 + Depth Hints loss."""
 
     def __init__(self, opt, build_data=True, check_data=False):
-        """Build everything from ``opt`` in one pass: the run folder, (``check_data``: the data
-        check of train.py), the data sets, the networks, the optimiser, a resumed checkpoint.
-        ``build_data=False`` skips the run folder and the data (benchmarks)."""
+        """Everything from ``opt``, a resumed checkpoint included; ``check_data``: train.py's data check
+        first; ``build_data=False`` skips the run folder and the data (benchmarks)."""
         self.opt = opt
         self.log_path = os.path.join(os.path.expanduser(opt.log_dir), opt.model_name)
         self.models_dir = os.path.join(self.log_path, "models")
         early_lines = []  # for train.log, once it is open
         self.lock = RunLock(self.log_path, "--log_dir/--model_name", log=early_lines.append)
-        if build_data:
-            check_outputs(opt)
+        if build_data:  # before any work: a writable run folder, and no earlier checkpoints unless asked for
+            log_path = fileio.check_output_dir(self.log_path, "--log_dir/--model_name")
+            checkpoint.check_models_dir(os.path.join(log_path, "models"), opt.resume, opt.overwrite,
+                                        opt.load_weights_folder)
             if paddle.distributed.get_rank() == 0:
                 self.lock.acquire()  # one run per folder, before the (possibly long) data check
         checked = datasets.check_training_data(opt) if build_data and check_data else None
