@@ -8,10 +8,6 @@ import numpy as np
 
 from utils import ToolkitError
 
-__all__ = ["KITTI_K", "NETWORK_BASELINE", "KITTI_BASELINE_M", "STEREO_SCALE_FACTOR",
-           "scale_intrinsics", "stereo_scale_factor", "normalised_K", "intrinsics_vector",
-           "read_intrinsics_file", "intrinsics_from_option", "IntrinsicsLookup", "INTRINSICS_FILE"]
-
 
 def normalised_K(fx, fy, cx, cy):
     """4x4 normalised intrinsics from fx/W, fy/H, cx/W, cy/H."""

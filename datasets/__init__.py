@@ -8,9 +8,3 @@ from .check import check_contents, check_eval_split, check_split, check_training
 from .safe_loading import (DataLoadError, SafeDataset, checked_batches, collate, stop_signals_end_worker,
                            worker_died)
 from .sampling import PositionedBatches, ResumableBatchSampler, SeededDataset, training_loaders
-
-__all__ = ["MonoDataset", "KITTIDataset", "KITTIRAWDataset", "KITTIOdomDataset", "KITTIDepthDataset", "check_contents",
-           "check_eval_split", "check_split", "check_training_data", "parse_split_line", "read_split_file",
-           "load_depth_hint", "pil_loader", "ColorJitter", "DataLoadError", "PositionedBatches",
-           "ResumableBatchSampler", "SafeDataset", "SeededDataset", "build_dataset", "checked_batches", "collate",
-           "stop_signals_end_worker", "split_dir_of", "worker_died", "training_loaders"]

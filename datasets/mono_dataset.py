@@ -155,7 +155,6 @@ class MonoDataset(paddle.io.Dataset):
 
     K = KITTI_K
     full_res_shape = (1242, 375)
-    side_map = {"2": 2, "3": 3, **kitti_utils.SIDE_TO_CAM}  # Monodepth2's name; kitti_utils.side_to_cam
 
     def __init__(self, data_path, filenames, height, width, frame_idxs, num_scales,
                  is_train=False, img_ext=".jpg", use_depth_hints=False, depth_hint_path=None,
@@ -271,9 +270,7 @@ class MonoDataset(paddle.io.Dataset):
 
         if "s" in self.frame_idxs:
             stereo_T = np.eye(4, dtype=np.float32)
-            baseline_sign = -1 if do_flip else 1
-            side_sign = -1 if side == "l" else 1
-            stereo_T[0, 3] = side_sign * baseline_sign * 0.1
+            stereo_T[0, 3] = (-1 if side == "l" else 1) * (-1 if do_flip else 1) * 0.1  # side sign, baseline sign
             inputs["stereo_T"] = stereo_T
 
         if self.use_depth_hints:
