@@ -32,9 +32,8 @@ def readlines(path):
 
 # ----------------------------------------------------------------------------- atomic writes
 def _atomic_write(path, write_fn, binary=True):
-    """Write ``path`` via ``write_fn(fileobj)`` into a temp file in the same folder, then
-    ``os.replace`` it into place: readers never see a partial file and a failure leaves
-    no temp file behind."""
+    """Write ``path`` via ``write_fn(fileobj)`` into a temp file in the same folder, then ``os.replace`` it into place:
+    readers never see a partial file and a failure leaves no temp file behind."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -80,10 +79,9 @@ def atomic_paddle_save(obj, path):
 
 
 def clean_stale_temp_files(folder, older_than=PROCESS_START):
-    """Delete the temp files of the atomic writers (``.<name>.<random>.tmp``) that a killed
-    process left in ``folder`` (not its subfolders): only names of that pattern, and only
-    files last modified before ``older_than`` (default: this process's start), so another
-    process's write in progress is left alone. Returns the deleted paths."""
+    """Delete the temp files of the atomic writers (``.<name>.<random>.tmp``) that a killed process left in ``folder``
+    (not its subfolders): only names of that pattern, and only files last modified before ``older_than`` (default: this
+    process's start), so another process's write in progress is left alone. Returns the deleted paths."""
     try:
         names = os.listdir(folder)
     except OSError:
@@ -138,10 +136,9 @@ def check_output_file(path, flag):
 
 
 def read_npy_header(path):
-    """``(shape, fortran_order, dtype, file_size, full_size)`` of a .npy file from its header
-    alone (cheap enough for every file of a split); ``full_size`` is the size the header
-    promises, so ``file_size < full_size`` means truncated. OSError / ValueError when the
-    file is missing or not a .npy."""
+    """``(shape, fortran_order, dtype, file_size, full_size)`` of a .npy file from its header alone (cheap enough for
+    every file of a split); ``full_size`` is the size the header promises, so ``file_size < full_size`` means truncated.
+    OSError / ValueError when the file is missing or not a .npy."""
     fmt = np.lib.format
     size = os.path.getsize(path)
     with open(path, "rb") as f:

@@ -1,9 +1,8 @@
-"""The KITTI layout, split lines, calibration, LiDAR scans and LiDAR -> camera depth maps
-(docs/METHOD.md, sections 1, 5 and 6). Every path of the KITTI raw / depth / odometry layout
-and of the precomputed depth hints is built here, and only here; the hint path
-``<hint_root>/<folder>/image_0{2,3}/<frame:010d>.npy`` is the contract between
-precompute_depth_hints.py and training. Split lines are ``<folder> <frame_index> <l|r>``,
-side ``l`` is camera 2, ``r`` camera 3. Only numpy and the standard library: no Paddle.
+"""The KITTI layout, split lines, calibration, LiDAR scans and LiDAR -> camera depth maps (docs/METHOD.md, sections 1, 5
+and 6). Every path of the KITTI raw / depth / odometry layout and of the precomputed depth hints is built here, and only
+here; the hint path ``<hint_root>/<folder>/image_0{2,3}/<frame:010d>.npy`` is the contract between
+precompute_depth_hints.py and training. Split lines are ``<folder> <frame_index> <l|r>``, side ``l`` is camera 2, ``r``
+camera 3. Only numpy and the standard library: no Paddle.
 """
 import os
 
@@ -224,9 +223,8 @@ REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
 def resolve_split_dir(split, splits_dir=None):
-    """Folder of a split: an existing folder path is used as is, else
-    ``<splits_dir or <repo>/splits>/<split>``. Missing -> :class:`MissingFileError`
-    (a ``FileNotFoundError`` and a :class:`ToolkitError`) that says how to fix it."""
+    """Folder of a split: an existing folder path is used as is, else ``<splits_dir or <repo>/splits>/<split>``.
+    Missing: :class:`MissingFileError` (a ``FileNotFoundError`` and a :class:`ToolkitError`) that says how to fix it."""
     if split is None or str(split) == "":
         raise MissingFileError("no split given (--split): name a split or a folder")
     split = os.fspath(split)

@@ -4,12 +4,10 @@
         for batch in guard.batches(loader):  # stops cleanly, at the same step on every rank
             ...one optimisation step...
 
-SIGINT / SIGTERM stop the run after the current step with ``weights_last`` saved (a second
-signal interrupts at once). Data-parallel ranks agree every ``agree_every`` steps (one small
-all-reduce over a window of batches fetched ahead), so a load error, a signal or the end of
-the data on one rank stops every rank at the same step. :class:`LoaderWatchdog` ends a run
-whose batch never arrives; a bad sample, a dead loader worker or a failed collective is one
-line (exit 2).
+SIGINT / SIGTERM stop the run after the current step with ``weights_last`` saved (a second signal interrupts at once).
+Data-parallel ranks agree every ``agree_every`` steps (one small all-reduce over a window of batches fetched ahead), so
+a load error, a signal or the end of the data on one rank stops every rank at the same step. :class:`LoaderWatchdog`
+ends a run whose batch never arrives; a bad sample, a dead loader worker or a failed collective is one line (exit 2).
 """
 import multiprocessing
 import os
@@ -215,13 +213,12 @@ def lost_rank(exc, world_size, models_dir):
 
 
 class LoaderWatchdog:
-    """A read on a dead network mount blocks for good: Paddle's DataLoader waits in C++ (its
-    ``timeout`` does not end the wait) and Ctrl-C cannot reach a worker stuck in the kernel.
-    Call ``waiting()`` before asking for a batch and ``done()`` once it is there. Past
-    ``timeout`` seconds of one wait (<= 0: never) it runs ``on_timeout`` (saves weights_last:
-    the model is between steps), kills the loader workers, prints one ``error:`` line and
-    exits 2. The main thread holds a lock except while waiting, so a batch that arrives at
-    the last moment cannot start a step while the checkpoint is written."""
+    """A read on a dead network mount blocks for good: Paddle's DataLoader waits in C++ (its ``timeout`` does not end
+    the wait) and Ctrl-C cannot reach a worker stuck in the kernel. Call ``waiting()`` before asking for a batch and
+    ``done()`` once it is there. Past ``timeout`` seconds of one wait (<= 0: never) it runs ``on_timeout`` (saves
+    weights_last: the model is between steps), kills the loader workers, prints one ``error:`` line and exits 2. The
+    main thread holds a lock except while waiting, so a batch that arrives at the last moment cannot start a step while
+    the checkpoint is written."""
 
     def __init__(self, timeout, what="training", on_timeout=None, stream=None, exit=None,
                  advice="continue with --resume"):

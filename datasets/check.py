@@ -1,8 +1,7 @@
-"""Every check of a run's data, so that a bad file is reported in seconds instead of after hours
-of training, and a sample that fails to load names the file to blame (:func:`find_bad_file`).
-:func:`check_split`: every file an item reads exists (one directory listing per folder; the
-evaluation tools use it too); :func:`check_contents`: :func:`check_file` over whole lists, in
-threads; :func:`check_training_data`: both, for train.py (``--check_data quick|full``).
+"""Every check of a run's data, so that a bad file is reported in seconds instead of after hours of training, and a
+sample that fails to load names the file to blame (:func:`find_bad_file`). :func:`check_split`: every file an item reads
+exists (one directory listing per folder; the evaluation tools use it too); :func:`check_contents`: :func:`check_file`
+over whole lists, in threads; :func:`check_training_data`: both, for train.py (``--check_data quick|full``).
 """
 import os
 import sys
@@ -129,11 +128,10 @@ def _check_depth(path, full):
 def check_file(kind, path, dataset=None, full=False):
     """Why ``path`` (a file of ``kind`` 'image', 'hint' or 'depth' read by ``dataset``) is bad, or None.
 
-    Quick: a hint's .npy header (shape (1, H, W), float) and size against it; an image non-empty and
-    ending with its format's end marker (decoded when not, or when neither JPEG nor PNG); ground truth
-    non-empty (a LiDAR scan a whole number of points). ``full``: images and ground-truth PNGs decode
-    (:func:`image_io.load_image`, as training reads them), hints load (``read_depth_hint``: no NaN or
-    inf) and hold depths (:func:`hint_values_reason`)."""
+    Quick: a hint's .npy header (shape (1, H, W), float) and size against it; an image non-empty and ending with its
+    format's end marker (decoded when not, or when neither JPEG nor PNG); ground truth non-empty (a LiDAR scan a whole
+    number of points). ``full``: images and ground-truth PNGs decode (:func:`image_io.load_image`, as training reads
+    them), hints load (``read_depth_hint``: no NaN or inf) and hold depths (:func:`hint_values_reason`)."""
     return {"image": _check_image, "hint": _check_hint}.get(kind, _check_depth)(path, full)
 
 

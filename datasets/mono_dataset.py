@@ -25,9 +25,8 @@ MISSING_IMAGE_FIX = ("check --data_path, the split file, and --png if the images
 
 
 def pil_loader(path):
-    """Training's image read: :func:`image_io.load_image` (an RGB PIL image), a missing file
-    naming --data_path / --png. A module-level name looked up on every read, so a test can
-    wrap it (tests/test_loader_watchdog.py)."""
+    """Training's image read: :func:`image_io.load_image` (an RGB PIL image), a missing file naming --data_path / --png.
+    A module-level name looked up on every read, so a test can wrap it (tests/test_loader_watchdog.py)."""
     return load_image(path, missing_fix=MISSING_IMAGE_FIX)
 
 
@@ -62,10 +61,9 @@ def hsv_to_rgb(x):
 
 
 class ColorJitter:
-    """One colour-jitter draw (torchvision ColorJitter semantics) applied to (3, H, W) float
-    arrays in [0, 1]: brightness/contrast/saturation blend factors and a hue shift, in the
-    drawn order. ``ColorJitter.draw(rng)`` samples the parameters with ``rng`` (a
-    ``random.Random`` or the ``random`` module)."""
+    """One colour-jitter draw (torchvision ColorJitter semantics) applied to (3, H, W) float arrays in [0, 1]:
+    brightness/contrast/saturation blend factors and a hue shift, in the drawn order. ``ColorJitter.draw(rng)`` samples
+    the parameters with ``rng`` (a ``random.Random`` or the ``random`` module)."""
 
     def __init__(self, brightness=1.0, contrast=1.0, saturation=1.0, hue=0.0, order=(0, 1, 2, 3)):
         self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
@@ -109,9 +107,8 @@ _HINT_FIX = "delete it and rerun precompute_depth_hints.py (it recomputes missin
 
 
 def read_depth_hint(path):
-    """A precomputed hint ``.npy`` (float, (1, Hh, Wh), 0 = no hint) as (Hh, Wh) float32; every
-    failure (missing, unreadable or truncated, wrong shape or dtype, NaN or inf) is a
-    :class:`DepthHintError` naming the file."""
+    """A precomputed hint ``.npy`` (float, (1, Hh, Wh), 0 = no hint) as (Hh, Wh) float32; every failure (missing,
+    unreadable or truncated, wrong shape or dtype, NaN or inf) is a :class:`DepthHintError` naming the file."""
     if not os.path.isfile(path):
         raise DepthHintError(f"depth hint not found ({path}): run precompute_depth_hints.py for "
                              f"this split, or point --depth_hint_path at the saved hints", path, "missing")
@@ -145,12 +142,11 @@ def load_depth_hint(path, height, width, do_flip):
 class MonoDataset(paddle.io.Dataset):
     """Base class of the KITTI datasets (docs/METHOD.md, section 1); subclasses give the paths.
 
-    Args: ``data_path``; ``filenames`` (split lines ``<folder> <frame> <l|r>``);
-    ``height``, ``width`` (multiples of 32); ``frame_idxs`` (e.g. [0, -1, 1, "s"]);
-    ``num_scales``; ``is_train`` (enables flips and colour jitter); ``img_ext`` ('.jpg'
-    or '.png'); ``use_depth_hints``; ``depth_hint_path`` (default ``<data_path>/depth_hints``);
-    ``split_file`` (optional, only named in error messages); ``intrinsics``: a normalised 4x4
-    K, or a callable folder -> K such as ``camera.IntrinsicsLookup`` (default: KITTI's).
+    Args: ``data_path``; ``filenames`` (split lines ``<folder> <frame> <l|r>``); ``height``, ``width`` (multiples of
+    32); ``frame_idxs`` (e.g. [0, -1, 1, "s"]); ``num_scales``; ``is_train`` (enables flips and colour jitter);
+    ``img_ext`` ('.jpg' or '.png'); ``use_depth_hints``; ``depth_hint_path`` (default ``<data_path>/depth_hints``);
+    ``split_file`` (optional, only named in error messages); ``intrinsics``: a normalised 4x4 K, or a callable
+    folder -> K such as ``camera.IntrinsicsLookup`` (default: KITTI's).
     """
 
     K = KITTI_K

@@ -9,9 +9,8 @@ _KERNELS = (7, 5, 3, 3, 3, 3, 3)
 
 
 class PoseCNN(nn.Layer):
-    """Seven stride-2 convs + ReLU on the stacked frames (3N channels), 1x1 conv to
-    6(N-1), spatial mean, x0.01. ``forward(x) -> (axisangle, translation)``, each
-    (B, N-1, 1, 3)."""
+    """Seven stride-2 convs + ReLU on the stacked frames (3N channels), 1x1 conv to 6(N-1), spatial mean, x0.01.
+    ``forward(x) -> (axisangle, translation)``, each (B, N-1, 1, 3)."""
 
     def __init__(self, num_input_frames):
         super().__init__()

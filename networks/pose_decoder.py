@@ -7,9 +7,8 @@ from .initializers import init_conv_torch_default
 
 
 class PoseDecoder(nn.Layer):
-    """Per input feature list: 1x1 squeeze enc[-1] -> 256 + ReLU, concatenated; 3x3 -> 256, ReLU, 3x3 -> 256,
-    ReLU, 1x1 -> 6F; spatial mean, x0.01. ``forward(list_of_feature_lists) -> (axisangle, translation)``,
-    each (B, F, 1, 3)."""
+    """Per input feature list: 1x1 squeeze enc[-1] -> 256 + ReLU, concatenated; 3x3 -> 256, ReLU, 3x3 -> 256, ReLU,
+    1x1 -> 6F; spatial mean, x0.01. ``forward(feature lists) -> (axisangle, translation)``, each (B, F, 1, 3)."""
 
     def __init__(self, num_ch_enc, num_input_features, num_frames_to_predict_for=None):
         super().__init__()
