@@ -250,7 +250,8 @@ class LoaderWatchdog:
                 continue
             if not self._lock.acquire(blocking=False):  # the batch has just arrived
                 continue
-            if self._since is None or self._stop.is_set():
+            since = self._since  # again under the lock: the wait that timed out may have ended and a new one begun
+            if since is None or time.monotonic() - since <= self.timeout or self._stop.is_set():
                 self._lock.release()
                 continue
             self.fire()

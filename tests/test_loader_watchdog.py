@@ -40,6 +40,32 @@ def test_fires_only_after_the_timeout_of_one_wait():
     assert "; saved X; fix the data source, then continue with --resume" in line
 
 
+class _StaleFirstRead(LoaderWatchdog):
+    """The watcher's first read of the wait start sees an old wait (one that has just ended, as when it reads
+    between the main thread's done() and the next waiting())."""
+
+    reads = 0
+
+    @property
+    def _since(self):
+        self.reads += 1
+        return self._real - 100.0 if self.reads == 1 and self._real is not None else self._real
+
+    @_since.setter
+    def _since(self, value):
+        self._real = value
+
+
+def test_a_new_wait_is_not_timed_out_for_the_one_before():
+    codes = []
+    wd = _StaleFirstRead(2.0, stream=io.StringIO(), exit=codes.append)  # checks every 0.5 s
+    wd.waiting()
+    time.sleep(0.8)  # the first check reads a stale start 100 s ago; the wait itself is 0.5 s old
+    wd.done()
+    wd.close()
+    assert wd.reads >= 2 and not wd.fired and codes == []
+
+
 def test_zero_timeout_watches_nothing():
     wd = LoaderWatchdog(0, exit=_exit)
     wd.waiting()
