@@ -1,9 +1,6 @@
-"""Faster CPU twins of a few layers.py operations: same values and gradients (tests/test_cpu_kernels.py).
-
-Paddle's CPU kernels for reflection padding, nearest upsampling, broadcast bias adds, one-output 3x3
-convolutions, depthwise 3x3 mean filters and strided-slice backwards are several times slower than the
-same maths written differently (BENCHMARKS.md, "Training step"). Each docstring names the layers.py
-function it mirrors; layers.py calls it when :func:`active`: dynamic mode, a CPU tensor, :data:`ENABLED`.
+"""Faster CPU twins of a few layers.py operations, with the same values and gradients (tests/test_cpu_kernels.py),
+where Paddle's CPU kernel is several times slower than the same maths written differently (BENCHMARKS.md, "Training
+step"). Each docstring names the layers.py function it mirrors; layers.py calls it when :func:`active`.
 """
 import contextlib
 

@@ -1,8 +1,6 @@
-"""The geometry, losses and metrics of Monodepth2 / Depth Hints (docs/METHOD.md, sections 3, 4, 6).
-
-Tensors are NCHW. Training (losses.py) and the hint precomputation both call these functions,
-so hints and training agree by construction. A function naming a "CPU twin" runs the faster form
-in cpu_kernels.py (same values and gradients) when ``cpu_kernels.active(x)``.
+"""The geometry, losses and metrics of Monodepth2 / Depth Hints (docs/METHOD.md, sections 3, 4, 6), on NCHW tensors.
+Training (losses.py) and the hint precomputation both call these functions, so hints and training agree by
+construction. A function naming a "CPU twin" runs the faster form in cpu_kernels.py when ``cpu_kernels.active(x)``.
 """
 import collections
 
@@ -103,12 +101,9 @@ class Project3D(nn.Layer):
 
 
 def warp(image, grid):
-    """Sample ``image`` (B,C,H,W) at ``grid`` (B,Ho,Wo,2): bilinear, border, align_corners.
-
-    Paddle's CPU grid_sample backward crashes (segfault) when the grid needs a gradient but the
-    image does not; the image is then sampled through a detached alias with ``stop_gradient=False``
-    (no copy; no gradient reaches the caller's image).
-    """
+    """Sample ``image`` (B,C,H,W) at ``grid`` (B,Ho,Wo,2): bilinear, border, align_corners. Paddle's CPU grid_sample
+    backward crashes (segfault) when the grid needs a gradient but the image does not: the image is then sampled
+    through a detached alias with ``stop_gradient=False`` (no copy; no gradient reaches the caller's image)."""
     if image.stop_gradient and not grid.stop_gradient:
         image = image.detach()
         image.stop_gradient = False
@@ -177,12 +172,9 @@ def mean_filter3(padded):
 
 
 class SSIM(nn.Layer):
-    """Per-pixel SSIM distance clamp((1 - SSIM(x, y)) / 2, 0, 1), (B,C,H,W) (docs/METHOD.md, section 4).
-
-    x, y, x^2 + y^2 and xy are padded and pooled in one call (only sigma_x^2 + sigma_y^2 occurs,
-    so pool(x^2 + y^2) replaces pool(x^2) and pool(y^2); equal to float rounding).
-    ``y_stats = ssim.target_stats(y)`` reuses a target's pooled statistics across calls.
-    """
+    """Per-pixel SSIM distance clamp((1 - SSIM(x, y)) / 2, 0, 1), (B,C,H,W) (docs/METHOD.md, section 4). x, y,
+    x^2 + y^2 and xy are padded and pooled in one call (only sigma_x^2 + sigma_y^2 occurs, so pool(x^2 + y^2) replaces
+    pool(x^2) and pool(y^2); equal to float rounding). ``y_stats = ssim.target_stats(y)`` reuses a target's stats."""
 
     C1 = 0.01 ** 2
     C2 = 0.03 ** 2
@@ -248,12 +240,9 @@ def get_smooth_loss(disp, img):
 
 
 def compute_loss_masks(reprojection_loss, identity_reprojection_loss, depth_hint_reprojection_loss):
-    """Per-pixel argmin masks (docs/METHOD.md, section 4) -> (reprojection_mask, hint_mask or None).
-
-    The argmin runs over [reprojection, identity, hint] (those given); the reprojection mask is
-    argmin != identity (all ones without one), the hint mask argmin == hint. Ties go to the first
-    candidate. Masks are float (B,1,H,W) without gradient.
-    """
+    """Per-pixel argmin masks (docs/METHOD.md, section 4) -> (reprojection_mask, hint_mask or None), float (B,1,H,W)
+    without gradient. The argmin runs over [reprojection, identity, hint] (those given), ties going to the first; the
+    reprojection mask is argmin != identity (all ones without one), the hint mask argmin == hint."""
     identity, hint = identity_reprojection_loss, depth_hint_reprojection_loss
     parts = [reprojection_loss] + [loss for loss in (identity, hint) if loss is not None]
     idxs = paddle.argmin(paddle.concat(parts, axis=1), axis=1, keepdim=True)

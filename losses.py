@@ -1,8 +1,6 @@
-"""The training loss of Monodepth2 with Depth Hints (docs/METHOD.md, section 4).
-
-``DepthHintsLoss`` warps every source frame into the target view with each scale's depth
-(:meth:`~DepthHintsLoss.warp_sources`), then scores the warps (``__call__``). Every formula
-is a layers.py function, shared with the hint precomputation.
+"""The training loss of Monodepth2 with Depth Hints (docs/METHOD.md, section 4): ``DepthHintsLoss`` warps every source
+frame into the target view with each scale's depth (:meth:`~DepthHintsLoss.warp_sources`), then scores the warps
+(``__call__``). Every formula is a layers.py function, shared with the hint precomputation.
 """
 import paddle
 import paddle.nn.functional as F

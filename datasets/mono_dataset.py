@@ -1,10 +1,8 @@
-"""Monodepth2-style monocular/stereo dataset base class (docs/METHOD.md, section 1; the item keys
-are listed in docs/ARCHITECTURE.md, "Data items"), its colour jitter and the depth-hint files.
-
-Augmentation (``is_train``) is drawn from ``self.rng``: the global ``random`` for plain ``ds[i]``
-(as Monodepth2, so a caller can seed it), or the ``random.Random`` seeded by (seed, epoch, index)
-that :class:`datasets.SeededDataset` passes to :meth:`MonoDataset.get_item`, so a batch does not
-depend on the worker that loads it and a resumed run sees the same batches.
+"""Monodepth2-style monocular/stereo dataset base class (docs/METHOD.md, section 1; the item keys: docs/ARCHITECTURE.md,
+"Data items"), its colour jitter and the depth-hint files. Augmentation (``is_train``) is drawn from ``self.rng``: the
+global ``random`` for plain ``ds[i]`` (as Monodepth2), or the ``random.Random`` seeded by (seed, epoch, index) that
+:class:`datasets.SeededDataset` passes to :meth:`MonoDataset.get_item`, so a batch does not depend on the worker that
+loads it and a resumed run sees the same batches.
 """
 import os
 import random

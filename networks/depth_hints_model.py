@@ -1,9 +1,7 @@
-"""All networks of a training run in one layer (docs/METHOD.md, section 2), so that one
-``paddle.DataParallel`` wrapper synchronises every gradient in multi-process runs.
-
-``forward(inputs)`` maps a batch (Monodepth2 keys) to ``("disp", s)`` per scale and, with temporal
-frames, ``("axisangle", 0, f)``, ``("translation", 0, f)``, ``("cam_T_cam", 0, f)`` per source frame.
-The sub-networks keep their checkpoint names in ``models``.
+"""All networks of a training run in one layer (docs/METHOD.md, section 2), so that one ``paddle.DataParallel``
+wrapper synchronises every gradient. ``forward(inputs)`` maps a batch (Monodepth2 keys) to ``("disp", s)`` per scale
+and, with temporal frames, ``("axisangle", 0, f)``, ``("translation", 0, f)``, ``("cam_T_cam", 0, f)`` per source
+frame. The sub-networks keep their checkpoint names in ``models``.
 """
 import paddle
 import paddle.nn as nn

@@ -1,8 +1,5 @@
-"""Weight initialisation that mirrors the PyTorch defaults Monodepth2 trains from.
-
-Paddle's default conv init differs from PyTorch's; the published recipes were tuned with
-PyTorch's, so the networks apply these explicitly after construction.
-"""
+"""The PyTorch default initialisations Monodepth2 trains from (Paddle's differ, and the published recipes were tuned
+with PyTorch's): the networks apply them after construction."""
 import math
 
 import paddle.nn as nn

@@ -1,9 +1,7 @@
-"""ResNet encoder of Monodepth2 / Depth Hints (docs/METHOD.md, section 2).
-
-A ``paddle.vision`` ResNet held as attribute ``encoder``, so parameter names (``encoder.conv1.weight``,
-``encoder.bn1._mean``, ...) are those of converted Monodepth2 checkpoints. The ImageNet classifier is
-not built (``encoder.fc.*`` entries are ignored when loading); ImageNet weights: ``networks.pretrained``.
-"""
+"""ResNet encoder of Monodepth2 / Depth Hints (docs/METHOD.md, section 2): a ``paddle.vision`` ResNet held as
+attribute ``encoder``, so parameter names (``encoder.conv1.weight``, ``encoder.bn1._mean``, ...) are those of
+converted Monodepth2 checkpoints. The ImageNet classifier is not built (``encoder.fc.*`` entries are ignored when
+loading); ImageNet weights: ``networks.pretrained``."""
 import numpy as np
 import paddle.nn as nn
 from paddle.vision.models.resnet import BasicBlock, BottleneckBlock, ResNet

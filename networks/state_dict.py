@@ -1,8 +1,6 @@
-"""Loading weight files into the networks with clear, user-facing errors.
-
-``load_weights_file`` is the one reader of ``.pdparams`` files (checkpoints, ImageNet and PaddleMono
-weights); ``load_state_dict_strict`` reports anything missing, unexpected or of the wrong shape by name
-in one :class:`utils.ToolkitError` instead of skipping it (Paddle's ``set_state_dict`` only warns).
+"""Loading weight files into the networks with clear errors: ``load_weights_file`` is the one reader of ``.pdparams``
+files (checkpoints, ImageNet and PaddleMono weights); ``load_state_dict_strict`` names anything missing, unexpected or
+of the wrong shape in one :class:`utils.ToolkitError` instead of skipping it (Paddle's ``set_state_dict`` only warns).
 """
 import os
 import re
