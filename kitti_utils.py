@@ -194,10 +194,9 @@ def velo_to_image_matrix(calib_folder, cam=2):
 
 
 def generate_depth_map(calib_folder, velo_filename, cam=2, vel_depth=False):
-    """Sparse depth map (rows, cols) float64 of camera ``cam`` from one velodyne scan, 0 = no
-    point, as the KITTI devkit / Monodepth2: points in front of the LiDAR (x >= 0) only, the
-    nearest of several points on one pixel. ``vel_depth=True`` stores the LiDAR x (forward
-    distance) instead of the camera z, as Monodepth2's export of the Eigen ground truth does."""
+    """Sparse depth map (rows, cols) float64 of camera ``cam`` from one velodyne scan, 0 = no point, as the KITTI
+    devkit / Monodepth2: points in front of the LiDAR (x >= 0) only, the nearest of several points on one pixel.
+    ``vel_depth=True`` stores the LiDAR x (forward distance) instead of the camera z, as Monodepth2's Eigen export."""
     P_velo2im, (rows, cols) = velo_to_image_matrix(calib_folder, cam)
     velo = load_velodyne_points(velo_filename)
     velo = velo[velo[:, 0] >= 0, :]

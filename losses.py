@@ -9,10 +9,9 @@ import layers
 
 
 class DepthHintsLoss:
-    """Loss terms of Watson et al. (2019) on top of Godard et al. (2019); arguments are Monodepth2's
-    option names and defaults. ``frame_ids``: the target 0 first, then the sources (``"s"``: the
-    stereo image). PoseCNN translations (``pose_model_type="posecnn"``) are scaled by the mean inverse depth.
-    """
+    """Loss terms of Watson et al. (2019) on top of Godard et al. (2019); arguments are Monodepth2's option names and
+    defaults. ``frame_ids``: the target 0 first, then the sources (``"s"``: the stereo image). PoseCNN translations
+    (``pose_model_type="posecnn"``) are scaled by the mean inverse depth."""
 
     OPTIONS = ("height", "width", "scales", "min_depth", "max_depth", "use_depth_hints", "no_ssim",
                "avg_reprojection", "disable_automasking", "predictive_mask", "disparity_smoothness",
@@ -81,11 +80,10 @@ class DepthHintsLoss:
         return paddle.min(errors, axis=1, keepdim=True) if errors.shape[1] > 1 else errors
 
     def __call__(self, inputs, outputs):
-        """Total loss and its terms for warped ``outputs`` (see :meth:`warp_sources`).
-
-        Keys: ``"loss"``, and per scale s ``("loss", s)``, ``("reproj", s)``, ``("smooth", s)``,
-        with hints ``("hint", s)`` and ``("hint_won", s)`` (fraction of pixels where the hint
-        won). Adds the ``("automask", s)`` and ``("hint_mask", s)`` masks to ``outputs``."""
+        """Total loss and its terms for warped ``outputs`` (see :meth:`warp_sources`): ``"loss"``, and per scale s
+        ``("loss", s)``, ``("reproj", s)``, ``("smooth", s)``, with hints ``("hint", s)`` and ``("hint_won", s)``
+        (fraction of pixels where the hint won). Adds the ``("automask", s)`` and ``("hint_mask", s)`` masks to
+        ``outputs``."""
         losses = {}
         total = 0.0
         sources = self.frame_ids[1:]

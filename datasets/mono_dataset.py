@@ -138,14 +138,12 @@ def load_depth_hint(path, height, width, do_flip):
 
 
 class MonoDataset(paddle.io.Dataset):
-    """Base class of the KITTI datasets (docs/METHOD.md, section 1); subclasses give the paths.
-
-    Args: ``data_path``; ``filenames`` (split lines ``<folder> <frame> <l|r>``); ``height``, ``width`` (multiples of
-    32); ``frame_idxs`` (e.g. [0, -1, 1, "s"]); ``num_scales``; ``is_train`` (enables flips and colour jitter);
-    ``img_ext`` ('.jpg' or '.png'); ``use_depth_hints``; ``depth_hint_path`` (default ``<data_path>/depth_hints``);
-    ``split_file`` (optional, only named in error messages); ``intrinsics``: a normalised 4x4 K, or a callable
-    folder -> K such as ``camera.IntrinsicsLookup`` (default: KITTI's).
-    """
+    """Base class of the KITTI datasets (docs/METHOD.md, section 1); subclasses give the paths. Args: ``data_path``;
+    ``filenames`` (split lines ``<folder> <frame> <l|r>``); ``height``, ``width`` (multiples of 32); ``frame_idxs``
+    (e.g. [0, -1, 1, "s"]); ``num_scales``; ``is_train`` (enables flips and colour jitter); ``img_ext`` ('.jpg' or
+    '.png'); ``use_depth_hints``; ``depth_hint_path`` (default ``<data_path>/depth_hints``); ``split_file`` (only
+    named in error messages); ``intrinsics``: a normalised 4x4 K, or a callable folder -> K such as
+    ``camera.IntrinsicsLookup`` (default: KITTI's)."""
 
     K = KITTI_K
     full_res_shape = (1242, 375)
