@@ -42,7 +42,6 @@ class RunGuard:
         self.watchdog = None
 
     # ------------------------------------------------------------------ the context
-
     def __enter__(self):
         self._old_handlers = {}
 
@@ -91,7 +90,6 @@ class RunGuard:
         self._error = exc
 
     # ------------------------------------------------------------------ the batches
-
     def batches(self, loader):
         """The batches of ``loader`` (see :func:`datasets.checked_batches`) until it ends or the
         run stops (then ``weights_last`` is saved and :attr:`stopped` set)."""
@@ -141,7 +139,6 @@ class RunGuard:
         return window, None
 
     # ------------------------------------------------------------------ stopping
-
     def _save_all(self):
         """weights_last, written by rank 0 while the others wait (a launcher ends the whole job
         when the first rank exits)."""
@@ -169,8 +166,6 @@ class RunGuard:
 
 # ----------------------------------------------------------------------------- collectives
 # beyond paddle.DataParallel's gradient all-reduce (NCCL on GPUs, gloo on CPUs)
-
-
 def max_over_ranks(values):
     """The element-wise maximum of a list of ints over all ranks (one small all-reduce)."""
     t = paddle.to_tensor([int(v) for v in values], dtype="int64")
@@ -210,8 +205,6 @@ def lost_rank(exc, world_size, models_dir):
 
 
 # ----------------------------------------------------------------------------- the watchdog
-
-
 class LoaderWatchdog:
     """A read on a dead network mount blocks for good: Paddle's DataLoader waits in C++ (its ``timeout`` does not end
     the wait) and Ctrl-C cannot reach a worker stuck in the kernel. Call ``waiting()`` before asking for a batch and

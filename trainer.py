@@ -111,7 +111,6 @@ class Trainer:
             self.num_total_steps = min(self.num_total_steps, opt.max_steps)
 
     # ------------------------------------------------------------------ one step
-
     def to_tensors(self, batch):
         """Batched dict (numpy arrays or the DataLoader's CPU tensors) -> tensors on the device."""
         out = {}
@@ -159,7 +158,6 @@ class Trainer:
         return float(values[:n].mean()), (float(values[n:].mean()) if won else None)
 
     # ------------------------------------------------------------------ the loop
-
     def done(self):
         return self.opt.max_steps is not None and self.step >= self.opt.max_steps
 
@@ -218,7 +216,6 @@ class Trainer:
             self.save_checkpoint("weights_{}".format(self.epoch - 1))
 
     # ------------------------------------------------------------------ validation
-
     def val(self, step=None):
         """Loss (and depth metrics when ground truth exists) on one validation batch."""
         self.model.eval()
@@ -236,7 +233,6 @@ class Trainer:
         return losses
 
     # ------------------------------------------------------------------ checkpoints
-
     def save_opts(self):
         """Write opt.json (all options) to the log folder and models/ (where Monodepth2 keeps it)."""
         for folder in (self.log_path, self.models_dir):
