@@ -119,14 +119,12 @@ class DepthHintsLoss:
                 # tiny noise breaks ties between identical errors
                 identity = identity_cache[source_scale] + paddle.randn(reproj.shape, dtype=reproj.dtype) * 1e-5
 
-            reproj_mask, hint_mask = layers.compute_loss_masks(reproj, identity, hint_pe)
-            reproj_mask = reproj_mask.detach()
+            reproj_mask, hint_mask = layers.compute_loss_masks(reproj, identity, hint_pe)  # no gradient
             loss = paddle.sum(reproj * reproj_mask) / (paddle.sum(reproj_mask) + 1e-7)
             losses[("reproj", scale)] = loss
             if self.predictive_mask:
                 loss = loss + weighting
             if hint_mask is not None:
-                hint_mask = hint_mask.detach()
                 hint_term = layers.compute_proxy_supervised_loss(outputs[("depth", 0, scale)], inputs["depth_hint"],
                                                                  hint_valid, hint_mask)
                 loss = loss + hint_term

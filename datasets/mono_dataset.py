@@ -12,7 +12,7 @@ import paddle
 from PIL import Image
 
 import kitti_utils
-from camera import KITTI_K
+from camera import KITTI_K, scale_intrinsics
 from image_io import LANCZOS, load_image
 from kitti_utils import parse_split_line
 from utils import ToolkitError
@@ -214,9 +214,8 @@ class MonoDataset(paddle.io.Dataset):
     def scaled_K(self, scale, K=None):
         """(K, inv_K) float32 for ``scale`` (rows 0/1 of the normalised ``K``, default the
         dataset's, times width/height // 2**scale)."""
-        K = np.array(self.K if K is None else K, dtype=np.float32)
-        K[0, :] *= self.width // (2 ** scale)
-        K[1, :] *= self.height // (2 ** scale)
+        K = scale_intrinsics(self.K if K is None else K, self.width // (2 ** scale), self.height // (2 ** scale),
+                             np.float32)
         return K, np.linalg.pinv(K).astype(np.float32)
 
     rng = random  # where augmentation is drawn from (get_item sets it per item)

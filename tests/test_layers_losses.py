@@ -129,6 +129,15 @@ def test_loss_masks_without_automask():
     np.testing.assert_array_equal(rm.numpy().ravel(), [1, 1, 1, 1])
 
 
+def test_loss_masks_carry_no_gradient_from_losses_that_do():
+    r, i, h = _row(1, 5, 2), _row(5, 1, 2), _row(5, 5, 1)
+    for x in (r, i, h):
+        x.stop_gradient = False
+    for args in ((r, i, h), (r, None, h), (r, i, None), (r, None, None)):
+        rm, hm = layers.compute_loss_masks(*args)
+        assert rm.stop_gradient and (hm is None or hm.stop_gradient)
+
+
 def test_proxy_supervised_loss_hand_computed():
     pred = _row(1, 2, 3, 4)
     target = _row(2, 2, 1, 4.5)
