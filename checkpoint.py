@@ -178,8 +178,7 @@ def _intact(folder):
 
 
 def find_resume_checkpoint(models_dir, log=print):
-    """The intact checkpoint folder under ``models_dir`` with the highest step, or None; folders whose
-    files do not read back (truncated, damaged) are skipped, each with one line through ``log``."""
+    """The intact checkpoint folder under ``models_dir`` with the highest step, or None (damaged: a ``log`` line)."""
     if not os.path.isdir(models_dir):
         return None
     candidates = []
@@ -217,8 +216,7 @@ def list_checkpoints(models_dir):
 
 
 def check_models_dir(models_dir, resume, overwrite, load_weights_folder=None):
-    """Refuse (ToolkitError) to start a new run where one saved checkpoints, unless ``resume`` or
-    ``overwrite`` is asked for; and to overwrite the folder that ``load_weights_folder`` is in."""
+    """ToolkitError unless a folder's checkpoints are resumed or overwritten (never ``load_weights_folder``'s)."""
     found = list_checkpoints(models_dir)
     if overwrite and found and load_weights_folder:
         inside = os.path.abspath(os.path.expanduser(load_weights_folder))

@@ -22,8 +22,7 @@ _FILE_MODE = 0o666 & ~_UMASK  # mode of a normally created file (mkstemp uses 06
 
 
 def readlines(path):
-    """The lines of a text file without their newlines, blank lines dropped; :class:`MissingFileError` (a
-    ToolkitError) naming the file when it is missing."""
+    """A text file's lines without newlines, blank ones dropped; :class:`MissingFileError` naming a missing file."""
     if not os.path.isfile(path):
         raise MissingFileError(f"file not found ({path}): check the path / split name")
     with open(path, "r") as f:
@@ -98,8 +97,7 @@ def clean_stale_temp_files(folder, older_than=PROCESS_START):
 
 # ----------------------------------------------------------------------------- output paths
 def check_output_dir(path, flag, create=False):
-    """The absolute ``path`` when it is, or can be created as, a writable folder; else a
-    one-line ToolkitError naming ``flag``. ``create`` makes the folder."""
+    """Absolute ``path`` if it is or can be a writable folder (``create``: made), else ToolkitError naming ``flag``."""
     given = path
     path = os.path.abspath(os.path.expanduser(os.fspath(path)))
     existing = path

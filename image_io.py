@@ -74,8 +74,7 @@ def load_image(path, missing_fix="check the path"):
 
 
 def normalize_image(x):
-    """An image (paddle tensor or numpy array) rescaled to [0, 1] by its min and max; a constant image is divided
-    by 1e5 instead of 0 (as in Monodepth2)."""
+    """An image (tensor or array) rescaled to [0, 1] by its min and max (a constant one: / 1e5, as Monodepth2)."""
     ma = float(x.max())
     mi = float(x.min())
     d = ma - mi if ma != mi else 1e5
@@ -83,8 +82,7 @@ def normalize_image(x):
 
 
 def colormap_disp(disp, vmax_percentile=95):
-    """Disparity (H,W) numpy array or tensor -> (H,W,3) uint8 RGB with the magma colour map, normalised by
-    [min, 95th percentile] as in Monodepth2's test_simple."""
+    """Disparity (H,W) -> (H,W,3) uint8 magma RGB normalised by [min, 95th percentile], as Monodepth2's test_simple."""
     import matplotlib.cm
     d = np.squeeze(np.asarray(disp, dtype=np.float64))
     if d.ndim != 2:

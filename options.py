@@ -329,8 +329,7 @@ def explicit_num_layers(opt):
 
 
 def validate_options(opt):
-    """Reject invalid option combinations and values with one-line ToolkitErrors (only the flags:
-    ``datasets.check_training_data`` checks the data)."""
+    """Reject invalid option values and combinations with one-line ToolkitErrors (the data: check_training_data)."""
     for name, value in sorted(vars(opt).items()):
         if any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, list) else [value])):
             raise _err("{} must be a finite number, got {}".format(name, value), "--" + name, "give a finite value")

@@ -83,16 +83,14 @@ class RunGuard:
                 signal.signal(sig, h)
 
     def defer(self, exc):
-        """A load error outside the training batches (validation): raised now in one process,
-        at the next agreement (on every rank) in data parallel."""
+        """A load error outside the training batches (validation): raised now, or at the ranks' next agreement."""
         if self.world_size == 1:
             raise exc
         self._error = exc
 
     # ------------------------------------------------------------------ the batches
     def batches(self, loader):
-        """The batches of ``loader`` (see :func:`datasets.checked_batches`) until it ends or the
-        run stops (then ``weights_last`` is saved and :attr:`stopped` set)."""
+        """``loader``'s batches (:func:`datasets.checked_batches`) until it ends or the run stops (and saves)."""
         it = checked_batches(loader, self.num_workers, self.watchdog)
         if self.world_size == 1:
             while self.signal is None:
@@ -140,8 +138,7 @@ class RunGuard:
 
     # ------------------------------------------------------------------ stopping
     def _save_all(self):
-        """weights_last, written by rank 0 while the others wait (a launcher ends the whole job
-        when the first rank exits)."""
+        """weights_last, written by rank 0 while the others wait (a launcher ends the job when the first rank exits)."""
         self.save()
         if self.world_size > 1:
             barrier()
@@ -178,8 +175,7 @@ def barrier():
 
 
 def check_weights_in_sync(parameters, step):
-    """Sanity check: every rank holds the same trained weights (BN running statistics, which
-    stay per rank, have no gradient and are left out)."""
+    """Sanity check: every rank holds the same trained weights (BN running statistics stay per rank: left out)."""
     total = float(sum(float(p.astype("float64").sum()) for p in parameters if not p.stop_gradient))
     extremes = paddle.to_tensor([total, -total], dtype="float64")
     dist.all_reduce(extremes, op=dist.ReduceOp.MAX)  # [max, -min] over the ranks in one collective
@@ -193,8 +189,7 @@ COLLECTIVE_ERRORS = ("gloo", "NCCL", "nccl", "ProcessGroup")
 
 
 def lost_rank(exc, world_size, models_dir):
-    """A one-line ToolkitError when ``exc`` is a failed collective of a data-parallel run (a
-    gloo / NCCL error or timeout: another rank stopped or died), else None."""
+    """A one-line ToolkitError if ``exc`` is a failed gloo / NCCL collective (another rank stopped or died), or None."""
     text = str(exc)
     if world_size <= 1 or not any(k in text for k in COLLECTIVE_ERRORS):
         return None

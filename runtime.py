@@ -33,8 +33,7 @@ def quiet_paddle_notices():
 
 
 def set_cpu_threads(n=None):
-    """Let Paddle's CPU kernels use ``n`` threads (default ``$OMP_NUM_THREADS`` or all cores; Paddle 3
-    defaults to one). Returns the number set."""
+    """Paddle's CPU kernels use ``n`` threads (default ``$OMP_NUM_THREADS`` or all cores; Paddle 3's: 1); returns n."""
     if n is None:
         n = int(os.environ.get("OMP_NUM_THREADS") or 0) or (os.cpu_count() or 1)
     import paddle

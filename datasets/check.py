@@ -147,8 +147,7 @@ def find_bad_file(dataset, idx):
 
 
 def check_split(dataset, max_listed=MAX_LISTED):
-    """Raise :class:`ToolkitError` listing the first ``max_listed`` missing files (and how many
-    are missing in all) if any file an item of ``dataset`` reads does not exist; else None."""
+    """ToolkitError naming the first ``max_listed`` missing files (and the count) of those ``dataset`` reads."""
     listings = {}  # folder -> its names
     missing = {}
     for kind, path, _ in _unique_files([dataset]):
@@ -196,8 +195,7 @@ def check_contents(datasets, full=False, workers=None, progress=None):
 
 
 def bad_files_error(bad, full, what="the training data", how=None):
-    """The one-line ToolkitError for :func:`check_contents`' findings: all of them with
-    ``full``, else the first ``MAX_LISTED`` and the counts."""
+    """The ToolkitError of :func:`check_contents`' findings: all with ``full``, else the first ``MAX_LISTED``."""
     kinds = [k for k in KINDS if any(b[0] == k for b in bad)]
     counts = ", ".join("{} {}".format(sum(1 for b in bad if b[0] == k), LABELS[k]) for k in kinds)
     listed = bad if full else bad[:MAX_LISTED]
@@ -218,9 +216,8 @@ def check_eval_split(dataset):
 
 
 def check_training_data(opt):
-    """Check data path, split files and every file of the train and val lists (ToolkitError):
-    they exist, and (``opt.check_data``) look right (quick) or decode (full). Returns the unwrapped
-    ``build_dataset(opt, "train", is_train=True), build_dataset(opt, "val", is_train=False)``."""
+    """Data path, split files and every file of the train and val lists exist and (``opt.check_data``) look right or
+    decode, else a ToolkitError. Returns ``build_dataset(opt, "train", True), build_dataset(opt, "val", False)``."""
     from .kitti_dataset import build_dataset, split_dir_of
     if not os.path.isdir(opt.data_path):
         raise ToolkitError(f"data path not found: {opt.data_path} (--data_path): point --data_path at the KITTI "
