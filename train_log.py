@@ -61,7 +61,7 @@ class TrainLog:
             format_duration(eta if eta == eta else 0)), {"loss": "{:.4f}".format(loss), "epoch": epoch})
 
     def delete_visualdl_records(self):
-        """Delete an earlier run's VisualDL records (``--overwrite``: its curves would mix with the new); returns them."""
+        """Delete the VisualDL records of an earlier run (``--overwrite``: its curves would mix in); returns them."""
         if not self.enabled or self.writers:
             return []
         folders = [os.path.join(self.log_path, mode) for mode in ("train", "val")]
