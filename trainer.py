@@ -1,9 +1,8 @@
-"""The training loop of Monodepth2 / Depth Hints in PaddlePaddle: ``Trainer(opt).train()``.
-
-Each step runs the networks (networks.DepthHintsModel), warps and scores (losses.DepthHintsLoss) and
-updates Adam. Checkpoints (checkpoint.py) go to ``<log_dir>/<model_name>/models/``: ``weights_<epoch>/``
-per ``--save_frequency`` and at the end, ``weights_last/`` when training stops mid-epoch (--max_steps;
-Ctrl-C, SIGTERM or a sample that fails to load: run_guard.py); ``--resume`` continues the newest intact one.
+"""The training loop of Monodepth2 / Depth Hints in PaddlePaddle: ``Trainer(opt).train()``. Each step runs the networks
+(networks.DepthHintsModel), warps and scores (losses.DepthHintsLoss) and updates Adam. Checkpoints (checkpoint.py) go to
+``<log_dir>/<model_name>/models/``: ``weights_<epoch>/`` per ``--save_frequency`` and at the end, ``weights_last/`` when
+training stops mid-epoch (--max_steps; Ctrl-C, SIGTERM or a sample that fails to load: run_guard.py); ``--resume``
+continues the newest intact one.
 """
 import os
 import random

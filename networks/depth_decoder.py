@@ -1,10 +1,8 @@
-"""Monodepth2 depth decoder (docs/METHOD.md, section 2).
-
-All convolutions live in one LayerList ``decoder`` in Monodepth2's construction order: upconv(4,0),
-upconv(4,1), upconv(3,0), ..., upconv(0,1), then dispconv(s) per scale (14 for 4 scales); a ConvBlock's
-weights are ``decoder.k.conv.conv.*``, a dispconv's ``decoder.k.conv.*``. Every convolution's input is
-padded by the attributes ``reflection_pad1`` and ``upsample_pad1`` (layers' functions), which the export
-replaces on an instance with traced forms of the same values (export_ops.py).
+"""Monodepth2 depth decoder (docs/METHOD.md, section 2). All convolutions live in one LayerList ``decoder`` in
+Monodepth2's construction order: upconv(4,0), upconv(4,1), upconv(3,0), ..., upconv(0,1), then dispconv(s) per scale (14
+for 4 scales); a ConvBlock's weights are ``decoder.k.conv.conv.*``, a dispconv's ``decoder.k.conv.*``. Every
+convolution's input is padded by the attributes ``reflection_pad1`` and ``upsample_pad1`` (layers' functions), which the
+export replaces on an instance with traced forms of the same values (export_ops.py).
 """
 import paddle
 import paddle.nn as nn
