@@ -60,9 +60,8 @@ def optimizer_state_from_struct(state, models):
 
 
 def save_checkpoint(folder, models, optimizer=None, trainer_state=None, meta=None):
-    """Write ``models`` ({name: Layer}), Adam and the trainer state to ``folder`` as one unit; ``meta``
-    (:func:`encoder_meta`) goes into ``encoder.pdparams``. Returns the folder. A write error (a full disk)
-    or weights not all finite leave an earlier checkpoint of ``folder`` as it was (one-line ToolkitError)."""
+    """Write ``models`` ({name: Layer}), Adam and the trainer state (``meta``: into encoder.pdparams) to ``folder`` as
+    one unit; returns it. A write error or a non-finite weight: a ToolkitError, the earlier ``folder`` kept."""
     floats = (paddle.float16, paddle.float32, paddle.float64)
     for name, model in models.items():
         for key, value in model.state_dict().items():

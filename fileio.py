@@ -78,9 +78,8 @@ def atomic_paddle_save(obj, path):
 
 
 def clean_stale_temp_files(folder, older_than=PROCESS_START):
-    """Delete the temp files of the atomic writers (``.<name>.<random>.tmp``) that a killed process left in ``folder``
-    (not its subfolders): only names of that pattern, and only files last modified before ``older_than`` (default: this
-    process's start), so another process's write in progress is left alone. Returns the deleted paths."""
+    """Delete the atomic writers' temp files (``.<name>.<random>.tmp``) a killed process left in ``folder`` (not below)
+    and last modified before ``older_than`` (default: this process's start, sparing others' writes); returns them."""
     try:
         names = os.listdir(folder)
     except OSError:
@@ -134,9 +133,8 @@ def check_output_file(path, flag):
 
 
 def read_npy_header(path):
-    """``(shape, fortran_order, dtype, file_size, full_size)`` of a .npy file from its header alone (cheap enough for
-    every file of a split); ``full_size`` is the size the header promises, so ``file_size < full_size`` means truncated.
-    OSError / ValueError when the file is missing or not a .npy."""
+    """``(shape, fortran_order, dtype, file_size, full_size)`` of a .npy file from its header alone (cheap for a whole
+    split); ``file_size < full_size`` (what the header promises) means truncated. OSError / ValueError if not a .npy."""
     fmt = np.lib.format
     size = os.path.getsize(path)
     with open(path, "rb") as f:

@@ -35,9 +35,8 @@ class DegenerateImageError(ImageReadError):
 
 
 def _to_rgb(img):
-    """A decoded PIL image of any mode -> RGB, 8 bits per channel (alpha dropped). 16-bit greyscale (modes
-    ``I;16*``, ``I``) is scaled by ``round(v * 255 / 65535)``, so ``x * 257`` equals its 8-bit twin ``x``, as PIL's
-    own decoding of 16-bit RGB(A) PNGs (it keeps the high byte) also maps it."""
+    """A decoded PIL image of any mode -> 8-bit RGB (alpha dropped). 16-bit greyscale (``I;16*``, ``I``) is scaled
+    by ``round(v * 255 / 65535)``, so ``x * 257`` becomes ``x``, as PIL's own decoding of 16-bit RGB(A) PNGs maps it."""
     if img.mode in SIXTEEN_BIT_MODES:
         v = np.clip(np.asarray(img, dtype=np.int64), 0, 65535)
         v8 = ((v * 255 * 2 + 65535) // (2 * 65535)).astype(np.uint8)   # round(v * 255 / 65535)
@@ -48,9 +47,8 @@ def _to_rgb(img):
 
 
 def load_image(path, missing_fix="check the path"):
-    """The image at ``path`` as an RGB PIL image (:func:`_to_rgb`); :class:`MissingImageError` (``missing_fix``
-    is its "how to fix": training names --data_path and --png), :class:`ImageDecodeError`, or
-    :class:`DegenerateImageError` (fewer than :data:`MIN_SIDE` pixels on a side)."""
+    """The image at ``path`` as an RGB PIL image (:func:`_to_rgb`), else :class:`MissingImageError` (its fix:
+    ``missing_fix``), :class:`ImageDecodeError` or :class:`DegenerateImageError` (under :data:`MIN_SIDE` pixels)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise MissingImageError(f"image not found ({path}): {missing_fix}", path, "file not found")

@@ -93,9 +93,8 @@ def odom_poses_path(data_path, sequence):
 
 
 def parse_split_line(line, lineno=None, source=None, side_required=True):
-    """``(folder, frame_index, side)`` of one split line; a ToolkitError names the line (and
-    ``source``). ``side_required=False`` also takes ``<folder> <frame_index>`` (side None), as
-    precompute_depth_hints.py does (it computes both sides)."""
+    """``(folder, frame_index, side)`` of one split line, or a ToolkitError naming it (and ``source``);
+    ``side_required=False`` also takes ``<folder> <frame_index>`` (side None), as precompute_depth_hints.py does."""
     parts = str(line).split()
     where = "split line" + (f" {lineno}" if lineno is not None else "") + f" '{str(line).strip()}'"
     if source:

@@ -45,9 +45,8 @@ class DepthHintsLoss:
         return cls(frame_ids=frame_ids, **{k: getattr(opt, k) for k in cls.OPTIONS})
 
     def warp_sources(self, inputs, outputs):
-        """Add ``("depth", 0, s)``, ``("sample", f, s)`` and ``("color", f, s)`` (each source
-        frame warped into the target at scale s) to ``outputs``; with hints also
-        ``("color_depth_hint", "s", 0)``, the stereo image warped with the hint."""
+        """Add ``("depth", 0, s)``, ``("sample", f, s)`` and ``("color", f, s)`` (source f warped into the target at
+        scale s) to ``outputs``; with hints ``("color_depth_hint", "s", 0)``, warped with the hint."""
         for scale in self.scales:
             disp = outputs[("disp", scale)]
             source_scale = scale if self.v1_multiscale else 0
@@ -80,10 +79,9 @@ class DepthHintsLoss:
         return paddle.min(errors, axis=1, keepdim=True) if errors.shape[1] > 1 else errors
 
     def __call__(self, inputs, outputs):
-        """Total loss and its terms for warped ``outputs`` (see :meth:`warp_sources`): ``"loss"``, and per scale s
-        ``("loss", s)``, ``("reproj", s)``, ``("smooth", s)``, with hints ``("hint", s)`` and ``("hint_won", s)``
-        (fraction of pixels where the hint won). Adds the ``("automask", s)`` and ``("hint_mask", s)`` masks to
-        ``outputs``."""
+        """Total loss and its terms for warped ``outputs`` (:meth:`warp_sources`): ``"loss"``, per scale s
+        ``("loss", s)``, ``("reproj", s)``, ``("smooth", s)``, with hints ``("hint", s)``, ``("hint_won", s)`` (the
+        hint's share of pixels). Adds the ``("automask", s)`` and ``("hint_mask", s)`` masks to ``outputs``."""
         losses = {}
         total = 0.0
         sources = self.frame_ids[1:]

@@ -246,9 +246,8 @@ def load_config(path):
 
 
 def config_values(parser, path):
-    """The options of a config file as values for ``parser``'s defaults, converted and checked
-    like argparse does (type, choices). A value is never a flag: nothing in the file becomes
-    a command-line token, and a string that starts with '-' is refused."""
+    """A config file's options as values for ``parser``'s defaults, converted and checked as argparse does (type,
+    choices). A value is never a flag: nothing in it becomes a command-line token; one starting with '-' is refused."""
     actions = {a.dest: a for a in parser._actions if a.option_strings}
     out = {}
 

@@ -59,9 +59,8 @@ def hsv_to_rgb(x):
 
 
 class ColorJitter:
-    """One colour-jitter draw (torchvision ColorJitter semantics) applied to (3, H, W) float arrays in [0, 1]:
-    brightness/contrast/saturation blend factors and a hue shift, in the drawn order. ``ColorJitter.draw(rng)`` samples
-    the parameters with ``rng`` (a ``random.Random`` or the ``random`` module)."""
+    """One colour-jitter draw (torchvision ColorJitter semantics) for (3, H, W) float arrays in [0, 1]: brightness,
+    contrast, saturation factors and a hue shift, in the drawn order (``ColorJitter.draw(rng)``)."""
 
     def __init__(self, brightness=1.0, contrast=1.0, saturation=1.0, hue=0.0, order=(0, 1, 2, 3)):
         self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue

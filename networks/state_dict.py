@@ -21,9 +21,8 @@ _MAX_LISTED = 6
 
 
 def load_weights_file(path, what=None):
-    """The state dict of a ``.pdparams`` file as ``paddle.load(path, return_numpy=True)`` gives it, read without
-    running code by ``safe_load.load_paddle`` (``paddle.load`` is ``pickle.load``, PaddlePaddle issue 77735).
-    A missing or unreadable file is a one-line ToolkitError naming it, one with code a ``safe_load.UnsafeFileError``."""
+    """A ``.pdparams`` file's state dict as ``paddle.load(path, return_numpy=True)`` gives it, read by
+    ``safe_load.load_paddle`` (``paddle.load`` is ``pickle.load``: PaddlePaddle issue 77735); a bad file: one line."""
     import safe_load  # only when a file is read: a --weights_init scratch run never needs it
 
     what = what or os.path.basename(str(path))
@@ -88,9 +87,8 @@ def load_state_dict_strict(model, state, what="encoder.pdparams"):
 
 
 def imagenet_state_for(state, num_input_images=1):
-    """Turn a single-image ResNet state dict (keys with or without ``encoder.``) into one for
-    the un-prefixed ResNet: ``fc`` and metadata dropped, ``conv1`` tiled N times on the input-channel
-    axis and divided by N when ``num_input_images`` = N > 1 (Monodepth2's pose encoder)."""
+    """A single-image ResNet state dict (keys with or without ``encoder.``) for the un-prefixed ResNet: ``fc`` and
+    metadata dropped, ``conv1`` tiled N times on its inputs and divided by N if ``num_input_images`` = N > 1."""
     tensors = {k.removeprefix("encoder."): v for k, v in state.items() if isinstance(k, str) and hasattr(v, "shape")}
     out = {k: v for k, v in tensors.items() if k not in FC_KEYS}
     w = out.get("conv1.weight")
