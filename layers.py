@@ -54,8 +54,7 @@ def get_translation_matrix(translation_vector):
 
 
 def transformation_from_parameters(axisangle, translation, invert=False):
-    """Pose-network output (B,1,3), (B,1,3) -> 4x4 transform (B,4,4): M = T(t) @ R, or with
-    ``invert`` its inverse R^T @ T(-t)."""
+    """Pose-network output (B,1,3) x 2 -> transform (B,4,4): M = T(t) @ R, or with ``invert`` R^T @ T(-t)."""
     R = rot_from_axisangle(axisangle)
     if invert:
         return paddle.matmul(R.transpose([0, 2, 1]), get_translation_matrix(-translation))
@@ -206,8 +205,7 @@ _SSIM = SSIM()
 
 
 def reprojection_target_stats(target):
-    """SSIM statistics of ``target`` to pass to every :func:`compute_reprojection_loss` with that
-    target (no gradient flows into them)."""
+    """SSIM statistics of ``target`` for every :func:`compute_reprojection_loss` with it (no gradient flows in)."""
     return _SSIM.target_stats(target.detach() if not target.stop_gradient else target)
 
 
@@ -230,8 +228,7 @@ def neighbour_diff(x, axis):
 
 
 def get_smooth_loss(disp, img):
-    """Edge-aware smoothness, a scalar (docs/METHOD.md, section 4); ``disp`` is used as given (the
-    caller mean-normalises it)."""
+    """Edge-aware smoothness (a scalar; docs/METHOD.md, section 4) of ``disp`` as given (the caller normalises it)."""
     gdx = paddle.abs(neighbour_diff(disp, 3))
     gdy = paddle.abs(neighbour_diff(disp, 2))
     gix = paddle.mean(paddle.abs(img[:, :, :, :-1] - img[:, :, :, 1:]), axis=1, keepdim=True)

@@ -23,8 +23,7 @@ def check_input_size(height, width, flag="--height/--width", what="input size",
 
 
 class ToolkitError(Exception):
-    """A user-facing error: CLIs print it as one line on stderr and exit with code 2. Its message reads
-    ``<what> (<file or flag>): <how to fix>``."""
+    """A user-facing error, printed by CLIs as one line (exit code 2): ``<what> (<file or flag>): <how to fix>``."""
 
 
 class MissingFileError(ToolkitError, FileNotFoundError):
@@ -32,8 +31,7 @@ class MissingFileError(ToolkitError, FileNotFoundError):
 
 
 def run_cli(fn, *args, **kwargs):
-    """Run a CLI's work: its exit code is fn's result when that is an int, else 0; a ToolkitError becomes one
-    `error: ...` line on stderr and exit code 2."""
+    """Run a CLI's ``fn``: its int result is the exit code (else 0); a ToolkitError: one `error:` line, code 2."""
     try:
         result = fn(*args, **kwargs)
     except ToolkitError as exc:

@@ -126,8 +126,7 @@ def read_depth_hint(path):
 
 
 def load_depth_hint(path, height, width, do_flip):
-    """:func:`read_depth_hint`, flipped when the sample is flipped, nearest-resized to
-    (height, width). Returns (1, H, W) float32."""
+    """:func:`read_depth_hint`, flipped with the sample, nearest-resized to (height, width): (1, H, W) float32."""
     import cv2
     hint = read_depth_hint(path)
     if do_flip:
@@ -202,8 +201,7 @@ class MonoDataset(paddle.io.Dataset):
         return {i: stereo if i == "s" else (folder, frame_index + int(i), side) for i in self.frame_idxs}
 
     def normalised_K(self, folder, do_flip=False):
-        """The normalised K of ``folder``'s camera; mirrored images mirror the principal point
-        (cx -> 1 - cx; KITTI's 0.5 stays)."""
+        """``folder``'s normalised K; mirrored images mirror the principal point (cx -> 1 - cx; KITTI's 0.5 stays)."""
         K = self.intrinsics(folder) if callable(self.intrinsics) else self.intrinsics
         K = np.array(self.K if K is None else K, dtype=np.float32)
         if do_flip:
@@ -211,8 +209,7 @@ class MonoDataset(paddle.io.Dataset):
         return K
 
     def scaled_K(self, scale, K=None):
-        """(K, inv_K) float32 for ``scale`` (rows 0/1 of the normalised ``K``, default the
-        dataset's, times width/height // 2**scale)."""
+        """(K, inv_K) float32 at ``scale``: the normalised ``K`` (default: the dataset's) in pixels of that scale."""
         K = scale_intrinsics(self.K if K is None else K, self.width // (2 ** scale), self.height // (2 ** scale),
                              np.float32)
         return K, np.linalg.pinv(K).astype(np.float32)

@@ -71,8 +71,7 @@ class DepthHintsModel(nn.Layer):
         return [self.models["pose_encoder"](images)] if self.pose_model_type == "separate_resnet" else images
 
     def predict_poses(self, inputs, features):
-        """Relative camera poses between the target and each temporal source frame. For a
-        negative frame id the pair is [frame, 0] and the transform is inverted."""
+        """Camera poses from the target to each temporal source (a negative id: the pair [frame, 0], inverted)."""
         outputs = {}
         temporal = [f for f in self.frame_ids[1:] if f != "s"]
         if self.num_pose_frames == 2:

@@ -30,8 +30,7 @@ class ResNetMultiImageInput(ResNet):
 
 
 def resnet_multiimage_input(num_layers, pretrained=False, num_input_images=1):
-    """Build a (multi-image) ResNet; ``pretrained`` False, True (ImageNet weights: the local
-    file, else Paddle's) or a path to local weights (networks.pretrained)."""
+    """A (multi-image) ResNet; ``pretrained``: False, True (ImageNet) or a path to weights (networks.pretrained)."""
     model = ResNetMultiImageInput(num_layers, num_input_images)
     if pretrained:
         from .pretrained import load_imagenet_weights  # the downloader, only when asked for

@@ -120,6 +120,5 @@ def infer_num_layers(state):
 
 
 def num_decoder_scales(state):
-    """How many disparity convs a DepthDecoder state dict holds (4 for scales 0..3, 1 for ``--scales 0``):
-    build the decoder with ``scales=range(n)``."""
+    """How many disparity convs a DepthDecoder state dict holds (4 for scales 0..3): build with ``scales=range(n)``."""
     return sum(1 for k in state if re.match(r"^decoder\.\d+\.conv\.weight$", str(k)))
