@@ -118,8 +118,7 @@ def reflection_pad1(x):
 
 
 def upsample(x):
-    """Nearest-neighbour upsampling by 2 (NCHW): out[..., 2i + a, 2j + b] = x[..., i, j] for
-    a, b in {0, 1}. No CPU twin: the decoder upsamples through :func:`upsample_pad1`."""
+    """Nearest-neighbour x2 (NCHW): out[..., 2i + a, 2j + b] = x[..., i, j]; the decoder uses upsample_pad1."""
     return F.interpolate(x, scale_factor=2, mode="nearest")
 
 

@@ -127,8 +127,7 @@ class Trainer:
         return outputs, self.loss(inputs, outputs)
 
     def train_step(self, batch):
-        """One optimisation step on a collated batch: (inputs, outputs, losses). The loss stays
-        on the device; :meth:`check_loss` reads it at the log interval and before a save."""
+        """One optimisation step: (inputs, outputs, losses); the loss stays on the device (read by check_loss)."""
         inputs = self.to_tensors(batch)
         outputs, losses = self.process_batch(inputs)
         self.optimizer.clear_grad()

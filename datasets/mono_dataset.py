@@ -217,8 +217,7 @@ class MonoDataset(paddle.io.Dataset):
     rng = random  # where augmentation is drawn from (get_item sets it per item)
 
     def sample_augmentation(self):
-        """Draw this sample's augmentation with ``self.rng``: ``(do_flip, jitter)`` where
-        ``jitter`` is a :class:`ColorJitter` or None. Only in training; each with probability 0.5."""
+        """``(do_flip, jitter: ColorJitter or None)`` drawn with ``self.rng``; in training each with chance 0.5."""
         do_color_aug = self.is_train and self.rng.random() > 0.5
         do_flip = self.is_train and self.rng.random() > 0.5
         jitter = (ColorJitter.draw(self.rng, self.brightness, self.contrast, self.saturation, self.hue)
