@@ -30,7 +30,6 @@ def disabled():
         ENABLED = old
 
 
-# ----------------------------------------------------------------------------- padding / upsampling
 def _gather(x, kind, rows, cols):
     """x[:, :, rows][:, :, :, cols] as one gather of flat indices, cached per kind, size and place."""
     b, c, h, w = x.shape
@@ -60,7 +59,6 @@ def upsample_pad1(x):
     return _gather(x, "up", rows, cols)
 
 
-# ----------------------------------------------------------------------------- convolution
 def add_channel_bias(y, bias):
     """``y + bias.reshape([1, C, 1, 1])`` as a (B*C, H*W) + (B*C, 1) add (Paddle's CPU add broadcasts
     [1, C, 1, 1] through a slow generic path). Twin of the conv bias in ``layers.Conv3x3``'s plain path."""
@@ -115,7 +113,6 @@ def conv3x3(x, weight, bias):
     return y if bias is None else add_channel_bias(y, bias)
 
 
-# ----------------------------------------------------------------------------- losses
 class _BoxFilter3(PyLayer):
     """Depthwise 3x3 'valid' correlation with a constant symmetric kernel; backward: the same correlation
     with zero padding 2 (its adjoint), ~3x cheaper than Paddle's depthwise-convolution backward on CPU."""

@@ -29,7 +29,6 @@ def readlines(path):
         return [line for line in f.read().splitlines() if line.strip()]
 
 
-# ----------------------------------------------------------------------------- atomic writes
 def _atomic_write(path, write_fn, binary=True):
     """Write ``path`` via ``write_fn(fileobj)`` into a temp file in the same folder, then ``os.replace`` it into place:
     readers never see a partial file and a failure leaves no temp file behind."""
@@ -94,7 +93,6 @@ def clean_stale_temp_files(folder, older_than=PROCESS_START):
     return removed
 
 
-# ----------------------------------------------------------------------------- output paths
 def check_output_dir(path, flag, create=False):
     """Absolute ``path`` if it is or can be a writable folder (``create``: made), else ToolkitError naming ``flag``."""
     given = path

@@ -183,9 +183,7 @@ def velo_to_image_matrix(calib_folder, cam=2):
         if key not in (velo2cam if which == "velo_to_cam" else cam2cam):
             raise ToolkitError(f"calibration entry '{key}' missing ({files[which]}): "
                                f"use the original KITTI calibration files")
-    Tr = np.eye(4)
-    Tr[:3, :3] = velo2cam["R"].reshape(3, 3)
-    Tr[:3, 3] = velo2cam["T"]
+    Tr = np.vstack([np.hstack([velo2cam["R"].reshape(3, 3), velo2cam["T"].reshape(3, 1)]), [0, 0, 0, 1.0]])
     R_rect = np.eye(4)
     R_rect[:3, :3] = cam2cam["R_rect_00"].reshape(3, 3)
     im_shape = cam2cam["S_rect_02"][::-1].astype(np.int32)
