@@ -3,10 +3,9 @@ and the input sizes the depth network takes. Files are fileio.py's, images image
 import sys
 
 
-# The input sizes the depth network takes: multiples of 32 (the ResNet encoder halves the
-# image five times and the decoder doubles it back) of at least 64 (the deepest, 1/32
-# feature map then has two pixels, the least the decoder's reflection padding needs), and at
-# most 4096 a side (a network of that size no longer fits in memory).
+# The input sizes the depth network takes: multiples of 32 (the ResNet encoder halves the image five times and the
+# decoder doubles it back) of at least 64 (the deepest, 1/32 feature map then has two pixels, the least the decoder's
+# reflection padding needs), and at most 4096 a side (a network of that size no longer fits in memory).
 INPUT_SIZE_MULTIPLE = 32
 MIN_INPUT_SIZE = 64
 MAX_INPUT_SIZE = 4096
@@ -14,8 +13,7 @@ MAX_INPUT_SIZE = 4096
 
 def check_input_size(height, width, flag="--height/--width", what="input size",
                      fix="use e.g. 640x192 or 1024x320"):
-    """One-line ToolkitError naming ``flag`` unless ``height`` and ``width`` are multiples of
-    32 from 64 to 4096; ``what`` names the size in the message, ``fix`` says what to do."""
+    """ToolkitError naming ``flag`` unless height and width are multiples of 32 from 64 to 4096 (``what``: the name)."""
     if (height % INPUT_SIZE_MULTIPLE or width % INPUT_SIZE_MULTIPLE or min(height, width) < MIN_INPUT_SIZE
             or max(height, width) > MAX_INPUT_SIZE):
         raise ToolkitError(f"{what} {width}x{height} is not a multiple of {INPUT_SIZE_MULTIPLE} of at least "

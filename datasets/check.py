@@ -77,8 +77,7 @@ def _check_image(path, full):
     return None if reason is None else "truncated or corrupt: " + reason
 
 
-# Hints are depths in the network's units (metres / 5.4), where the depth range ends at
-# --max_depth (default 100): beyond it no prediction can follow a hint.
+# Hints are depths in network units (metres / 5.4); beyond --max_depth (default 100) no prediction can follow one.
 HINT_MAX_DEPTH = 100.0
 
 
